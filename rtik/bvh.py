@@ -1,0 +1,347 @@
+"""BVH reader and writer.
+
+Reads any channel order, 3 or 6 (or any subset of the 6) channels on any joint, End Sites, tabs, repeated
+spaces, CRLF and scientific notation. A malformed file raises :class:`~rtik.errors.BVHError` naming the file and
+the line. Rotations come back as unit quaternions (XYZW) converted from each joint's own Euler order, so the
+rest of rtik never sees Euler angles; the writer converts back to the skeleton's channel orders.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtik import rotations as rot
+from rtik.errors import BVHError
+from rtik.skeleton import Skeleton
+
+_VALID_CHANNELS = {f"{a}{k}" for a in "XYZ" for k in ("position", "rotation")}
+
+
+@dataclass(frozen=True, eq=False)
+class Motion:
+    """A BVH clip.
+
+    Fields:
+        skeleton: hierarchy, offsets and channel layout.
+        frame_time: seconds per frame.
+        channels: raw channel values ``(F, C)`` float64 in file order (degrees, skeleton units).
+        source: file name the clip came from ("" if built in memory).
+    """
+
+    skeleton: Skeleton
+    frame_time: float
+    channels: np.ndarray
+    source: str = ""
+
+    @property
+    def num_frames(self) -> int:
+        return self.channels.shape[0]
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.frame_time if self.frame_time > 0 else 0.0
+
+    def _columns(self, j: int) -> list[int]:
+        start = sum(len(c) for c in self.skeleton.channels[:j])
+        return list(range(start, start + len(self.skeleton.channels[j])))
+
+    def local_positions(self) -> np.ndarray:
+        """Per-frame local translation of each joint ``(F, J, 3)``: position channels where present, else
+        the OFFSET (a position channel replaces the offset's component)."""
+        skel = self.skeleton
+        out = np.broadcast_to(skel.offsets, (self.num_frames, len(skel), 3)).copy()
+        for j, chans in enumerate(skel.channels):
+            for col, name in zip(self._columns(j), chans):
+                if name.endswith("position"):
+                    out[:, j, "XYZ".index(name[0])] = self.channels[:, col]
+        return out
+
+    def local_quats(self) -> np.ndarray:
+        """Local rotations ``(F, J, 4)`` XYZW; joints without rotation channels get identity."""
+        skel = self.skeleton
+        out = rot.quat_identity((self.num_frames, len(skel)))
+        for j, chans in enumerate(skel.channels):
+            cols = [c for c, n in zip(self._columns(j), chans) if n.endswith("rotation")]
+            if not cols:
+                continue
+            order = skel.rotation_order(j)
+            ang = np.zeros((self.num_frames, 3))
+            ang[:, : len(cols)] = self.channels[:, cols]
+            if len(cols) < 3:  # fewer than three rotation channels: pad with axes that stay at zero
+                order = order + "".join(a for a in "XYZ" if a not in order)
+            out[:, j] = rot.euler_to_quat(ang, order)
+        return out
+
+    def positions(self) -> np.ndarray:
+        """Global joint positions ``(F, J, 3)`` by forward kinematics, skeleton units."""
+        from rtik.kinematics import forward_kinematics
+
+        pos, _ = forward_kinematics(self.skeleton, self.local_quats(), local_pos=self.local_positions())
+        return pos
+
+
+# ------------------------------------------------------------------------------------------------- reading
+class _Tokens:
+    def __init__(self, text: str, name: str):
+        self.name = name
+        self.lines = text.splitlines()
+        self.i = 0  # next line index
+        self.toks: list[str] = []
+        self.line_no = 0
+
+    def error(self, msg: str, line: int | None = None) -> BVHError:
+        return BVHError(f"{self.name}:{line if line is not None else self.line_no}: {msg}")
+
+    def next(self) -> str:
+        while not self.toks:
+            if self.i >= len(self.lines):
+                raise self.error("unexpected end of file")
+            self.toks = self.lines[self.i].split()
+            self.i += 1
+            self.line_no = self.i
+        return self.toks.pop(0)
+
+    def expect(self, word: str) -> None:
+        t = self.next()
+        if t.upper() != word.upper():
+            raise self.error(f"expected {word!r}, found {t!r}")
+
+    def number(self) -> float:
+        t = self.next()
+        try:
+            return float(t)
+        except ValueError:
+            raise self.error(f"expected a number, found {t!r}") from None
+
+
+def _read_joint(tk: _Tokens, name: str, parent: int, acc: dict) -> None:
+    j = len(acc["names"])
+    if name in acc["names"]:
+        raise tk.error(f"duplicate joint name {name!r}")
+    acc["names"].append(name)
+    acc["parents"].append(parent)
+    acc["offsets"].append(None)
+    acc["channels"].append(())
+    acc["end_sites"].append(None)
+    tk.expect("{")
+    while True:
+        t = tk.next()
+        key = t.upper()
+        if key == "OFFSET":
+            acc["offsets"][j] = [tk.number(), tk.number(), tk.number()]
+        elif key == "CHANNELS":
+            raw = tk.next()
+            try:
+                n = int(raw)
+            except ValueError:
+                raise tk.error(f"expected a channel count, found {raw!r}") from None
+            if not 0 <= n <= 6:
+                raise tk.error(f"channel count {n} outside 0..6")
+            chans = tuple(tk.next() for _ in range(n))
+            bad = [c for c in chans if c not in _VALID_CHANNELS]
+            if bad or len(set(chans)) != n:
+                raise tk.error(f"invalid channels {' '.join(chans)}; valid: {', '.join(sorted(_VALID_CHANNELS))}")
+            acc["channels"][j] = chans
+        elif key == "JOINT":
+            _read_joint(tk, tk.next(), j, acc)
+        elif key == "END":
+            tk.expect("Site")
+            tk.expect("{")
+            tk.expect("OFFSET")
+            acc["end_sites"][j] = [tk.number(), tk.number(), tk.number()]
+            tk.expect("}")
+        elif key == "}":
+            break
+        else:
+            raise tk.error(f"unexpected {t!r} in joint {name!r}")
+    if acc["offsets"][j] is None:
+        raise tk.error(f"joint {name!r} has no OFFSET")
+
+
+def parse(text: str, name: str = "<string>") -> Motion:
+    """Parse BVH text; ``name`` appears in error messages."""
+    tk = _Tokens(text, name)
+    tk.expect("HIERARCHY")
+    tk.expect("ROOT")
+    acc = {"names": [], "parents": [], "offsets": [], "channels": [], "end_sites": []}
+    _read_joint(tk, tk.next(), -1, acc)
+    t = tk.next()
+    if t.upper() == "ROOT":
+        raise tk.error("several ROOT joints are not supported")
+    if t.upper() != "MOTION":
+        raise tk.error(f"expected 'MOTION', found {t!r} (unbalanced braces?)")
+    tk.expect("Frames:")
+    raw = tk.next()
+    try:
+        n_frames = int(raw)
+    except ValueError:
+        raise tk.error(f"expected a frame count, found {raw!r}") from None
+    if n_frames < 0:
+        raise tk.error(f"negative frame count {n_frames}")
+    tk.expect("Frame")
+    tk.expect("Time:")
+    frame_time = tk.number()
+    if not frame_time > 0:
+        raise tk.error(f"frame time must be positive, found {frame_time}")
+    if tk.toks:
+        raise tk.error(f"unexpected {tk.toks[0]!r} after the frame time")
+    skel = Skeleton(acc["names"], acc["parents"], acc["offsets"], acc["channels"], acc["end_sites"])
+    C = skel.num_channels
+    first = tk.i  # index of the first data line
+    rows = [ln for ln in tk.lines[first:] if ln.strip()]
+    if len(rows) < n_frames:
+        raise tk.error(f"truncated motion: header says {n_frames} frames, file has {len(rows)}", len(tk.lines))
+    rows = rows[:n_frames]
+    data = _parse_rows(rows, C, tk, first)
+    return Motion(skel, frame_time, data, name)
+
+
+def _parse_rows(rows: list[str], C: int, tk: _Tokens, first: int) -> np.ndarray:
+    if not rows:
+        return np.zeros((0, C))
+    try:
+        flat = np.array(" ".join(rows).split(), dtype=np.float64)
+    except ValueError:
+        flat = None
+    if flat is not None and flat.size == len(rows) * C:
+        return flat.reshape(len(rows), C)
+    # slow path, only to find and name the bad line
+    data_lines = [i for i in range(first, len(tk.lines)) if tk.lines[i].strip()]
+    for k, row in enumerate(rows):
+        vals = row.split()
+        line = data_lines[k] + 1
+        if len(vals) != C:
+            raise tk.error(f"frame {k} has {len(vals)} values, expected {C}", line)
+        for v in vals:
+            try:
+                float(v)
+            except ValueError:
+                raise tk.error(f"non-numeric value {v!r} in frame {k}", line) from None
+    raise tk.error("malformed motion data")  # unreachable in practice
+
+
+def read(path_or_file, name: str | None = None) -> Motion:
+    """Read a BVH from a path or a binary/text file object."""
+    if hasattr(path_or_file, "read"):
+        raw = path_or_file.read()
+        label = name or getattr(path_or_file, "name", "<stream>")
+    else:
+        label = name or os.fspath(path_or_file)
+        try:
+            with open(path_or_file, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            raise BVHError(f"{label}: cannot read: {e.strerror or e}") from e
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raw = raw.decode("latin-1")
+    return parse(raw, str(label))
+
+
+# ------------------------------------------------------------------------------------------------- writing
+def _fmt(x: float) -> str:
+    s = f"{x:.6f}"
+    return "0.000000" if s == "-0.000000" else s
+
+
+def header(skel: Skeleton, frame_time: float, n_frames: int, frames_width: int = 0) -> str:
+    """The HIERARCHY and MOTION header; ``frames_width`` pads the frame count so it can be rewritten in place."""
+    out = io.StringIO()
+
+    def joint(j: int, depth: int):
+        ind = "\t" * depth
+        kind = "ROOT" if skel.parents[j] < 0 else "JOINT"
+        out.write(f"{ind}{kind} {skel.names[j]}\n{ind}{{\n")
+        out.write(f"{ind}\tOFFSET {' '.join(_fmt(v) for v in skel.offsets[j])}\n")
+        ch = skel.channels[j]
+        out.write(f"{ind}\tCHANNELS {len(ch)}{''.join(' ' + c for c in ch)}\n")
+        for c in skel.children(j):
+            joint(c, depth + 1)
+        e = skel.end_sites[j]
+        if e is not None:
+            out.write(f"{ind}\tEnd Site\n{ind}\t{{\n{ind}\t\tOFFSET {' '.join(_fmt(v) for v in e)}\n{ind}\t}}\n")
+        out.write(f"{ind}}}\n")
+
+    out.write("HIERARCHY\n")
+    joint(0, 0)
+    out.write(f"MOTION\nFrames: {str(n_frames).ljust(frames_width)}\nFrame Time: {frame_time:.7f}\n")
+    return out.getvalue()
+
+
+def channels_from_pose(skel: Skeleton, local_quats, root_pos=None, local_pos=None) -> np.ndarray:
+    """Channel values ``(F, C)`` in the skeleton's layout from local rotations ``(F, J, 4)``.
+
+    Position channels take ``local_pos (F, J, 3)`` if given, else the offsets, with ``root_pos (F, 3)``
+    replacing the motion root's translation.
+    """
+    q = np.asarray(local_quats, dtype=np.float64)
+    F, J = q.shape[:2]
+    trans = np.broadcast_to(skel.offsets, (F, J, 3)).copy() if local_pos is None else np.array(local_pos)
+    if root_pos is not None:
+        trans[:, skel.motion_root()] = root_pos
+    cols = []
+    for j, chans in enumerate(skel.channels):
+        order = skel.rotation_order(j)
+        eul = rot.quat_to_euler(q[:, j], order) if len(order) == 3 else None
+        k = 0
+        for c in chans:
+            if c.endswith("position"):
+                cols.append(trans[:, j, "XYZ".index(c[0])])
+            else:
+                cols.append(eul[:, k] if eul is not None else np.zeros(F))
+                k += 1
+    return np.stack(cols, axis=-1) if cols else np.zeros((F, 0))
+
+
+def format_frames(channels) -> str:
+    """Motion lines for ``channels (F, C)``, one frame a line."""
+    return "".join(" ".join(_fmt(v) for v in row) + "\n" for row in np.asarray(channels))
+
+
+def dumps(motion: Motion) -> str:
+    return header(motion.skeleton, motion.frame_time, motion.num_frames) + format_frames(motion.channels)
+
+
+def write(path, motion: Motion) -> None:
+    """Write ``motion`` to ``path`` (atomically: a temporary file renamed into place)."""
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="\n") as f:
+        f.write(dumps(motion))
+    os.replace(tmp, path)
+
+
+def from_pose(skel: Skeleton, local_quats, frame_time: float, root_pos=None, source: str = "") -> Motion:
+    """A :class:`Motion` from local rotations ``(F, J, 4)`` and the motion root's translation ``(F, 3)``."""
+    return Motion(skel, frame_time, channels_from_pose(skel, local_quats, root_pos), source)
+
+
+_BVH_RE = re.compile(r"\.bvh$", re.IGNORECASE)
+
+
+def iter_archive(path, pattern: str = ""):
+    """Yield ``(member_name, Motion | BVHError)`` for every ``.bvh`` in a tar archive (``.tar``, ``.tar.xz``, ...)
+    in archive order, reading it as one stream (no backward seeks in the compressed data). ``pattern`` keeps
+    names containing it. A malformed member yields its :class:`BVHError` instead of a Motion, so one bad file
+    does not end the walk; a damaged archive raises BVHError."""
+    import tarfile
+
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            for m in tar:
+                if not (m.isfile() and _BVH_RE.search(m.name) and pattern in m.name):
+                    continue
+                label = f"{os.fspath(path)}:{m.name}"
+                try:
+                    yield m.name, read(tar.extractfile(m), name=label)
+                except BVHError as e:
+                    yield m.name, e
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise BVHError(f"{os.fspath(path)}: cannot read archive: {e}") from e

@@ -1,0 +1,1 @@
+"""Subcommands of the ``rtik`` CLI, one module each (see :mod:`rtik.cli`)."""

@@ -1,0 +1,1 @@
+"""Wire transports: ZeroMQ, OSC, VMC."""
