@@ -33,3 +33,7 @@ class ProtocolError(RtikError):
 
 class ConfigError(RtikError):
     """An invalid configuration file or option."""
+
+
+class TransportError(RtikError):
+    """A socket that cannot be bound or connected (address in use, bad endpoint, ...)."""
