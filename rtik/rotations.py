@@ -202,8 +202,10 @@ def quat_between(u, v) -> np.ndarray:
     v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), _eps(v))
     d = np.sum(u * v, axis=-1, keepdims=True)
     c = np.cross(u, v)
-    q = np.concatenate([c, 1.0 + d], axis=-1)
-    anti = (1.0 + d[..., 0]) < 1e-6
+    q = np.concatenate([c, 1.0 + d], axis=-1)  # (..., 4) twice the half-way rotation, norm ~ the angle to pi
+    # |q| ~ pi - angle near antiparallel: below sqrt(eps) the axis from the cross product is noise, and the
+    # exact 180° turn about any perpendicular axis is at most sqrt(eps) away from the answer
+    anti = (np.linalg.norm(q, axis=-1) < np.sqrt(np.finfo(u.dtype).eps)) & (np.linalg.norm(u, axis=-1) > 0)
     if np.any(anti):
         ua = u[anti]
         # any axis perpendicular to u: cross with the world axis least aligned with it
@@ -294,8 +296,10 @@ def euler_to_matrix(angles_deg, order: str) -> np.ndarray:
 def matrix_to_euler(R, order: str) -> np.ndarray:
     """Matrices ``(..., 3, 3)`` -> Euler angles ``(..., 3)`` in degrees, intrinsic ``order`` (BVH).
 
-    The middle angle lies in ``[-90, 90]``. At gimbal lock (middle angle ±90°) the last angle is set to 0 and
-    the first takes the whole remaining turn, so the result still reproduces ``R``.
+    The middle angle lies in ``[-90, 90]``. At gimbal lock (middle angle ±90° to rounding) the last angle is 0 and
+    the first takes the whole remaining turn. The last angle is always read from the residual rotation
+    ``(R_a R_b)^T R``, so the result reproduces ``R`` to rounding error even near gimbal lock, where the first
+    and last angles are individually ill-conditioned.
     """
     i, j, k = _check_order(order)
     R = _float(R)
@@ -304,11 +308,12 @@ def matrix_to_euler(R, order: str) -> np.ndarray:
     cos_b = np.hypot(R[..., i, i], R[..., i, j])
     beta = np.arctan2(sin_b, cos_b)
     alpha = np.arctan2(-s * R[..., j, k], R[..., k, k])
-    gamma = np.arctan2(-s * R[..., i, j], R[..., i, i])
-    lock = cos_b < (1e-6 if R.dtype == np.float64 else 1e-3)
+    lock = cos_b < 16 * np.finfo(R.dtype).eps  # exactly locked up to rounding: the last angle is free, take 0
     if np.any(lock):
         alpha = np.where(lock, np.arctan2(s * R[..., k, j], R[..., j, j]), alpha)
-        gamma = np.where(lock, 0.0, gamma)
+    rest = np.swapaxes(axis_matrix(i, alpha) @ axis_matrix(j, beta), -1, -2) @ R  # ideally a turn about axis k
+    k1, k2 = (k + 1) % 3, (k + 2) % 3
+    gamma = np.arctan2(rest[..., k2, k1], rest[..., k1, k1])
     return np.rad2deg(np.stack([alpha, beta, gamma], axis=-1)).astype(R.dtype, copy=False)
 
 

@@ -1,0 +1,51 @@
+"""Shared fixtures: where the mocap data lives (never copied into the project) and the sample clips."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"  # hand-written golden files of our own
+
+
+def mocap_dir() -> Path:
+    """``../shared/mocap`` beside the checkout, else ``$RTIK_MOCAP``."""
+    here = REPO.parent / "shared" / "mocap"
+    if here.is_dir():
+        return here
+    return Path(os.environ.get("RTIK_MOCAP", here))
+
+
+@pytest.fixture(scope="session")
+def mocap() -> Path:
+    """The mocap folder; tests that need it are skipped where it is absent."""
+    d = mocap_dir()
+    if not d.is_dir():
+        pytest.skip(f"mocap data not found at {d} (set RTIK_MOCAP)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def sample_clips(mocap) -> list[Path]:
+    """The 20 sample BVH clips (validation split), sorted by name."""
+    clips = sorted((mocap / "sample").glob("*.bvh"))
+    if not clips:
+        pytest.skip(f"no sample clips in {mocap / 'sample'}")
+    return clips
+
+
+@pytest.fixture(scope="session")
+def sample_motions(sample_clips):
+    """Every sample clip read once per test session: ``[(path, Motion)]``."""
+    from rtik import bvh
+
+    return [(p, bvh.read(p)) for p in sample_clips]
+
+
+@pytest.fixture(scope="session")
+def bandai_skeleton(sample_motions):
+    """The 22-joint Bandai Namco skeleton (centimetres)."""
+    return sample_motions[0][1].skeleton
