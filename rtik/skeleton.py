@@ -20,6 +20,8 @@ LEAF = "leaf"  # no child bone: orientation unobservable
 GROUPS = (DETERMINED, LIMB, LEAF)
 
 _BONE_EPS = 1e-6  # offsets shorter than this (in the skeleton's unit) are not bones
+#: the BVH channel names a joint may carry
+CHANNEL_NAMES = tuple(f"{a}{k}" for k in ("position", "rotation") for a in "XYZ")
 _SIDE_PATTERNS = (("_L", "_R"), ("Left", "Right"), ("left", "right"), (".L", ".R"), ("L_", "R_"), ("l_", "r_"))
 
 
@@ -40,7 +42,7 @@ class Skeleton:
     offsets: np.ndarray
     channels: tuple[tuple[str, ...], ...] = ()
     end_sites: tuple[np.ndarray | None, ...] = ()
-    _index: dict = field(default_factory=dict, repr=False)
+    _index: dict = field(default_factory=dict, repr=False, init=False, compare=False)
 
     def __post_init__(self):
         names = tuple(self.names)
@@ -49,6 +51,9 @@ class Skeleton:
         offsets = np.asarray(self.offsets, dtype=np.float64)
         if J == 0:
             raise SkeletonError("a skeleton needs at least one joint")
+        bad_names = [n for n in names if not isinstance(n, str) or not n or any(c.isspace() for c in n)]
+        if bad_names:
+            raise SkeletonError(f"joint names must be non-empty strings without spaces, found {bad_names[0]!r}")
         if len(set(names)) != J:
             dup = sorted({n for n in names if names.count(n) > 1})
             raise SkeletonError(f"duplicate joint names: {', '.join(dup)}")
@@ -57,12 +62,28 @@ class Skeleton:
         if offsets.shape != (J, 3):
             raise SkeletonError(f"offsets has shape {offsets.shape}, expected ({J}, 3)")
         if parents[0] != -1 or np.any(parents[1:] < 0) or np.any(parents[1:] >= np.arange(1, J)):
-            raise SkeletonError("joints must be ordered parents first, with one root at index 0 (parents[0] == -1)")
+            raise SkeletonError(
+                f"joints must be ordered parents first, with one root at index 0 (parents[0] == -1 and "
+                f"0 <= parents[j] < j); got parents {parents.tolist()}"
+            )
+        if not np.all(np.isfinite(offsets)):
+            bad = names[int(np.nonzero(~np.isfinite(offsets).all(axis=1))[0][0])]
+            raise SkeletonError(f"offset of joint {bad!r} is not finite")
         channels = tuple(tuple(c) for c in self.channels) or tuple(() for _ in range(J))
         end_sites = tuple(None if e is None else np.asarray(e, dtype=np.float64) for e in self.end_sites)
         end_sites = end_sites or tuple(None for _ in range(J))
         if len(channels) != J or len(end_sites) != J:
-            raise SkeletonError("channels and end_sites need one entry per joint")
+            raise SkeletonError(
+                f"channels and end_sites need one entry per joint ({J}), got {len(channels)} and {len(end_sites)}"
+            )
+        for n, ch in zip(names, channels, strict=True):
+            wrong = [c for c in ch if c not in CHANNEL_NAMES]
+            if wrong or len(set(ch)) != len(ch):
+                what = f"unknown channel {wrong[0]!r}" if wrong else f"repeated channel in {' '.join(ch)}"
+                raise SkeletonError(f"joint {n!r}: {what}; valid channels: {', '.join(CHANNEL_NAMES)}")
+        for n, e in zip(names, end_sites, strict=True):
+            if e is not None and (e.shape != (3,) or not np.all(np.isfinite(e))):
+                raise SkeletonError(f"End Site of joint {n!r} must be 3 finite numbers, got {e.tolist()}")
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "parents", parents)
         object.__setattr__(self, "offsets", offsets)
@@ -205,7 +226,8 @@ class Skeleton:
                 visit(c)
 
         visit(0)
-        return [f"{'  ' * depth[j]}{self.names[j]}  [{self.group(j)}]" for j in order]
+        dummy = self.dummy_root()
+        return [f"{'  ' * depth[j]}{self.names[j]}  [{'dummy root' if j == dummy else self.group(j)}]" for j in order]
 
     def to_dict(self) -> dict:
         """JSON-ready description (used by model packs and the wire protocol)."""
@@ -219,6 +241,12 @@ class Skeleton:
 
     @classmethod
     def from_dict(cls, d: dict) -> Skeleton:
+        """The inverse of :meth:`to_dict`; a malformed description raises :class:`SkeletonError`."""
+        if not isinstance(d, dict):
+            raise SkeletonError(f"a skeleton description must be a dict, got {type(d).__name__}")
+        missing = [k for k in ("names", "parents", "offsets") if k not in d]
+        if missing:
+            raise SkeletonError(f"skeleton description lacks {', '.join(missing)}; it needs names, parents, offsets")
         try:
             return cls(d["names"], d["parents"], d["offsets"], d.get("channels", ()), d.get("end_sites", ()))
         except (KeyError, TypeError, ValueError) as e:
