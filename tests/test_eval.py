@@ -1,0 +1,123 @@
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtik import evalreport, evaluation
+from rtik.cli import main
+from rtik.errors import InputError
+
+MOCAP = Path(__file__).resolve().parents[1].parent / "shared" / "mocap"
+if not MOCAP.is_dir():
+    MOCAP = Path(os.environ.get("RTIK_MOCAP", MOCAP))
+SAMPLE = MOCAP / "sample"
+KEYS = {"mpjpe_mm", "rot_all_deg", "rot_determined_deg", "rot_limb_deg", "rot_leaf_deg", "grot_all_deg", "jerk_ratio"}
+
+needs_sample = pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"mocap sample not found at {SAMPLE}")
+
+
+def test_split_parsing_and_membership():
+    val = evaluation.Split.parse("val")
+    assert val.is_test("dataset-2_walk_active_020.bvh") and not val.is_test("dataset-2_walk_active_021.bvh")
+    assert val.is_train("dataset-2_walk_active_021.bvh") and not val.is_train("other.bvh")
+    s = evaluation.Split.parse("content:wave-left-hand, run")
+    assert s.contents == ("run", "wave-left-hand") and str(s) == "content:run,wave-left-hand"
+    assert s.is_test("dataset-2_run_elderly_003.bvh") and s.is_test("dataset-2_wave-left-hand_normal_010.bvh")
+    assert not s.is_test("dataset-2_wave-right-hand_normal_010.bvh") and s.is_train("dataset-2_walk_normal_010.bvh")
+    assert evaluation.Split.parse("all").is_test("anything.bvh")
+    with pytest.raises(InputError, match="valid contents: walk, walk-turn-left"):
+        evaluation.Split.parse("content:swim")
+    with pytest.raises(InputError, match="valid splits: val, all, content"):
+        evaluation.Split.parse("test")
+
+
+@needs_sample
+def test_load_clips_folder_metres_and_prior(tmp_path):
+    clips, prior = evaluation.load_clips(
+        SAMPLE, evaluation.Split.parse("content:run"), max_frames=30, cache_dir=tmp_path
+    )
+    assert [c.name for c in clips] == ["dataset-2_run_feminine_030.bvh", "dataset-2_run_youthful_030.bvh"]
+    c = clips[0]
+    assert c.positions.shape == (30, 22, 3) and c.local_quats.shape == (30, 22, 4)
+    assert 0.5 < c.positions[:, 1, 1].mean() < 1.5  # hip height in metres
+    assert prior.shape == (22, 4) and np.allclose(np.linalg.norm(prior, axis=-1), 1.0)
+    with pytest.raises(InputError, match="no training clips"):
+        evaluation.load_clips(SAMPLE, evaluation.Split.parse("val"), limit=1)
+    with pytest.raises(InputError, match="no clip of split"):
+        evaluation.load_clips(tmp_path, evaluation.Split.parse("val"), need_prior=False)
+
+
+@needs_sample
+def test_archive_source_and_prior_cache(tmp_path):
+    archive = tmp_path / "mini.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        for name in ("dataset-2_walk_active_020.bvh", "dataset-2_run_feminine_030.bvh"):
+            tar.add(SAMPLE / name, arcname=f"data/{name}")
+    split = evaluation.Split.parse("content:walk")
+    clips, prior = evaluation.load_clips(archive, split, max_frames=20, cache_dir=tmp_path / "c")
+    assert [c.name for c in clips] == ["dataset-2_walk_active_020.bvh"]
+    assert len(list((tmp_path / "c").glob("prior-*.npy"))) == 1
+    _, cached = evaluation.load_clips(archive, split, max_frames=20, cache_dir=tmp_path / "c")
+    np.testing.assert_array_equal(prior, cached)
+
+
+@needs_sample
+def test_corruption_is_shared_and_seeded():
+    clips, _ = evaluation.load_clips(SAMPLE, evaluation.Split("all"), limit=1, max_frames=40, need_prior=False)
+    a, ma = evaluation.corrupted_input(clips[0], "occlusion", 0)
+    b, mb = evaluation.corrupted_input(clips[0], "occlusion", 0)
+    c, _ = evaluation.corrupted_input(clips[0], "noise10", 1)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ma, mb)
+    assert ma[:, 0].all() and np.array_equal(a[:, 0], clips[0].positions[:, 0])  # the dummy root stays exact
+    assert not np.allclose(c[:, 1:], clips[0].positions[:, 1:])
+
+
+@needs_sample
+def test_cli_end_to_end(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    png = tmp_path / "r.png"
+    argv = [
+        "eval", "--data", str(SAMPLE), "--split", "content:walk", "--limit", "1", "--max-frames", "40",
+        "--methods", "analytic,analytic_prior", "--conditions", "clean,noise10", "--cache", str(tmp_path),
+        "--json", str(out), "--png", str(png),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "analytic_prior" in printed and "noise10" in printed and "MPJPE mm" in printed
+    doc = json.loads(out.read_text())
+    assert set(doc) == {"analytic", "analytic_prior"}
+    assert set(doc["analytic"]) == {"clean", "noise10"}
+    s = doc["analytic_prior"]["clean"]
+    assert KEYS <= set(s) and s["frames"] == 40 and s["clips"] == 1
+    assert s["mpjpe_mm"] < 1.0 and s["rot_all_deg"] < doc["analytic"]["clean"]["rot_all_deg"]
+    assert doc["analytic"]["noise10"]["mpjpe_mm"] > 10.0
+    pytest.importorskip("matplotlib")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # deterministic: the same command gives the same numbers
+    assert main(argv) == 0
+    assert json.loads(out.read_text()) == doc
+
+
+def test_cli_rejects_bad_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--data", ".", "--methods", "analytic,oracle"])
+    assert "valid methods: model, analytic" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--data", ".", "--conditions", "rain"])
+    assert "valid conditions" in capsys.readouterr().err
+    assert main(["eval", "--data", "/nonexistent/mocap", "--methods", "analytic"]) == 1
+    assert "no mocap data at" in capsys.readouterr().err
+
+
+def test_table_formats_nan_as_dash():
+    from rtik.metrics import Errors
+
+    J = 3
+    e = Errors(10, 1, np.ones(J), np.ones(J), np.ones(J), 0.0, 0.0, 0, np.array([False, True, True]), ("leaf",) * 3)
+    text = evalreport.table({"analytic": {"clean": e}})
+    assert "analytic" in text and " - " in text  # no determined joints, no jerk: shown as '-'
+    assert evalreport.to_json({"analytic": {"clean": e}})["analytic"]["clean"]["jerk_ratio"] is None
