@@ -14,9 +14,7 @@ from rtik.errors import InputError
 from rtik.skeleton import Skeleton
 
 
-def forward_kinematics(
-    skel: Skeleton, local_quats, root_pos=None, local_pos=None
-) -> tuple[np.ndarray, np.ndarray]:
+def forward_kinematics(skel: Skeleton, local_quats, root_pos=None, local_pos=None) -> tuple[np.ndarray, np.ndarray]:
     """Global positions and rotations from local rotations.
 
     Args:
@@ -76,43 +74,58 @@ def local_to_global(skel: Skeleton, local_quats) -> np.ndarray:
     return out
 
 
+def _bones(skel: Skeleton) -> np.ndarray:
+    """``(J,)`` bool: the joint hangs from its parent by a rigid bone (not the root, not the motion root under a
+    dummy root, whose offset is a world translation)."""
+    out = skel.parents >= 0
+    if skel.dummy_root() is not None:
+        out[skel.motion_root()] = False
+    return out
+
+
 def bone_lengths(skel: Skeleton, positions, mask=None) -> np.ndarray:
-    """Measured length of the bone ending at each joint ``(J,)`` (0 at the root), median over frames.
+    """Measured length of the bone ending at each joint ``(J,)``, median over frames, in the positions' unit.
 
     ``positions (F, J, 3)``; ``mask (F, J)`` marks observed joints (a bone counts where both ends are).
-    Bones never observed keep ``nan``.
+    Bones never observed are ``nan``; joints without a bone (the root, and the motion root under a dummy root)
+    are 0.
     """
     P = np.asarray(positions, dtype=np.float64)
+    if P.ndim != 3 or P.shape[1:] != (len(skel), 3):
+        raise InputError(f"positions has shape {P.shape}, expected (F, {len(skel)}, 3)")
     F, J = P.shape[:2]
     par = np.where(skel.parents >= 0, skel.parents, 0)
     d = np.linalg.norm(P - P[:, par], axis=-1)  # (F, J)
     ok = np.isfinite(d)
     if mask is not None:
         m = np.asarray(mask, dtype=bool)
+        if m.shape != (F, J):
+            raise InputError(f"mask has shape {m.shape}, expected ({F}, {J})")
         ok &= m & m[:, par]
     d = np.where(ok, d, np.nan)
     out = np.full(J, np.nan)
     seen = ok.any(axis=0)
     if seen.any():
         out[seen] = np.nanmedian(d[:, seen], axis=0)
-    out[0] = 0.0
+    out[~_bones(skel)] = 0.0
     return out
 
 
 def rescale_skeleton(skel: Skeleton, lengths) -> Skeleton:
-    """The skeleton with each bone's offset scaled to ``lengths (J,)``; ``nan`` or zero-length bones keep
-    their rest offset scaled by the median ratio of the measured bones."""
+    """The skeleton with each bone's offset scaled to ``lengths (J,)``; bones whose length is ``nan`` or not
+    positive, and End Sites, are scaled by the median ratio of the measured bones. Offsets that are no bone
+    (see :func:`bone_lengths`) stay as they are."""
     L = np.asarray(lengths, dtype=np.float64)
+    if L.shape != (len(skel),):
+        raise InputError(f"lengths has shape {L.shape}, expected ({len(skel)},)")
     rest = skel.bone_lengths()
-    has_bone = rest > 1e-9
+    has_bone = _bones(skel) & (rest > 1e-9)
     ratio = np.ones(len(skel))
     good = has_bone & np.isfinite(L) & (L > 0)
     ratio[good] = L[good] / rest[good]
-    if good.any():
-        ratio[has_bone & ~good] = np.median(ratio[good])
-    offsets = skel.offsets * ratio[:, None]
-    end_scale = float(np.median(ratio[good])) if good.any() else 1.0
-    return skel.with_offsets(offsets, end_scale)
+    median = float(np.median(ratio[good])) if good.any() else 1.0
+    ratio[has_bone & ~good] = median
+    return skel.with_offsets(skel.offsets * ratio[:, None], median)
 
 
 def _kabsch(src, dst, w) -> np.ndarray:
