@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtik import rotations as rot
+from rtik._floats import parse_floats
 from rtik.errors import BVHError
-from rtik.skeleton import Skeleton
+from rtik.skeleton import CHANNEL_NAMES, Skeleton
 
-_VALID_CHANNELS = {f"{a}{k}" for a in "XYZ" for k in ("position", "rotation")}
+_VALID_CHANNELS = set(CHANNEL_NAMES)
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +57,7 @@ class Motion:
         skel = self.skeleton
         out = np.broadcast_to(skel.offsets, (self.num_frames, len(skel), 3)).copy()
         for j, chans in enumerate(skel.channels):
-            for col, name in zip(self._columns(j), chans):
+            for col, name in zip(self._columns(j), chans, strict=True):
                 if name.endswith("position"):
                     out[:, j, "XYZ".index(name[0])] = self.channels[:, col]
         return out
@@ -66,7 +67,7 @@ class Motion:
         skel = self.skeleton
         out = rot.quat_identity((self.num_frames, len(skel)))
         for j, chans in enumerate(skel.channels):
-            cols = [c for c, n in zip(self._columns(j), chans) if n.endswith("rotation")]
+            cols = [c for c, n in zip(self._columns(j), chans, strict=True) if n.endswith("rotation")]
             if not cols:
                 continue
             order = skel.rotation_order(j)
@@ -87,24 +88,29 @@ class Motion:
 
 # ------------------------------------------------------------------------------------------------- reading
 class _Tokens:
+    """Whitespace tokens of the HIERARCHY part, read line by line so the motion data is never split in Python."""
+
     def __init__(self, text: str, name: str):
         self.name = name
-        self.lines = text.splitlines()
-        self.i = 0  # next line index
+        self.text = text
+        self.pos = 0  # offset of the next unread line
         self.toks: list[str] = []
-        self.line_no = 0
+        self.line_no = 0  # 1-based number of the line the last token came from
 
     def error(self, msg: str, line: int | None = None) -> BVHError:
         return BVHError(f"{self.name}:{line if line is not None else self.line_no}: {msg}")
 
     def next(self) -> str:
         while not self.toks:
-            if self.i >= len(self.lines):
+            if self.pos >= len(self.text):
                 raise self.error("unexpected end of file")
-            self.toks = self.lines[self.i].split()
-            self.i += 1
-            self.line_no = self.i
-        return self.toks.pop(0)
+            end = self.text.find("\n", self.pos)
+            end = len(self.text) if end < 0 else end + 1
+            self.toks = self.text[self.pos : end].split()
+            self.toks.reverse()
+            self.pos = end
+            self.line_no += 1
+        return self.toks.pop()
 
     def expect(self, word: str) -> None:
         t = self.next()
@@ -114,15 +120,20 @@ class _Tokens:
     def number(self) -> float:
         t = self.next()
         try:
-            return float(t)
+            v = float(t)
         except ValueError:
             raise self.error(f"expected a number, found {t!r}") from None
+        if not np.isfinite(v):
+            raise self.error(f"expected a finite number, found {t!r}")
+        return v
 
 
 def _read_joint(tk: _Tokens, name: str, parent: int, acc: dict) -> None:
     j = len(acc["names"])
     if name in acc["names"]:
         raise tk.error(f"duplicate joint name {name!r}")
+    if name in ("{", "}"):
+        raise tk.error(f"expected a joint name, found {name!r}")
     acc["names"].append(name)
     acc["parents"].append(parent)
     acc["offsets"].append(None)
@@ -145,7 +156,8 @@ def _read_joint(tk: _Tokens, name: str, parent: int, acc: dict) -> None:
             chans = tuple(tk.next() for _ in range(n))
             bad = [c for c in chans if c not in _VALID_CHANNELS]
             if bad or len(set(chans)) != n:
-                raise tk.error(f"invalid channels {' '.join(chans)}; valid: {', '.join(sorted(_VALID_CHANNELS))}")
+                what = f"invalid channel {bad[0]!r}" if bad else f"repeated channel in {' '.join(chans)!r}"
+                raise tk.error(f"{what} in joint {name!r}; valid: {', '.join(CHANNEL_NAMES)}")
             acc["channels"][j] = chans
         elif key == "JOINT":
             _read_joint(tk, tk.next(), j, acc)
@@ -157,14 +169,28 @@ def _read_joint(tk: _Tokens, name: str, parent: int, acc: dict) -> None:
             tk.expect("}")
         elif key == "}":
             break
+        elif key in ("MOTION", "ROOT"):
+            raise tk.error(f"unbalanced braces: {t!r} inside joint {name!r}")
         else:
             raise tk.error(f"unexpected {t!r} in joint {name!r}")
     if acc["offsets"][j] is None:
         raise tk.error(f"joint {name!r} has no OFFSET")
 
 
-def parse(text: str, name: str = "<string>") -> Motion:
-    """Parse BVH text; ``name`` appears in error messages."""
+def parse(text: str | bytes, name: str = "<string>") -> Motion:
+    """Parse BVH text (``str``, or ``bytes`` in UTF-8 or Latin-1); ``name`` appears in error messages.
+
+    Motion lines beyond the header's frame count are ignored; fewer lines, a line with the wrong number of
+    values, or a value that is not a finite number raise :class:`BVHError` naming the line.
+    """
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        raw = bytes(text)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+    if "\n" not in text and "\r" in text:  # classic Mac line ends
+        text = text.replace("\r", "\n")
     tk = _Tokens(text, name)
     tk.expect("HIERARCHY")
     tk.expect("ROOT")
@@ -173,14 +199,16 @@ def parse(text: str, name: str = "<string>") -> Motion:
     t = tk.next()
     if t.upper() == "ROOT":
         raise tk.error("several ROOT joints are not supported")
+    if t == "}":
+        raise tk.error("unbalanced braces: '}' after the ROOT joint was closed")
     if t.upper() != "MOTION":
-        raise tk.error(f"expected 'MOTION', found {t!r} (unbalanced braces?)")
+        raise tk.error(f"expected 'MOTION', found {t!r}")
     tk.expect("Frames:")
-    raw = tk.next()
+    raw_n = tk.next()
     try:
-        n_frames = int(raw)
+        n_frames = int(raw_n)
     except ValueError:
-        raise tk.error(f"expected a frame count, found {raw!r}") from None
+        raise tk.error(f"expected a frame count, found {raw_n!r}") from None
     if n_frames < 0:
         raise tk.error(f"negative frame count {n_frames}")
     tk.expect("Frame")
@@ -189,40 +217,52 @@ def parse(text: str, name: str = "<string>") -> Motion:
     if not frame_time > 0:
         raise tk.error(f"frame time must be positive, found {frame_time}")
     if tk.toks:
-        raise tk.error(f"unexpected {tk.toks[0]!r} after the frame time")
+        raise tk.error(f"unexpected {tk.toks[-1]!r} after the frame time")
     skel = Skeleton(acc["names"], acc["parents"], acc["offsets"], acc["channels"], acc["end_sites"])
-    C = skel.num_channels
-    first = tk.i  # index of the first data line
-    rows = [ln for ln in tk.lines[first:] if ln.strip()]
-    if len(rows) < n_frames:
-        raise tk.error(f"truncated motion: header says {n_frames} frames, file has {len(rows)}", len(tk.lines))
-    rows = rows[:n_frames]
-    data = _parse_rows(rows, C, tk, first)
+    data = _parse_motion(text[tk.pos :], n_frames, skel.num_channels, tk)
     return Motion(skel, frame_time, data, name)
 
 
-def _parse_rows(rows: list[str], C: int, tk: _Tokens, first: int) -> np.ndarray:
-    if not rows:
+def _parse_motion(body: str, n_frames: int, C: int, tk: _Tokens) -> np.ndarray:
+    """Motion lines -> ``(n_frames, C)`` float64; on any problem, find and name the first bad line."""
+    if n_frames == 0:
         return np.zeros((0, C))
-    try:
-        flat = np.array(" ".join(rows).split(), dtype=np.float64)
-    except ValueError:
-        flat = None
-    if flat is not None and flat.size == len(rows) * C:
-        return flat.reshape(len(rows), C)
-    # slow path, only to find and name the bad line
-    data_lines = [i for i in range(first, len(tk.lines)) if tk.lines[i].strip()]
-    for k, row in enumerate(rows):
-        vals = row.split()
-        line = data_lines[k] + 1
+    buf = body.encode("utf-8")
+    parsed = parse_floats(buf)
+    if parsed is not None and C > 0:
+        values, ends = parsed
+        a = np.frombuffer(buf, np.uint8)
+        bounds = np.append(np.flatnonzero(a == 10), len(a))  # end of every line
+        per_line = np.diff(np.searchsorted(ends, bounds), prepend=0)  # values on each line
+        per_line = per_line[per_line > 0]  # blank lines do not count
+        if (
+            len(per_line) >= n_frames
+            and np.all(per_line[:n_frames] == C)
+            and np.all(np.isfinite(values[: n_frames * C]))
+        ):
+            return values[: n_frames * C].reshape(n_frames, C)
+    # slow path: walk the lines to name the first bad one
+    k = 0
+    for i, line in enumerate(body.split("\n")):
+        if k == n_frames:
+            break
+        vals = line.split()
+        if not vals:
+            continue
+        line_no = tk.line_no + 1 + i
         if len(vals) != C:
-            raise tk.error(f"frame {k} has {len(vals)} values, expected {C}", line)
+            raise tk.error(f"frame {k} has {len(vals)} values, expected {C}", line_no)
         for v in vals:
             try:
-                float(v)
+                x = float(v)
             except ValueError:
-                raise tk.error(f"non-numeric value {v!r} in frame {k}", line) from None
-    raise tk.error("malformed motion data")  # unreachable in practice
+                raise tk.error(f"non-numeric value {v!r} in frame {k}", line_no) from None
+            if not np.isfinite(x):
+                raise tk.error(f"non-finite value {v!r} in frame {k}", line_no)
+        k += 1
+    if k < n_frames:
+        raise tk.error(f"truncated motion: header says {n_frames} frames, file has {k}", tk.line_no + body.count("\n"))
+    raise tk.error("malformed motion data")  # not reached: the fast path accepts every valid file
 
 
 def read(path_or_file, name: str | None = None) -> Motion:
@@ -237,18 +277,15 @@ def read(path_or_file, name: str | None = None) -> Motion:
                 raw = f.read()
         except OSError as e:
             raise BVHError(f"{label}: cannot read: {e.strerror or e}") from e
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raw = raw.decode("latin-1")
     return parse(raw, str(label))
 
 
 # ------------------------------------------------------------------------------------------------- writing
+_DECIMALS = 6  # written precision: 1e-6 degrees and skeleton units
+
+
 def _fmt(x: float) -> str:
-    s = f"{x:.6f}"
-    return "0.000000" if s == "-0.000000" else s
+    return f"{round(float(x), _DECIMALS) + 0.0:.{_DECIMALS}f}"  # + 0.0 turns -0.0 into 0.0
 
 
 def header(skel: Skeleton, frame_time: float, n_frames: int, frames_width: int = 0) -> str:
@@ -271,7 +308,7 @@ def header(skel: Skeleton, frame_time: float, n_frames: int, frames_width: int =
 
     out.write("HIERARCHY\n")
     joint(0, 0)
-    out.write(f"MOTION\nFrames: {str(n_frames).ljust(frames_width)}\nFrame Time: {frame_time:.7f}\n")
+    out.write(f"MOTION\nFrames: {str(n_frames).ljust(frames_width)}\nFrame Time: {frame_time:.10g}\n")
     return out.getvalue()
 
 
@@ -289,20 +326,27 @@ def channels_from_pose(skel: Skeleton, local_quats, root_pos=None, local_pos=Non
     cols = []
     for j, chans in enumerate(skel.channels):
         order = skel.rotation_order(j)
-        eul = rot.quat_to_euler(q[:, j], order) if len(order) == 3 else None
+        if order:
+            # fewer than three rotation channels: the missing axes come last (as the reader pads them) and the
+            # pose is assumed to turn about the written axes only
+            eul = rot.quat_to_euler(q[:, j], order + "".join(a for a in "XYZ" if a not in order))
         k = 0
         for c in chans:
             if c.endswith("position"):
                 cols.append(trans[:, j, "XYZ".index(c[0])])
             else:
-                cols.append(eul[:, k] if eul is not None else np.zeros(F))
+                cols.append(eul[:, k])
                 k += 1
     return np.stack(cols, axis=-1) if cols else np.zeros((F, 0))
 
 
 def format_frames(channels) -> str:
-    """Motion lines for ``channels (F, C)``, one frame a line."""
-    return "".join(" ".join(_fmt(v) for v in row) + "\n" for row in np.asarray(channels))
+    """Motion lines for ``channels (F, C)``, one frame a line, fixed-point with :data:`_DECIMALS` decimals."""
+    ch = np.round(np.asarray(channels, dtype=np.float64), _DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+    if ch.ndim != 2:
+        raise BVHError(f"channels has shape {ch.shape}, expected (frames, channels)")
+    line = " ".join([f"%.{_DECIMALS}f"] * ch.shape[1]) + "\n"
+    return "".join(line % tuple(row) for row in ch.tolist())
 
 
 def dumps(motion: Motion) -> str:
