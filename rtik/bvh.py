@@ -389,3 +389,24 @@ def iter_archive(path, pattern: str = ""):
                     yield m.name, e
     except (tarfile.TarError, OSError, EOFError) as e:
         raise BVHError(f"{os.fspath(path)}: cannot read archive: {e}") from e
+
+
+#: plausible hip heights per length unit (a standing adult's hips are ~0.8-1.2 m above the feet)
+UNIT_HIP_HEIGHTS = {"m": (0.4, 2.5), "cm": (40.0, 250.0), "mm": (400.0, 2500.0)}
+
+
+def hip_height(motion: Motion) -> float:
+    """Median over frames of the motion root's height (Y up) above the lowest joint, in the file's unit."""
+    P = motion.positions()  # (F, J, 3)
+    if len(P) == 0:
+        return float("nan")
+    return float(np.median(P[:, motion.skeleton.motion_root(), 1] - P[:, :, 1].min(axis=1)))
+
+
+def guess_units(motion: Motion) -> str | None:
+    """``"m"``, ``"cm"`` or ``"mm"`` judged from :func:`hip_height`, or ``None`` if it fits none of them."""
+    h = hip_height(motion)
+    for unit, (lo, hi) in UNIT_HIP_HEIGHTS.items():
+        if lo <= h <= hi:
+            return unit
+    return None
