@@ -1,0 +1,7 @@
+"""``python -m rtik`` = the ``rtik`` command."""
+
+import sys
+
+from rtik.cli import main
+
+sys.exit(main())

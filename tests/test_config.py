@@ -1,0 +1,115 @@
+"""Daemon configuration: defaults, TOML loading, strict validation with clear messages, print-config round trip."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from rtik import config
+from rtik.errors import ConfigError
+
+
+def test_defaults_bind_loopback_on_the_documented_ports():
+    c = config.Config()
+    assert c.zmq_in.bind == "tcp://127.0.0.1:7700" and c.zmq_out.bind == "tcp://127.0.0.1:7701"
+    assert c.control.bind == "tcp://127.0.0.1:7702"
+    assert (c.osc_in.host, c.osc_in.port, c.osc_out.port, c.vmc.port) == ("127.0.0.1", 7703, 7704, 39539)
+    assert c.metrics.port == 7709 and not c.metrics.enabled
+    assert c.model.path == "" and c.model.backend == "onnx" and c.recording.units == "cm"
+
+
+def test_load_none_is_the_defaults():
+    assert config.load(None) == config.Config()
+
+
+def test_load_file(tmp_path):
+    p = tmp_path / "rtik.toml"
+    p.write_text(
+        """
+[model]
+backend = "torch"
+[ingest.zmq]
+bind = "tcp://127.0.0.1:17700"
+connect = ["tcp://10.0.0.5:5555"]
+[ingest.osc]
+enabled = false
+[output.vmc]
+stream = "actor1"
+bones = { Hips = "Hips" }
+[streams]
+max_streams = 4
+fps = 120          # an int is accepted for a float
+[recording]
+folder = "/var/lib/rtik/recordings"
+streams = ["*"]
+"""
+    )
+    c = config.load(p)
+    assert (
+        c.model.backend == "torch" and c.zmq_in.bind.endswith(":17700") and c.zmq_in.connect == ["tcp://10.0.0.5:5555"]
+    )
+    assert not c.osc_in.enabled and c.osc_in.port == 7703  # untouched keys keep their defaults
+    assert c.vmc.stream == "actor1" and c.vmc.bones == {"Hips": "Hips"}
+    assert c.streams.max_streams == 4 and c.streams.fps == 120.0 and isinstance(c.streams.fps, float)
+    assert c.recording.streams == ["*"]
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[modle]\npath = ''", r"unknown section \[modle\]; valid sections: \[model\]"),
+        ("[model]\nbackend = 'cuda'", r"\[model\] backend = 'cuda' is not valid; choose one of: onnx, torch, tensorrt"),
+        ("[model]\npaht = ''", r"unknown key 'paht' in \[model\]; valid keys: path, backend"),
+        ("[ingest.osc]\nport = 'x'", r"\[ingest.osc\] port must be a int"),
+        ("[ingest.osc]\nport = 70000", r"port must be in 1..65535"),
+        ("[output.zmq]\nbind = '127.0.0.1:7701'", "must look like tcp://HOST:PORT"),
+        ("[streams]\nmax_streams = 0", "max_streams must be at least 1"),
+        ("[streams]\nmax_streams = true", "max_streams must be a int"),
+        ("[recording]\nunits = 'mm'", "units = 'mm' is not valid; choose one of: cm, m"),
+        ("[recording]\nflush_interval = 5.0", r"flush_interval must be in \(0, 1\]"),
+        ("[log]\nformat = 'xml'", "choose one of: text, json"),
+        ("[output]\nvmc = 3", r"\[output.vmc\] must be a table"),
+        ("model = 3", r"\[model\] must be a table"),
+        ("[model\n", "invalid TOML"),
+    ],
+)
+def test_invalid_configs(tmp_path, text, words):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=words):
+        config.load(p)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        config.load(tmp_path / "nope.toml")
+
+
+def test_to_toml_round_trip(tmp_path):
+    c = config.from_dict({"streams": {"max_streams": 3}, "output": {"vmc": {"bones": {"Hips": "Hips"}}},
+                          "recording": {"folder": 'C:\\rec "x"'}})  # fmt: skip
+    p = tmp_path / "out.toml"
+    p.write_text(config.to_toml(c))
+    assert config.load(p) == c
+
+
+def test_print_config_command(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[control]\nbind = 'tcp://127.0.0.1:17702'\n")
+    out = subprocess.run([sys.executable, "-m", "rtik", "serve", "--config", str(p), "--print-config"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert 'bind = "tcp://127.0.0.1:17702"' in out.stdout and "[output.vmc]" in out.stdout
+    q = tmp_path / "printed.toml"
+    q.write_text(out.stdout)
+    assert config.load(q) == config.load(p)
+
+
+def test_bad_config_exits_with_a_clear_message(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[streams]\nmax_stream = 3\n")
+    out = subprocess.run([sys.executable, "-m", "rtik", "serve", "--config", str(p)],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 1 and "unknown key 'max_stream' in [streams]" in out.stderr
