@@ -1,0 +1,65 @@
+"""Rotation and vector helpers in torch, written with plain ops so that both ONNX exporters and ``torch.export``
+turn them into loop-free graphs (no ``linalg`` calls, no data-dependent branches).
+
+Conventions are those of :mod:`rtik.rotations`: matrices act on column vectors, 6-D = the first two COLUMNS
+``[R[:, 0], R[:, 1]]``, quaternions XYZW. Shapes: ``...`` any batch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+EPS = 1e-8
+#: 6-D of the identity rotation
+IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cross product of ``(..., 3)`` vectors, written out (exports as plain Mul/Sub)."""
+    ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
+    bx, by, bz = b[..., 0], b[..., 1], b[..., 2]
+    return torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], dim=-1)
+
+
+def normalize(v: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Unit vectors ``(..., 3)``; zero vectors stay (near) zero."""
+    return v / torch.sqrt((v * v).sum(-1, keepdim=True) + eps)
+
+
+def frame_from_vectors(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Right-handed frame ``(..., 3, 3)`` whose columns are ``x = a/|a|``, ``y`` = ``b`` made orthogonal to ``x``,
+    ``z = x × y`` (Gram-Schmidt)."""
+    x = normalize(a)
+    y = normalize(b - (b * x).sum(-1, keepdim=True) * x)
+    z = cross(x, y)
+    return torch.stack([x, y, z], dim=-1)
+
+
+def sixd_to_matrix(r6: torch.Tensor) -> torch.Tensor:
+    """6-D ``(..., 6)`` -> rotation matrices ``(..., 3, 3)`` (columns by Gram-Schmidt)."""
+    return frame_from_vectors(r6[..., :3], r6[..., 3:])
+
+
+def matrix_to_sixd(R: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices ``(..., 3, 3)`` -> 6-D ``(..., 6)``."""
+    return torch.cat([R[..., :, 0], R[..., :, 1]], dim=-1)
+
+
+def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions ``(..., 4)`` XYZW -> matrices ``(..., 3, 3)``."""
+    x, y, z, w = q.unbind(-1)
+    return torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(q.shape[:-1] + (3, 3))  # fmt: skip
+
+
+def geodesic(Ra: torch.Tensor, Rb: torch.Tensor) -> torch.Tensor:
+    """Angle in radians ``(...)`` between rotation matrices, with a gradient that stays finite at zero."""
+    tr = (Ra * Rb).sum((-1, -2))  # trace(Ra^T Rb)
+    c = ((tr - 1) / 2).clamp(-1 + 1e-6, 1 - 1e-6)
+    return torch.acos(c)
