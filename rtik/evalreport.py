@@ -2,7 +2,7 @@
 
 Results are ``{method: {condition: Errors}}`` (:func:`rtik.evaluation.evaluate`). The JSON is
 ``{method: {condition: {"mpjpe_mm", "rot_all_deg", "rot_determined_deg", "rot_limb_deg", "rot_leaf_deg",
-"grot_all_deg", "jerk_ratio", "frames", "clips"}}}``; ``nan`` becomes ``null``.
+"grot_all_deg", "jerk_ratio", "jerk_ratio_pooled", "frames", "clips"}}}``; ``nan`` becomes ``null``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rtik.metrics import KEYS, Errors
+from rtik.metrics import Errors
 
-#: column headers of the table, one per :data:`rtik.metrics.KEYS`
+#: column headers of the table: the :data:`rtik.metrics.KEYS`, then the pooled jerk ratio
 HEADERS = {
     "mpjpe_mm": "MPJPE mm",
     "rot_all_deg": "rot °",
@@ -24,13 +24,14 @@ HEADERS = {
     "rot_leaf_deg": "leaf °",
     "grot_all_deg": "global °",
     "jerk_ratio": "jerk ×",
+    "jerk_ratio_pooled": "pooled jerk ×",
 }
 
 
 def _fmt(v: float, key: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    return f"{v:.2f}" if key == "jerk_ratio" or abs(v) < 10 else f"{v:.1f}"
+    return f"{v:.2f}" if key.startswith("jerk") or abs(v) < 10 else f"{v:.1f}"
 
 
 def summaries(results: dict[str, dict[str, Errors]]) -> dict[str, dict[str, dict]]:
@@ -43,7 +44,7 @@ def table(results: dict[str, dict[str, Errors]]) -> str:
     rows = [["method", "condition", *HEADERS.values()]]
     for method, per in summaries(results).items():
         for cond, s in per.items():
-            rows.append([method, cond, *(_fmt(s[k], k) for k in KEYS)])
+            rows.append([method, cond, *(_fmt(s[k], k) for k in HEADERS)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for n, r in enumerate(rows):

@@ -7,11 +7,13 @@ Per clip, from the solver's output and the ground truth (both on the same skelet
 - **Rotation error** (degrees): geodesic angle between output and GT rotations, *local* (parent-relative) and
   *global* (world), averaged per joint group: determined / limb / leaf (:meth:`Skeleton.group`).
 - **Jerk ratio**: mean ``|third difference of positions| * fps**3`` of the output divided by the same for GT
-  (1.0 = as smooth as the real motion).
+  (1.0 = as smooth as the real motion), per clip.
 
 The static dummy root (:meth:`Skeleton.dummy_root`) is excluded from every figure. A clip's errors are kept as
-sums (:class:`Errors`) so that clips combine exactly: every mean is over all frames of all clips (clips weigh
-by their frame count), and the jerk ratio of a set of clips is the pooled output jerk over the pooled GT jerk.
+sums (:class:`Errors`) so that clips combine exactly: clips weigh by their frame count, so every error mean is
+over all frames of all clips, and the jerk ratio of a set of clips is the frame-weighted mean of the clips'
+ratios. ``jerk_ratio_pooled`` (all clips' output jerk over all clips' GT jerk) is reported beside it: it is not
+dominated by near-static clips, whose small GT jerk makes any noise look huge.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Errors:
         jerk_out: sum of ``|third difference| * fps**3`` of the output over samples (frame, joint), m/s^3.
         jerk_gt: the same for the ground truth.
         jerk_n: number of (frame, joint) samples in the jerk sums.
+        jerk_ratio_sum: sum over clips of ``frames * (clip's jerk ratio)`` (clips with a GT jerk).
+        jerk_frames: frames of the clips in ``jerk_ratio_sum``.
         joints: ``(J,)`` bool, joints the figures count (all but the dummy root).
         groups: group name per joint.
     """
@@ -54,6 +58,8 @@ class Errors:
     jerk_out: float
     jerk_gt: float
     jerk_n: int
+    jerk_ratio_sum: float
+    jerk_frames: int
     joints: np.ndarray
     groups: tuple[str, ...]
 
@@ -69,6 +75,8 @@ class Errors:
             self.jerk_out + other.jerk_out,
             self.jerk_gt + other.jerk_gt,
             self.jerk_n + other.jerk_n,
+            self.jerk_ratio_sum + other.jerk_ratio_sum,
+            self.jerk_frames + other.jerk_frames,
             self.joints,
             self.groups,
         )
@@ -83,7 +91,8 @@ class Errors:
         return out
 
     def summary(self) -> dict[str, float]:
-        """The :data:`KEYS` figures (plus ``frames`` and ``clips``); a group with no joints gives ``nan``."""
+        """The :data:`KEYS` figures, then ``jerk_ratio_pooled``, ``frames`` and ``clips``; a group with no
+        joints gives ``nan``."""
         pj = self.per_joint()
         groups = np.array(self.groups)
 
@@ -97,8 +106,9 @@ class Errors:
         for g in GROUPS:
             out[f"rot_{g}_deg"] = mean(pj["rot_deg"], self.joints & (groups == g))
         out["grot_all_deg"] = mean(pj["grot_deg"], self.joints)
-        out["jerk_ratio"] = self.jerk_out / self.jerk_gt if self.jerk_gt > 0 else float("nan")
+        out["jerk_ratio"] = self.jerk_ratio_sum / self.jerk_frames if self.jerk_frames > 0 else float("nan")
         out = {k: out[k] for k in KEYS}
+        out["jerk_ratio_pooled"] = self.jerk_out / self.jerk_gt if self.jerk_gt > 0 else float("nan")
         out["frames"] = self.frames
         out["clips"] = self.clips
         return out
@@ -158,6 +168,7 @@ def clip_errors(
     grot_err = np.degrees(rot.quat_geodesic(og, gg))
     jo = jerk(out_positions, fps)[:, joints]
     jg = jerk(gt_positions, fps)[:, joints]
+    has_jerk = jg.size > 0 and jg.sum() > 0
     return Errors(
         frames=F,
         clips=1,
@@ -167,6 +178,8 @@ def clip_errors(
         jerk_out=float(jo.sum()),
         jerk_gt=float(jg.sum()),
         jerk_n=int(jo.size),
+        jerk_ratio_sum=F * float(jo.sum() / jg.sum()) if has_jerk else 0.0,
+        jerk_frames=F if has_jerk else 0,
         joints=joints,
         groups=skel.groups,
     )

@@ -117,7 +117,9 @@ def test_table_formats_nan_as_dash():
     from rtik.metrics import Errors
 
     J = 3
-    e = Errors(10, 1, np.ones(J), np.ones(J), np.ones(J), 0.0, 0.0, 0, np.array([False, True, True]), ("leaf",) * 3)
+    e = Errors(
+        10, 1, np.ones(J), np.ones(J), np.ones(J), 0.0, 0.0, 0, 0.0, 0, np.array([False, True, True]), ("leaf",) * 3
+    )
     text = evalreport.table({"analytic": {"clean": e}})
     assert "analytic" in text and " - " in text  # no determined joints, no jerk: shown as '-'
     assert evalreport.to_json({"analytic": {"clean": e}})["analytic"]["clean"]["jerk_ratio"] is None

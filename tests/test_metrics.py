@@ -88,6 +88,26 @@ def test_known_jerk():
     assert metrics.clip_errors(skel, q, out, q, gt, fps).summary()["jerk_ratio"] == pytest.approx(3.0, rel=1e-6)
 
 
+def test_jerk_ratio_of_several_clips_is_frame_weighted():
+    from rtik.skeleton import Skeleton
+
+    skel = Skeleton(["a", "b"], [-1, 0], [[0, 0, 0], [0.1, 0, 0]])
+    fps = 30.0
+
+    def clip(F, gt_jerk, out_jerk):
+        t = np.arange(F) / fps
+        gt = np.zeros((F, 2, 3))
+        out = np.zeros((F, 2, 3))
+        gt[:, :, 0] = (gt_jerk * t**3 / 6)[:, None]
+        out[:, :, 0] = (out_jerk * t**3 / 6)[:, None]
+        q = rot.quat_identity((F, 2))
+        return metrics.clip_errors(skel, q, out, q, gt, fps)
+
+    s = metrics.combine([clip(50, 1.0, 3.0), clip(100, 10.0, 10.0)]).summary()
+    assert s["jerk_ratio"] == pytest.approx((50 * 3.0 + 100 * 1.0) / 150, rel=1e-6)
+    assert s["jerk_ratio_pooled"] == pytest.approx((47 * 3.0 + 97 * 10.0) / (47 * 1.0 + 97 * 10.0), rel=1e-6)
+
+
 def test_combine_weights_by_frames(clip):
     skel, q, p, fps = clip
     a = metrics.clip_errors(skel, q[:100], p[:100] + [0.001, 0, 0], q[:100], p[:100], fps)
