@@ -9,6 +9,7 @@ rest of rtik never sees Euler angles; the writer converts back to the skeleton's
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -66,16 +67,20 @@ class Motion:
         """Local rotations ``(F, J, 4)`` XYZW; joints without rotation channels get identity."""
         skel = self.skeleton
         out = rot.quat_identity((self.num_frames, len(skel)))
+        by_order: dict[str, tuple[list[int], list[list[int]]]] = {}  # one vectorised call per Euler order
         for j, chans in enumerate(skel.channels):
             cols = [c for c, n in zip(self._columns(j), chans, strict=True) if n.endswith("rotation")]
             if not cols:
                 continue
             order = skel.rotation_order(j)
-            ang = np.zeros((self.num_frames, 3))
-            ang[:, : len(cols)] = self.channels[:, cols]
-            if len(cols) < 3:  # fewer than three rotation channels: pad with axes that stay at zero
-                order = order + "".join(a for a in "XYZ" if a not in order)
-            out[:, j] = rot.euler_to_quat(ang, order)
+            # fewer than three rotation channels: pad with the missing axes, which stay at zero (column -1)
+            order += "".join(a for a in "XYZ" if a not in order)
+            joints, columns = by_order.setdefault(order, ([], []))
+            joints.append(j)
+            columns.append(cols + [-1] * (3 - len(cols)))
+        padded = np.concatenate([self.channels, np.zeros((self.num_frames, 1))], axis=1)  # column -1 is 0
+        for order, (joints, columns) in by_order.items():
+            out[:, joints] = rot.euler_to_quat(padded[:, columns], order)  # (F, n, 3) -> (F, n, 4)
         return out
 
     def positions(self) -> np.ndarray:
@@ -87,30 +92,36 @@ class Motion:
 
 
 # ------------------------------------------------------------------------------------------------- reading
-class _Tokens:
-    """Whitespace tokens of the HIERARCHY part, read line by line so the motion data is never split in Python."""
+_FRAME_TIME_LINE = re.compile(r"^[ \t]*Frame[ \t]+Time:[^\n]*\n?", re.MULTILINE | re.IGNORECASE)
+
+
+class _Header:
+    """The tokens of everything up to the ``Frame Time:`` line; line numbers are worked out only for errors."""
 
     def __init__(self, text: str, name: str):
-        self.name = name
         self.text = text
-        self.pos = 0  # offset of the next unread line
-        self.toks: list[str] = []
-        self.line_no = 0  # 1-based number of the line the last token came from
+        self.name = name
+        self.toks = text.split()
+        self.i = 0  # next token
 
-    def error(self, msg: str, line: int | None = None) -> BVHError:
-        return BVHError(f"{self.name}:{line if line is not None else self.line_no}: {msg}")
+    def line_of(self, k: int) -> int:
+        """1-based line of token ``k`` (the last line if ``k`` is past the end)."""
+        n = 0
+        lines = self.text.split("\n")
+        for no, line in enumerate(lines, 1):
+            n += len(line.split())
+            if n > k:
+                return no
+        return max(1, len(lines) - (1 if self.text.endswith("\n") else 0))
+
+    def error(self, msg: str, k: int | None = None) -> BVHError:
+        return BVHError(f"{self.name}:{self.line_of(self.i - 1 if k is None else k)}: {msg}")
 
     def next(self) -> str:
-        while not self.toks:
-            if self.pos >= len(self.text):
-                raise self.error("unexpected end of file")
-            end = self.text.find("\n", self.pos)
-            end = len(self.text) if end < 0 else end + 1
-            self.toks = self.text[self.pos : end].split()
-            self.toks.reverse()
-            self.pos = end
-            self.line_no += 1
-        return self.toks.pop()
+        if self.i >= len(self.toks):
+            raise self.error("unexpected end of file", len(self.toks))
+        self.i += 1
+        return self.toks[self.i - 1]
 
     def expect(self, word: str) -> None:
         t = self.next()
@@ -123,12 +134,12 @@ class _Tokens:
             v = float(t)
         except ValueError:
             raise self.error(f"expected a number, found {t!r}") from None
-        if not np.isfinite(v):
+        if not math.isfinite(v):
             raise self.error(f"expected a finite number, found {t!r}")
         return v
 
 
-def _read_joint(tk: _Tokens, name: str, parent: int, acc: dict) -> None:
+def _read_joint(tk: _Header, name: str, parent: int, acc: dict) -> None:
     j = len(acc["names"])
     if name in acc["names"]:
         raise tk.error(f"duplicate joint name {name!r}")
@@ -191,7 +202,9 @@ def parse(text: str | bytes, name: str = "<string>") -> Motion:
             text = raw.decode("latin-1")
     if "\n" not in text and "\r" in text:  # classic Mac line ends
         text = text.replace("\r", "\n")
-    tk = _Tokens(text, name)
+    found = _FRAME_TIME_LINE.search(text)
+    head_end = found.end() if found else len(text)
+    tk = _Header(text[:head_end], name)
     tk.expect("HIERARCHY")
     tk.expect("ROOT")
     acc = {"names": [], "parents": [], "offsets": [], "channels": [], "end_sites": []}
@@ -216,14 +229,15 @@ def parse(text: str | bytes, name: str = "<string>") -> Motion:
     frame_time = tk.number()
     if not frame_time > 0:
         raise tk.error(f"frame time must be positive, found {frame_time}")
-    if tk.toks:
-        raise tk.error(f"unexpected {tk.toks[-1]!r} after the frame time")
+    if tk.i < len(tk.toks):
+        raise tk.error(f"unexpected {tk.toks[tk.i]!r} after the frame time", tk.i)
     skel = Skeleton(acc["names"], acc["parents"], acc["offsets"], acc["channels"], acc["end_sites"])
-    data = _parse_motion(text[tk.pos :], n_frames, skel.num_channels, tk)
+    first_line = text.count("\n", 0, head_end) + 1  # line number of the first motion line
+    data = _parse_motion(text[head_end:], n_frames, skel.num_channels, name, first_line)
     return Motion(skel, frame_time, data, name)
 
 
-def _parse_motion(body: str, n_frames: int, C: int, tk: _Tokens) -> np.ndarray:
+def _parse_motion(body: str, n_frames: int, C: int, name: str, first_line: int) -> np.ndarray:
     """Motion lines -> ``(n_frames, C)`` float64; on any problem, find and name the first bad line."""
     if n_frames == 0:
         return np.zeros((0, C))
@@ -235,34 +249,35 @@ def _parse_motion(body: str, n_frames: int, C: int, tk: _Tokens) -> np.ndarray:
         bounds = np.append(np.flatnonzero(a == 10), len(a))  # end of every line
         per_line = np.diff(np.searchsorted(ends, bounds), prepend=0)  # values on each line
         per_line = per_line[per_line > 0]  # blank lines do not count
-        if (
-            len(per_line) >= n_frames
-            and np.all(per_line[:n_frames] == C)
-            and np.all(np.isfinite(values[: n_frames * C]))
-        ):
-            return values[: n_frames * C].reshape(n_frames, C)
+        values = values[: n_frames * C]
+        if len(per_line) >= n_frames and np.all(per_line[:n_frames] == C) and np.all(np.isfinite(values)):
+            return values.reshape(n_frames, C)
     # slow path: walk the lines to name the first bad one
     k = 0
-    for i, line in enumerate(body.split("\n")):
+    lines = body.split("\n")
+    for i, line in enumerate(lines):
         if k == n_frames:
             break
         vals = line.split()
         if not vals:
             continue
-        line_no = tk.line_no + 1 + i
+        where = f"{name}:{first_line + i}"
         if len(vals) != C:
-            raise tk.error(f"frame {k} has {len(vals)} values, expected {C}", line_no)
+            raise BVHError(f"{where}: frame {k} has {len(vals)} values, expected {C}")
         for v in vals:
             try:
                 x = float(v)
             except ValueError:
-                raise tk.error(f"non-numeric value {v!r} in frame {k}", line_no) from None
-            if not np.isfinite(x):
-                raise tk.error(f"non-finite value {v!r} in frame {k}", line_no)
+                raise BVHError(f"{where}: non-numeric value {v!r} in frame {k}") from None
+            if not math.isfinite(x):
+                raise BVHError(f"{where}: non-finite value {v!r} in frame {k}")
         k += 1
+    last = first_line + len(lines) - 1 - (1 if body.endswith("\n") else 0)
     if k < n_frames:
-        raise tk.error(f"truncated motion: header says {n_frames} frames, file has {k}", tk.line_no + body.count("\n"))
-    raise tk.error("malformed motion data")  # not reached: the fast path accepts every valid file
+        raise BVHError(
+            f"{name}:{max(last, first_line - 1)}: truncated motion: header says {n_frames} frames, file has {k}"
+        )
+    raise BVHError(f"{name}:{first_line}: malformed motion data")  # not reached: the fast path takes valid files
 
 
 def read(path_or_file, name: str | None = None) -> Motion:

@@ -318,8 +318,20 @@ def matrix_to_euler(R, order: str) -> np.ndarray:
 
 
 def euler_to_quat(angles_deg, order: str) -> np.ndarray:
-    """Euler angles ``(..., 3)`` degrees, intrinsic ``order`` -> quaternions ``(..., 4)`` XYZW."""
-    return matrix_to_quat(euler_to_matrix(angles_deg, order))
+    """Euler angles ``(..., 3)`` degrees, intrinsic ``order`` -> unit quaternions ``(..., 4)`` XYZW, ``w >= 0``.
+
+    The product of the three elementary half-angle quaternions, in the order written (``q_a0 * q_a1 * q_a2``).
+    """
+    axes = _check_order(order)
+    half = 0.5 * np.deg2rad(_float(angles_deg))
+    c, s = np.cos(half), np.sin(half)
+    q = None
+    for n, axis in enumerate(axes):
+        e = np.zeros((*half.shape[:-1], 4), dtype=half.dtype)
+        e[..., axis] = s[..., n]
+        e[..., 3] = c[..., n]
+        q = e if q is None else quat_mul(q, e)
+    return quat_canonical(q)
 
 
 def quat_to_euler(q, order: str) -> np.ndarray:

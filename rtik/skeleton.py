@@ -51,7 +51,7 @@ class Skeleton:
         offsets = np.asarray(self.offsets, dtype=np.float64)
         if J == 0:
             raise SkeletonError("a skeleton needs at least one joint")
-        bad_names = [n for n in names if not isinstance(n, str) or not n or any(c.isspace() for c in n)]
+        bad_names = [n for n in names if not isinstance(n, str) or n.split() != [n]]
         if bad_names:
             raise SkeletonError(f"joint names must be non-empty strings without spaces, found {bad_names[0]!r}")
         if len(set(names)) != J:
