@@ -1,0 +1,541 @@
+"""The stateful multi-stream solver: positions in, rotations out, one frame per stream per tick.
+
+``push`` validates a frame and puts it in its stream's latest-frame slot (a newer push replaces a frame not yet
+solved, counted as dropped); ``tick`` solves every stream with a new frame in ONE backend call. Per frame:
+normalise (root-relative, heading-aligned, body-size scaled; :mod:`rtik.normalize`) -> denoiser + IK step ->
+6-D -> matrices -> the root turned back to world heading -> refinement towards the observed positions
+(:mod:`rtik.refine`) -> local quaternions, root position and FK positions.
+
+Per stream the solver keeps the recurrent state, a bone-length calibration (a robust running estimate over the
+observed frames, or fixed by :meth:`Solver.calibrate`), heading, an input-noise estimate and counters. A gap
+(> ``gap_s``), a teleport (root faster than ``max_speed``), a time going backwards or a burst of bad frames
+resets the stream's state; one stream's bad frame never affects another. Units: metres inside, the stream's
+unit (m, cm, mm) at its edge. Arrays are float64 unless stated; the wire types are float32.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtik import layouts
+from rtik import refine as rf
+from rtik.errors import InputError
+from rtik.modelpack import ModelPack
+from rtik.skeleton import Skeleton
+
+UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Tuning of the per-frame path (defaults suit live mocap at 30-120 Hz).
+
+    Fields:
+        gap_s: a frame later than this after the previous one resets the stream (seconds).
+        max_speed: root speeds above this reset the stream as a teleport (m/s).
+        teleport_slack: distance always allowed between frames on top of ``max_speed * dt`` (m).
+        nan_burst: this many rejected frames in a row reset the stream.
+        noise_rate: per-frame rate of the running input-noise estimate (0..1).
+        sigma_denoise: input noise (m, per coordinate) at which the denoised and the raw position weigh equally.
+        sigma_network: input noise (m) at which the network's bone direction and the observed one weigh equally.
+        calib_rate: first-frame step of the running bone-length estimate, as a fraction of the length.
+        calib_floor: smallest per-frame step of that estimate (m).
+    """
+
+    gap_s: float = 0.5
+    max_speed: float = 15.0
+    teleport_slack: float = 0.1
+    nan_burst: int = 3
+    noise_rate: float = 0.05
+    sigma_denoise: float = 0.002
+    sigma_network: float = 0.02
+    calib_rate: float = 0.05
+    calib_floor: float = 1e-4
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """One solved frame of one stream.
+
+    Fields:
+        stream: stream name; seq: frame number in the stream (counts pushed frames that were solved).
+        timestamp: source timestamp of the frame (s).
+        local_quats: ``(J, 4)`` float32 XYZW, joint -> parent, the model's skeleton order.
+        root_pos: ``(3,)`` float32, the motion root's translation (m).
+        positions: ``(J, 3)`` float32, FK of the result on the stream's calibrated skeleton (m).
+        solve_us: wall time of the tick that solved it (µs, shared by the batch).
+        reset: the recurrent state was fresh for this frame (first frame, gap, teleport, NaN burst, reset()).
+        noise: the stream's current input-noise estimate (m, per coordinate).
+    """
+
+    stream: str
+    seq: int
+    timestamp: float
+    local_quats: np.ndarray
+    root_pos: np.ndarray
+    positions: np.ndarray
+    solve_us: float
+    reset: bool
+    noise: float = 0.0
+
+
+@dataclass
+class StreamInfo:
+    """A stream's configuration and counters (read them through :meth:`Solver.stream`)."""
+
+    name: str
+    slot: int
+    layout: layouts.LayoutMap
+    units: str
+    fps: float
+    frames: int = 0  # frames solved
+    rejected: int = 0  # frames refused by push (NaN, wrong shape, ...)
+    dropped: int = 0  # frames replaced in the slot before a tick solved them
+    resets: int = 0  # state resets (gaps, teleports, bursts, explicit)
+    bad_run: int = 0  # rejected frames in a row
+    last_error: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class Solver:
+    """See the module docstring and docs/solver.md. Thread-safe between one pushing and one ticking thread."""
+
+    def __init__(self, pack: ModelPack, backend="onnx", options: SolverOptions | None = None, **backend_options):
+        from rtik.backends.base import Backend, open_backend
+
+        self.pack = pack
+        self.options = options or SolverOptions()
+        self.backend = backend if isinstance(backend, Backend) else open_backend(pack, backend, **backend_options)
+        skel = pack.skeleton
+        self.skeleton: Skeleton = skel
+        self.tables = rf.Tables.build(skel)
+        self.J, self.Ji, self.S = len(skel), len(pack.input_joints), pack.state_size
+        self.in_idx = pack.input_index  # (Ji,) skeleton index of each input joint
+        self.root_in = list(pack.input_joints).index(pack.norm.root)
+        self.root_j = int(self.in_idx[self.root_in])
+        names = list(pack.input_joints)
+        self.left = np.array([names.index(n) for n in pack.norm.left])
+        self.right = np.array([names.index(n) for n in pack.norm.right])
+        rest = skel.bone_lengths()
+        self.rest_len = rest
+        self.rest_dir = skel.offsets / np.maximum(rest, 1e-12)[:, None]
+        is_bone = np.zeros(self.J, bool)
+        is_bone[self.tables.bones] = True
+        self.bone = is_bone & np.isin(skel.parents, self.in_idx)  # measurable from input positions
+        self.size_idx = skel.indices(pack.norm.size_joints)
+        is_in = np.zeros(self.J, bool)
+        is_in[self.in_idx] = True
+        self.bone_in = (is_in & is_in[np.maximum(skel.parents, 0)]).astype(np.float64)  # bones with observed ends
+        self._streams: dict[str, StreamInfo] = {}
+        self._lock = threading.Lock()
+        self._ready: dict[int, StreamInfo] = {}
+        self._carry = None  # (slots, state_out) of the last backend call
+        self._alloc(8)
+
+    @classmethod
+    def from_path(cls, path=None, backend="onnx", **kw) -> Solver:
+        """A solver for the pack at ``path`` (``None`` = the shipped default model)."""
+        from rtik import modelpack
+
+        return cls(modelpack.load(path), backend, **kw)
+
+    # ------------------------------------------------------------------------------------------- storage
+    def _alloc(self, cap: int) -> None:
+        old = getattr(self, "_cap", 0)
+        J, Ji = self.J, self.Ji
+        spec = {
+            "state": ((self.S,), np.float32, 0.0), "p_pos": ((Ji, 3), np.float64, 0.0), "p_mask": ((Ji,), bool, False),
+            "p_ts": ((), np.float64, 0.0), "p_reset": ((), bool, False), "last_ts": ((), np.float64, 0.0),
+            "last_root": ((3,), np.float64, 0.0), "last_tgt": ((J, 3), np.float64, 0.0), "yaw": ((), np.float64, 0.0),
+            "fresh": ((), bool, True), "blen": ((J,), np.float64, np.nan), "nobs": ((J,), np.float64, 0.0),
+            "locked": ((), bool, False), "noise": ((), np.float64, 0.0), "scale": ((), np.float64, 1.0),
+        }  # fmt: skip
+        for name, (shape, dtype, fill) in spec.items():
+            a = np.full((cap, *shape), fill, dtype=dtype)
+            if old:
+                a[:old] = getattr(self, "_" + name)
+            setattr(self, "_" + name, a)
+        self._cap = cap
+        self._free = sorted(set(range(cap)) - {s.slot for s in getattr(self, "_streams", {}).values()})
+
+    # ------------------------------------------------------------------------------------------- streams
+    def open_stream(self, name: str, layout="rtik", units: str = "m", fps: float | None = None, joints=None):
+        """Open stream ``name``. ``layout``: a name (see :mod:`rtik.layouts`), a :class:`~rtik.layouts.Layout`
+        or a list of joint names; ``joints``: the source's joint names (needed by ``bvh``); ``units``: m/cm/mm;
+        ``fps``: nominal frame rate (default: the model's). Re-opening a stream replaces it."""
+        if not isinstance(name, str) or not name:
+            raise InputError(f"stream name must be a non-empty string, got {name!r}")
+        if units not in UNITS:
+            raise InputError(f"stream {name!r}: unknown units {units!r}; valid units: {', '.join(UNITS)}")
+        fps = float(fps or self.pack.fps)
+        if not np.isfinite(fps) or fps <= 0:
+            raise InputError(f"stream {name!r}: fps must be positive, got {fps}")
+        lmap = layouts.resolve(layouts.get(layout, self.pack.input_joints, joints), self.pack.input_joints)
+        if not lmap.provided[self.root_in]:
+            raise InputError(
+                f"stream {name!r}: layout {lmap.layout.name!r} does not provide the root joint "
+                f"{self.pack.norm.root!r}; it maps: {', '.join(lmap.layout.rows) or 'nothing'}"
+            )
+        if not (lmap.provided[self.left] & lmap.provided[self.right]).any():
+            raise InputError(
+                f"stream {name!r}: layout {lmap.layout.name!r} provides no left/right pair for the heading"
+            )
+        with self._lock:
+            if name in self._streams:
+                self._close(name)
+            if not self._free:
+                self._alloc(self._cap * 2)
+            slot = self._free.pop(0)
+            self._reset_slot(slot, calibration=True)
+            self._streams[name] = StreamInfo(name, slot, lmap, units, fps)
+            self._scale[slot] = UNITS[units]
+        return self._streams[name]
+
+    def _reset_slot(self, slot: int, calibration: bool) -> None:
+        self._carry = None
+        self._state[slot] = 0.0
+        self._fresh[slot] = True
+        if calibration:
+            self._blen[slot] = np.nan
+            self._nobs[slot] = 0.0
+            self._locked[slot] = False
+            self._noise[slot] = 0.0
+
+    def _get(self, name: str) -> StreamInfo:
+        s = self._streams.get(name)
+        if s is None:
+            raise InputError(f"no stream {name!r}; open streams: {', '.join(self._streams) or 'none'}")
+        return s
+
+    def stream(self, name: str) -> StreamInfo:
+        """The stream's configuration and counters."""
+        return self._get(name)
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return tuple(self._streams)
+
+    def close_stream(self, name: str) -> None:
+        with self._lock:
+            self._get(name)
+            self._close(name)
+
+    def _close(self, name: str) -> None:
+        self._carry = None
+        s = self._streams.pop(name)
+        self._ready.pop(s.slot, None)
+        self._free.append(s.slot)
+
+    def reset(self, name: str) -> None:
+        """Forget the stream's recurrent state (its calibration stays)."""
+        with self._lock:
+            s = self._get(name)
+            self._reset_slot(s.slot, calibration=False)
+            self._p_reset[s.slot] = True
+            s.resets += 1
+
+    # ---------------------------------------------------------------------------------------- calibration
+    def calibrate(self, name: str, frames=None, mask=None, lock: bool = True) -> np.ndarray:
+        """Fix the stream's bone lengths: measured (median) over ``frames (F, Js, 3)`` in the stream's layout and
+        units, or the running estimate so far if ``None``. ``lock`` stops the running update. Returns the bone
+        lengths ``(J,)`` in metres (nan where never observed)."""
+        from rtik.kinematics import bone_lengths
+
+        s = self._get(name)
+        if frames is not None:
+            F = np.asarray(frames, dtype=np.float64)
+            if F.ndim != 3 or F.shape[1:] != (s.layout.num_source_joints, 3):
+                raise InputError(
+                    f"stream {name!r}: calibration frames have shape {F.shape}, "
+                    f"expected (F, {s.layout.num_source_joints}, 3)"
+                )
+            m = np.ones(F.shape[:2], bool) if mask is None else np.asarray(mask, dtype=bool)
+            m = m & np.isfinite(F).all(axis=-1)
+            pairs = [s.layout.apply(np.nan_to_num(f) * UNITS[s.units], mm) for f, mm in zip(F, m, strict=True)]
+            P, M = [p for p, _ in pairs], [k for _, k in pairs]
+            full = np.zeros((len(P), self.J, 3))
+            full[:, self.in_idx] = P
+            fm = np.zeros((len(P), self.J), bool)
+            fm[:, self.in_idx] = M
+            L = np.where(self.bone, bone_lengths(self.skeleton, full, fm), np.nan)
+            with self._lock:
+                self._blen[s.slot] = L
+                self._nobs[s.slot] = np.where(np.isfinite(L), 1e6, 0.0)
+        with self._lock:
+            self._locked[s.slot] = bool(lock)
+            return self._blen[s.slot].copy()
+
+    def stream_skeleton(self, name: str, unit_scale: float = 1.0) -> Skeleton:
+        """The model's skeleton with the stream's calibrated bone lengths, times ``unit_scale`` (1 = metres)."""
+        from rtik.kinematics import rescale_skeleton
+
+        s = self._get(name)
+        return rescale_skeleton(self.skeleton, self._blen[s.slot]).scaled(unit_scale)
+
+    # ---------------------------------------------------------------------------------------------- push
+    def push(self, name: str, positions, timestamp: float, mask=None) -> None:
+        """Queue a frame: ``positions (Js, 3)`` in the stream's layout and units, ``timestamp`` (s, source clock),
+        ``mask (Js,)`` (true/1 = observed; missing joints may hold anything, NaN included). Raises
+        :class:`InputError` (and counts the frame as rejected) when the frame is unusable."""
+        s = self._get(name)
+        try:
+            P = np.asarray(positions, dtype=np.float64)
+            Js = s.layout.num_source_joints
+            if P.shape != (Js, 3):
+                raise InputError(
+                    f"stream {name!r}: frame has shape {P.shape}, expected ({Js}, 3) "
+                    f"for layout {s.layout.layout.name!r}"
+                )
+            ts = float(timestamp)
+            if not np.isfinite(ts):
+                raise InputError(f"stream {name!r}: timestamp {timestamp!r} is not finite")
+            if mask is None:
+                finite = np.isfinite(P).all(axis=1)
+                if not finite.all():
+                    bad = [s.layout.layout.joints[i] for i in np.flatnonzero(~finite)]
+                    raise InputError(f"stream {name!r}: NaN or inf at {', '.join(bad)} (mask them as missing)")
+                m = None
+            else:
+                m = np.asarray(mask).reshape(-1).astype(bool)
+                if m.shape != (Js,):
+                    raise InputError(f"stream {name!r}: mask has {m.size} entries, expected {Js}")
+                finite = np.isfinite(P).all(axis=1)
+                if (m & ~finite).any():
+                    bad = [s.layout.layout.joints[i] for i in np.flatnonzero(m & ~finite)]
+                    raise InputError(f"stream {name!r}: NaN or inf at observed joints {', '.join(bad)}")
+            P, M = s.layout.apply(P, m)
+            if not M.any():
+                raise InputError(f"stream {name!r}: no joint of the model is observed in this frame")
+            if not M[self.root_in] and self._fresh[s.slot]:
+                raise InputError(
+                    f"stream {name!r}: the root joint {self.pack.norm.root!r} is missing and there is no previous frame"
+                )
+        except InputError as e:
+            with self._lock:
+                s.rejected += 1
+                s.bad_run += 1
+                s.last_error = str(e)
+                if s.bad_run == self.options.nan_burst:
+                    self._reset_slot(s.slot, calibration=False)
+                    self._p_reset[s.slot] = True
+                    s.resets += 1
+            raise
+        with self._lock:
+            slot = s.slot
+            self._p_pos[slot] = P
+            self._p_mask[slot] = M
+            self._p_ts[slot] = ts
+            s.bad_run = 0
+            if slot in self._ready:
+                s.dropped += 1
+            self._ready[slot] = s
+
+    # ---------------------------------------------------------------------------------------------- tick
+    def tick(self) -> dict[str, SolveResult]:
+        """Solve every stream with a new frame (one backend call); ``{stream: SolveResult}``."""
+        t0 = time.perf_counter()
+        with self._lock:
+            if not self._ready:
+                return {}
+            ready = dict(sorted(self._ready.items()))  # slot order: a steady batch keeps its layout
+            self._ready = {}
+            slots = np.fromiter(ready, dtype=np.int64, count=len(ready))
+            P_in = self._p_pos[slots]  # (B, Ji, 3) stream units
+            M_in = self._p_mask[slots]  # (B, Ji)
+            ts = self._p_ts[slots]
+            forced = self._p_reset[slots]
+            self._p_reset[slots] = False
+        out = self._solve(slots, P_in, M_in, ts, forced, list(ready.values()))
+        q, r, p, rs, nz = out
+        us = (time.perf_counter() - t0) * 1e6
+        return {
+            s.name: SolveResult(s.name, s.frames - 1, float(ts[i]), q[i], r[i], p[i], us, bool(rs[i]), float(nz[i]))
+            for i, s in enumerate(ready.values())
+        }
+
+    def _solve(self, slots, P_in, M_in, ts, forced, infos):
+        o, t = self.options, self.tables
+        B, J = len(slots), self.J
+        P_in = P_in * self._scale[slots][:, None, None]  # metres
+        # ---- root (estimated from the other joints' motion where it is missing)
+        root = P_in[:, self.root_in]
+        miss = ~M_in[:, self.root_in]
+        if miss.any():
+            prev = self._last_tgt[slots][:, self.in_idx]
+            w = M_in[:, :, None]
+            shift = (np.where(w, P_in - prev, 0.0)).sum(1) / np.maximum(w.sum(1), 1)
+            root = np.where(miss[:, None], self._last_root[slots] + shift, root)
+        # ---- resets: gaps, time going backwards, teleports
+        dt = ts - self._last_ts[slots]
+        dr = root - self._last_root[slots]
+        jump = np.sqrt(np.einsum("bi,bi->b", dr, dr))
+        fresh = self._fresh[slots]
+        reset = fresh | forced | (dt > o.gap_s) | (dt < 0) | (jump > o.max_speed * np.maximum(dt, 0) + o.teleport_slack)
+        if reset.any():
+            self._state[slots[reset]] = 0.0
+            for i in np.flatnonzero(reset & ~fresh & ~forced):
+                infos[i].resets += 1
+        # ---- full-skeleton arrays and bone lengths
+        P = np.zeros((B, J, 3))
+        P[:, self.in_idx] = P_in
+        P[:, self.in_idx[self.root_in]] = root
+        M = np.zeros((B, J), bool)
+        M[:, self.in_idx] = M_in
+        par = np.maximum(self.skeleton.parents, 0)
+        seen = M & M[:, par] & self.bone
+        bv = P - P[:, par]
+        d = np.sqrt(np.einsum("bji,bji->bj", bv, bv))  # (B, J) measured bone lengths
+        L = self._blen[slots]
+        n = self._nobs[slots]
+        dev = np.abs(d - L)  # deviation from the estimate (nan where unknown)
+        upd = seen & ~self._locked[slots][:, None]
+        first = upd & (n == 0)
+        eta = np.maximum(o.calib_rate * L * 10.0 / (10.0 + n), o.calib_floor)
+        L = np.where(first, d, np.where(upd & ~first, L + np.clip(d - L, -eta, eta), L))
+        self._blen[slots] = L
+        self._nobs[slots] = n + upd
+        # bones never seen: rest length times the mean measured/rest ratio of the stream
+        ratio = L / np.where(self.bone, self.rest_len, np.nan)
+        known = np.isfinite(ratio)
+        mean_ratio = np.where(known, ratio, 0.0).sum(1) / np.maximum(known.sum(1), 1)
+        mean_ratio = np.where(known.any(1), mean_ratio, 1.0)
+        Lf = np.where(known, L, self.rest_len * mean_ratio[:, None])
+        off = self.rest_dir * Lf[..., None]  # (B, J, 3) calibrated offsets
+        size = Lf[:, self.size_idx].sum(1)
+        # ---- heading (kept from the previous frame when not observable)
+        lat = np.where(
+            (M_in[:, self.left] & M_in[:, self.right])[..., None], P_in[:, self.left] - P_in[:, self.right], 0
+        )
+        lat = lat.sum(1)
+        yaw = np.arctan2(-lat[:, 2], lat[:, 0])
+        ok = np.hypot(lat[:, 0], lat[:, 2]) > self.pack.norm.min_lateral * size
+        yaw = np.where(ok, yaw, self._yaw[slots])
+        c, s = np.cos(yaw), np.sin(yaw)
+        # ---- normalise: R_y(-yaw) (p - root) / size, missing joints zero
+        rel = (P_in - root[:, None]) * (M_in / size[:, None])[..., None]
+        pos = np.empty((B, self.Ji, 3), np.float32)
+        pos[..., 0] = c[:, None] * rel[..., 0] - s[:, None] * rel[..., 2]
+        pos[..., 1] = rel[..., 1]
+        pos[..., 2] = s[:, None] * rel[..., 0] + c[:, None] * rel[..., 2]
+        # ---- the network
+        # the same streams as last tick and no reset: hand the backend its own state_out back (a device-resident
+        # backend then skips the upload); otherwise gather the streams' states
+        last = self._carry
+        carry = last is not None and len(last[0]) == B and not reset.any() and np.array_equal(last[0], slots)
+        r6, clean, st = self.backend.step(pos, M_in.astype(np.float32), last[1] if carry else self._state[slots])
+        self._state[slots] = st
+        self._carry = (slots, st)
+        # ---- denoised positions back in the world, noise estimate, targets
+        cl = clean.astype(np.float64) * size[:, None, None]
+        den = np.zeros((B, J, 3))
+        den[:, self.in_idx, 0] = c[:, None] * cl[..., 0] + s[:, None] * cl[..., 2]
+        den[:, self.in_idx, 1] = cl[..., 1]
+        den[:, self.in_idx, 2] = -s[:, None] * cl[..., 0] + c[:, None] * cl[..., 2]
+        den[:, self.in_idx] += root[:, None]
+        nM = np.maximum(M.sum(1), 1)
+        e = P - den
+        r_den = (np.sqrt(np.einsum("bji,bji->bj", e, e)) * M).sum(1) / nM / 1.6
+        nb = seen.sum(1)
+        r_bone = np.where(seen & (n > 0), dev, 0.0).sum(1) / np.maximum(nb, 1) / 1.13
+        sigma = np.where(nb > 0, np.minimum(r_den, r_bone), r_den)
+        noise = self._noise[slots]
+        noise = np.where(fresh, sigma, noise + o.noise_rate * (sigma - noise))
+        self._noise[slots] = noise
+        v2 = noise * noise
+        alpha = np.where(M, (v2 / (v2 + o.sigma_denoise**2))[:, None], 1.0)  # weight of the denoised position
+        tgt = P + alpha[..., None] * (den - P)
+        beta = (o.sigma_network**2 / (v2 + o.sigma_network**2))[:, None] * self.bone_in  # (B, J)
+        # ---- rotations: 6-D -> matrices, root back to world heading, refinement
+        Lm = rf.sixd_to_matrix(r6)
+        mr = t.motion_root
+        Ry = np.zeros((B, 3, 3))
+        Ry[:, 0, 0], Ry[:, 0, 2], Ry[:, 1, 1], Ry[:, 2, 0], Ry[:, 2, 2] = c, s, 1.0, -s, c
+        Lm[:, mr] = Ry @ Lm[:, mr]
+        if t.dummy >= 0:
+            Lm[:, t.dummy] = np.eye(3)
+        G = rf.global_rotations(Lm, t)
+        Lr, Gr = rf.refine(G, Lm, off, tgt, beta, t)
+        root_pos = tgt[:, self.root_j]
+        if t.dummy >= 0:
+            root_pos = root_pos - tgt[:, t.dummy]
+        X = rf.positions(Gr, off, root_pos, t)
+        q = rf.matrix_to_quat(Lr).astype(np.float32)
+        # ---- per-stream bookkeeping
+        self._last_ts[slots] = ts
+        self._last_root[slots] = root
+        self._last_tgt[slots] = tgt
+        self._yaw[slots] = yaw
+        self._fresh[slots] = False
+        for sinfo in infos:
+            sinfo.frames += 1
+        return q, root_pos.astype(np.float32), X.astype(np.float32), reset, noise
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def euler(self, local_quats) -> np.ndarray:
+        """Euler angles ``(..., J, 3)`` in degrees, each joint in its skeleton channel order (BVH intrinsic),
+        from local quaternions ``(..., J, 4)`` (for writers; joints without rotation channels get ZXY)."""
+        from rtik import rotations as rot
+
+        q = np.asarray(local_quats, dtype=np.float64)
+        out = np.zeros(q.shape[:-1] + (3,))
+        orders = [self.skeleton.rotation_order(j) or "ZXY" for j in range(self.J)]
+        for order in set(orders):
+            js = [j for j in range(self.J) if orders[j] == order]
+            out[..., js, :] = rot.quat_to_euler(q[..., js, :], order)
+        return out
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def solve_sequence(
+    solver_or_pack, positions, fps: float, mask=None, layout="rtik", units="m", joints=None,
+    calibrate: bool = True, backend="onnx", stream: str = "sequence",
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Solve a whole clip through the same per-frame path as live streams.
+
+    Args:
+        solver_or_pack: a :class:`Solver` (a temporary stream is opened on it) or a :class:`ModelPack`.
+        positions: ``(F, Js, 3)`` in ``layout`` and ``units``; ``mask``: ``(F, Js)`` observed joints or None.
+        fps: frame rate (Hz); frame ``i`` has timestamp ``i / fps``.
+        calibrate: measure the bone lengths over the whole clip first (else the running estimate is used).
+
+    Returns:
+        ``{"local_quats": (F, J, 4) float32, "root_pos": (F, 3) m, "positions": (F, J, 3) m, "reset": (F,) bool,
+        "bone_lengths": (J,) m}``.
+    """
+    own = not isinstance(solver_or_pack, Solver)
+    solver = Solver(solver_or_pack, backend) if own else solver_or_pack
+    X = np.asarray(positions, dtype=np.float64)
+    if X.ndim != 3 or X.shape[-1] != 3:
+        raise InputError(f"positions must have shape (F, J, 3), got {X.shape}")
+    if mask is not None and np.shape(mask) != X.shape[:2]:
+        raise InputError(f"mask has shape {np.shape(mask)}, expected {X.shape[:2]}")
+    F = len(X)
+    try:
+        solver.open_stream(stream, layout=layout, units=units, fps=fps, joints=joints)
+        if calibrate:
+            solver.calibrate(stream, X, mask)
+        out = {
+            "local_quats": np.zeros((F, solver.J, 4), np.float32),
+            "root_pos": np.zeros((F, 3), np.float32),
+            "positions": np.zeros((F, solver.J, 3), np.float32),
+            "reset": np.zeros(F, bool),
+        }
+        for i in range(F):
+            solver.push(stream, X[i], i / fps, None if mask is None else mask[i])
+            r = solver.tick()[stream]
+            out["local_quats"][i], out["root_pos"][i], out["positions"][i], out["reset"][i] = (
+                r.local_quats, r.root_pos, r.positions, r.reset
+            )  # fmt: skip
+        out["bone_lengths"] = solver.calibrate(stream, lock=calibrate)
+        return out
+    finally:
+        if stream in solver.streams:
+            solver.close_stream(stream)
+        if own:
+            solver.close()
