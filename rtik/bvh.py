@@ -8,6 +8,7 @@ rest of rtik never sees Euler angles; the writer converts back to the skeleton's
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -372,9 +373,15 @@ def write(path, motion: Motion) -> None:
     """Write ``motion`` to ``path`` (atomically: a temporary file renamed into place)."""
     path = os.fspath(path)
     tmp = path + ".tmp"
-    with open(tmp, "w", newline="\n") as f:
-        f.write(dumps(motion))
-    os.replace(tmp, path)
+    text = dumps(motion)
+    try:
+        with open(tmp, "w", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise BVHError(f"{path}: cannot write: {e.strerror or e}") from e
 
 
 def from_pose(skel: Skeleton, local_quats, frame_time: float, root_pos=None, source: str = "") -> Motion:
@@ -390,7 +397,9 @@ def iter_archive(path, pattern: str = ""):
     in archive order, reading it as one stream (no backward seeks in the compressed data). ``pattern`` keeps
     names containing it. A malformed member yields its :class:`BVHError` instead of a Motion, so one bad file
     does not end the walk; a damaged archive raises BVHError."""
+    import lzma
     import tarfile
+    import zlib
 
     try:
         with tarfile.open(path, "r|*") as tar:
@@ -402,7 +411,7 @@ def iter_archive(path, pattern: str = ""):
                     yield m.name, read(tar.extractfile(m), name=label)
                 except BVHError as e:
                     yield m.name, e
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as e:
         raise BVHError(f"{os.fspath(path)}: cannot read archive: {e}") from e
 
 

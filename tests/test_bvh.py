@@ -308,3 +308,21 @@ def test_damaged_archive(tmp_path):
     arc.write_bytes(b"\xfd7zXZ\x00 this is not really xz")
     with pytest.raises(BVHError, match="cannot read archive"):
         list(bvh.iter_archive(arc))
+    # a good archive cut short, and one damaged in the middle of its compressed data
+    good = tmp_path / "good.tar.xz"
+    with tarfile.open(good, "w:xz") as tar:
+        for k in range(3):
+            data = golden_text().replace("Frame Time: 0.04", f"Frame Time: 0.0{k + 1}").encode() * 1
+            info = tarfile.TarInfo(f"c{k}.bvh")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    raw = good.read_bytes()
+    for name, data in (("cut.tar.xz", raw[: len(raw) // 2]), ("flipped.tar.xz", raw[:200] + bytes(50) + raw[250:])):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(BVHError, match=f"{name}: cannot read archive"):
+            list(bvh.iter_archive(tmp_path / name))
+
+
+def test_write_errors_are_bvh_errors(golden, tmp_path):
+    with pytest.raises(BVHError, match="cannot write"):
+        bvh.write(tmp_path / "no" / "such" / "dir.bvh", golden)
