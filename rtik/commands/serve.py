@@ -1,0 +1,73 @@
+"""``rtik serve``: run the daemon (docs/daemon.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+
+from rtik import config as config_mod
+from rtik.sdnotify import Notifier, watchdog_interval
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the real-time daemon (ZeroMQ/OSC in, ZeroMQ/OSC/VMC out, control)")
+    p.add_argument("--config", metavar="TOML", help="configuration file (default: built-in defaults, 127.0.0.1)")
+    p.add_argument("--print-config", action="store_true", help="print the effective configuration as TOML and exit")
+    p.set_defaults(func=run)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg (and exc when an exception is logged)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": round(record.created, 6), "level": record.levelname.lower(), "logger": record.name,
+               "msg": record.getMessage()}  # fmt: skip
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(cfg: config_mod.LogConfig, verbose: int = 0) -> None:
+    level = logging.DEBUG if verbose >= 2 else getattr(logging, cfg.level.upper())
+    handler = logging.StreamHandler(sys.stderr)
+    if cfg.format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def run(args) -> int:
+    cfg = config_mod.load(args.config)
+    if args.print_config:
+        sys.stdout.write(config_mod.to_toml(cfg))
+        return 0
+    setup_logging(cfg.log, getattr(args, "verbose", 0))
+    from rtik.daemon import Daemon
+
+    notifier = Notifier()
+    daemon = Daemon(cfg)
+    daemon.start()
+
+    def on_signal(signum, _frame):
+        logging.getLogger("rtik.daemon").info("signal %d: shutting down", signum)
+        daemon.stop_event.set()
+
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):  # SIGBREAK: Ctrl+Break on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), on_signal)
+    interval = watchdog_interval()
+    notifier.ready(f"serving {daemon.model_name or 'model'}")
+    try:
+        while not daemon.stop_event.wait(interval or 1.0):
+            if interval and daemon.healthy():
+                notifier.watchdog()
+    finally:
+        notifier.stopping()
+        daemon.stop()
+        notifier.close()
+    return 1 if daemon.stats.total("errors", kind="thread") else 0
