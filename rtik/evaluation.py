@@ -240,12 +240,13 @@ def stderr_log(msg: str) -> None:
 
 
 def model_method(pack, backend: str = "onnx") -> Method:
-    """The learned solver as a :data:`Method`: the runtime :class:`rtik.solver.Solver`, fed frame by frame
-    through one stream per clip (the per-frame path the daemon runs). Joints are matched by name."""
-    from rtik.solver import Solver
+    """The learned solver as a :data:`Method`: :func:`rtik.solver.solve_sequence`, the runtime's per-frame path
+    fed one frame at a time, its bone lengths calibrated over the clip's observed input (as the baselines are).
+    Joints are matched by name."""
+    from rtik.solver import Solver, solve_sequence
 
     solver = Solver(pack, backend=backend)
-    out_names = solver.skeleton.names
+    out_names = tuple(solver.skeleton.names)
     in_names = tuple(pack.input_joints)
 
     def run(clip: Clip, positions: np.ndarray, mask: np.ndarray):
@@ -255,21 +256,8 @@ def model_method(pack, backend: str = "onnx") -> Method:
         if missing:
             raise InputError(f"the model's skeleton lacks the clip's joints: {', '.join(missing)}")
         out_idx = np.array([out_names.index(n) for n in skel.names])  # model joint of each clip joint
-        F, J = positions.shape[:2]
-        local = np.empty((F, J, 4))
-        pos = np.empty((F, J, 3))
-        stream = "eval"
-        solver.open_stream(stream, layout="rtik", units="m", fps=clip.fps)
-        try:
-            for f in range(F):
-                m = mask[f, in_idx]
-                p = np.where(m[:, None], positions[f, in_idx], 0.0).astype(np.float32)
-                solver.push(stream, p, f / clip.fps, mask=m)
-                res = solver.tick()[stream]
-                local[f] = res.local_quats[out_idx]
-                pos[f] = res.positions[out_idx]
-        finally:
-            solver.close_stream(stream)
-        return local, pos
+        res = solve_sequence(solver, positions[:, in_idx], clip.fps, mask[:, in_idx], layout="rtik", units="m")
+        local = res["local_quats"][:, out_idx].astype(np.float64)
+        return local, res["positions"][:, out_idx].astype(np.float64)
 
     return run

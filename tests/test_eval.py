@@ -123,3 +123,41 @@ def test_table_formats_nan_as_dash():
     text = evalreport.table({"analytic": {"clean": e}})
     assert "analytic" in text and " - " in text  # no determined joints, no jerk: shown as '-'
     assert evalreport.to_json({"analytic": {"clean": e}})["analytic"]["clean"]["jerk_ratio"] is None
+
+
+@pytest.fixture(scope="module")
+def model_pack(tmp_path_factory):
+    """The shipped model if installed, else a small random-weight pack of the same contract."""
+    from rtik import modelpack
+    from rtik.errors import ModelError
+
+    pytest.importorskip("rtik.solver")
+    try:
+        return modelpack.load(None).path
+    except ModelError:
+        pass
+    pytest.importorskip("torch")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import steppack
+
+    out = tmp_path_factory.mktemp("pack")
+    steppack.build(out, SAMPLE / "dataset-2_walk_active_020.bvh", hidden=16)
+    return out
+
+
+@needs_sample
+def test_cli_model_through_the_runtime_solver(tmp_path, model_pack, capsys):
+    out = tmp_path / "m.json"
+    argv = [
+        "eval", "--data", str(SAMPLE), "--split", "content:run", "--limit", "1", "--max-frames", "30",
+        "--model", str(model_pack), "--conditions", "clean,occlusion", "--cache", str(tmp_path), "--json", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert list(doc) == ["model", "analytic", "analytic_prior", "analytic_prior_oneeuro"]
+    m = doc["model"]["clean"]
+    assert KEYS <= set(m) and m["frames"] == 30
+    assert m["mpjpe_mm"] < 5.0  # the solver's refinement reproduces observed positions
+    assert doc["model"]["occlusion"]["mpjpe_mm"] > m["mpjpe_mm"]
