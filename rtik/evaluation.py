@@ -2,9 +2,9 @@
 
 A *source* is the mocap archive (``.tar``/``.tar.xz``) or a folder of BVH files. Clip names follow the Bandai
 Namco dataset, ``dataset-2_{content}_{style}_{take}.bvh``. Splits (see :class:`Split`): ``val`` (take % 10 == 0),
-``content:run,wave-left-hand`` (every take and style of those contents), ``all``. The clips outside the
-evaluated split are its *training* clips: the ``analytic_prior`` baselines take their mean local rotations from
-them, unless a model pack supplies its own ``prior_local``.
+``content:run,wave-left-hand`` (every take and style of those contents), ``all``. The train split (take % 10 != 0)
+without the evaluated clips is a split's *training* set: the ``analytic_prior`` baselines take their mean local
+rotations from it, unless a model pack supplies its own ``prior_local``.
 
 Every method sees the same corrupted input for a given (clip, condition): the generator is seeded from
 ``(seed, crc32(clip name), condition index)``, so results do not depend on clip order, ``limit`` or which other
@@ -41,7 +41,8 @@ METHODS = ("model", *baselines.BASELINES)
 
 @dataclass(frozen=True)
 class Split:
-    """Which clips are evaluated (``test``) and which are the training clips (the rest).
+    """Which clips are evaluated (``test``) and which are the training clips (the train split, take % 10 != 0,
+    without the evaluated ones: what a model of that fold is trained on).
 
     Fields: ``kind`` (``"val"``, ``"content"`` or ``"all"``), ``contents`` (for ``"content"``)."""
 
@@ -75,7 +76,9 @@ class Split:
         return m["content"].lower() in self.contents
 
     def is_train(self, name: str) -> bool:
-        return self.kind != "all" and CLIP_NAME.search(name) is not None and not self.is_test(name)
+        """The training split (take % 10 != 0) without the evaluated clips; nothing for ``all``."""
+        m = CLIP_NAME.search(name)
+        return self.kind != "all" and m is not None and int(m["take"]) % 10 != 0 and not self.is_test(name)
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,7 +120,7 @@ def _prior_cache_file(path: Path, split: Split, cache_dir: Path | None) -> Path 
     if cache_dir is None or not path.is_file():
         return None
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{split}|v1"
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{split}|v2"
     return cache_dir / f"prior-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
 
 

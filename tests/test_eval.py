@@ -19,6 +19,19 @@ KEYS = {"mpjpe_mm", "rot_all_deg", "rot_determined_deg", "rot_limb_deg", "rot_le
 needs_sample = pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"mocap sample not found at {SAMPLE}")
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """The sample clips (all val) plus links to each under a train take number (take + 1)."""
+    if not SAMPLE.is_dir():
+        pytest.skip(f"mocap sample not found at {SAMPLE}")
+    d = tmp_path_factory.mktemp("mocap")
+    for f in sorted(SAMPLE.glob("*.bvh")):
+        (d / f.name).symlink_to(f)
+        stem, take = f.stem.rsplit("_", 1)
+        (d / f"{stem}_{int(take) + 1:03d}.bvh").symlink_to(f)
+    return d
+
+
 def test_split_parsing_and_membership():
     val = evaluation.Split.parse("val")
     assert val.is_test("dataset-2_walk_active_020.bvh") and not val.is_test("dataset-2_walk_active_021.bvh")
@@ -26,7 +39,9 @@ def test_split_parsing_and_membership():
     s = evaluation.Split.parse("content:wave-left-hand, run")
     assert s.contents == ("run", "wave-left-hand") and str(s) == "content:run,wave-left-hand"
     assert s.is_test("dataset-2_run_elderly_003.bvh") and s.is_test("dataset-2_wave-left-hand_normal_010.bvh")
-    assert not s.is_test("dataset-2_wave-right-hand_normal_010.bvh") and s.is_train("dataset-2_walk_normal_010.bvh")
+    assert not s.is_test("dataset-2_wave-right-hand_normal_010.bvh") and s.is_train("dataset-2_walk_normal_011.bvh")
+    assert not s.is_train("dataset-2_walk_normal_010.bvh")  # val takes train no model
+    assert not s.is_train("dataset-2_run_normal_011.bvh")
     assert evaluation.Split.parse("all").is_test("anything.bvh")
     with pytest.raises(InputError, match="valid contents: walk, walk-turn-left"):
         evaluation.Split.parse("content:swim")
@@ -34,18 +49,19 @@ def test_split_parsing_and_membership():
         evaluation.Split.parse("test")
 
 
-@needs_sample
-def test_load_clips_folder_metres_and_prior(tmp_path):
+def test_load_clips_folder_metres_and_prior(tmp_path, data_dir):
     clips, prior = evaluation.load_clips(
-        SAMPLE, evaluation.Split.parse("content:run"), max_frames=30, cache_dir=tmp_path
+        data_dir, evaluation.Split.parse("content:run"), max_frames=30, cache_dir=tmp_path
     )
-    assert [c.name for c in clips] == ["dataset-2_run_feminine_030.bvh", "dataset-2_run_youthful_030.bvh"]
+    assert [c.name for c in clips] == [
+        f"dataset-2_run_{s}.bvh" for s in ("feminine_030", "feminine_031", "youthful_030", "youthful_031")
+    ]
     c = clips[0]
     assert c.positions.shape == (30, 22, 3) and c.local_quats.shape == (30, 22, 4)
     assert 0.5 < c.positions[:, 1, 1].mean() < 1.5  # hip height in metres
     assert prior.shape == (22, 4) and np.allclose(np.linalg.norm(prior, axis=-1), 1.0)
     with pytest.raises(InputError, match="no training clips"):
-        evaluation.load_clips(SAMPLE, evaluation.Split.parse("val"), limit=1)
+        evaluation.load_clips(SAMPLE, evaluation.Split.parse("val"), limit=1)  # the sample is all val
     with pytest.raises(InputError, match="no clip of split"):
         evaluation.load_clips(tmp_path, evaluation.Split.parse("val"), need_prior=False)
 
@@ -54,8 +70,8 @@ def test_load_clips_folder_metres_and_prior(tmp_path):
 def test_archive_source_and_prior_cache(tmp_path):
     archive = tmp_path / "mini.tar.xz"
     with tarfile.open(archive, "w:xz") as tar:
-        for name in ("dataset-2_walk_active_020.bvh", "dataset-2_run_feminine_030.bvh"):
-            tar.add(SAMPLE / name, arcname=f"data/{name}")
+        for name, arcname in (("walk_active_020", "walk_active_020"), ("run_feminine_030", "run_feminine_031")):
+            tar.add(SAMPLE / f"dataset-2_{name}.bvh", arcname=f"data/dataset-2_{arcname}.bvh")
     split = evaluation.Split.parse("content:walk")
     clips, prior = evaluation.load_clips(archive, split, max_frames=20, cache_dir=tmp_path / "c")
     assert [c.name for c in clips] == ["dataset-2_walk_active_020.bvh"]
@@ -76,12 +92,11 @@ def test_corruption_is_shared_and_seeded():
     assert not np.allclose(c[:, 1:], clips[0].positions[:, 1:])
 
 
-@needs_sample
-def test_cli_end_to_end(tmp_path, capsys):
+def test_cli_end_to_end(tmp_path, data_dir, capsys):
     out = tmp_path / "r.json"
     png = tmp_path / "r.png"
     argv = [
-        "eval", "--data", str(SAMPLE), "--split", "content:walk", "--limit", "1", "--max-frames", "40",
+        "eval", "--data", str(data_dir), "--split", "content:walk", "--limit", "1", "--max-frames", "40",
         "--methods", "analytic,analytic_prior", "--conditions", "clean,noise10", "--cache", str(tmp_path),
         "--json", str(out), "--png", str(png),
     ]  # fmt: skip
