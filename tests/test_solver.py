@@ -1,0 +1,259 @@
+"""The multi-stream solver: exact positions on clean input, batching, per-stream isolation, resets, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import steppack
+
+from rtik import bvh, kinematics, normalize
+from rtik import rotations as rot
+from rtik.backends.base import Backend, open_backend
+from rtik.errors import InputError
+from rtik.solver import Solver, solve_sequence
+
+
+class Recording(Backend):
+    """The real ONNX backend, counting calls and keeping the last inputs."""
+
+    name = "recording"
+
+    def __init__(self, pack):
+        super().__init__(pack)
+        self.inner = open_backend(pack, "onnx")
+        self.calls, self.last = 0, None
+
+    def step(self, pos, mask, state):
+        self.calls += 1
+        self.last = (pos.copy(), mask.copy(), state.copy())
+        return self.inner.step(pos, mask, state)
+
+
+@pytest.fixture(scope="module")
+def pack():
+    p = steppack.cached_pack()
+    if p is None:
+        pytest.skip("mocap sample not found (needed for the test pack's skeleton)")
+    return p
+
+
+@pytest.fixture(scope="module")
+def clip():
+    m = bvh.read(steppack.mocap_sample())
+    return m.positions()[:120, 1:] / 100.0, m.fps  # (F, 21, 3) metres, the model's input joints
+
+
+@pytest.fixture
+def solver(pack):
+    s = Solver(pack, Recording(pack))
+    yield s
+    s.close()
+
+
+def test_clean_clip_comes_back_exact(pack, clip):
+    X, fps = clip
+    out = solve_sequence(pack, X, fps)
+    err = np.linalg.norm(out["positions"][:, 1:] - X, axis=-1)
+    assert err.max() < 1e-4  # metres: refinement puts every joint on its observation
+    assert out["local_quats"].dtype == np.float32 and out["local_quats"].shape == (len(X), 22, 4)
+    np.testing.assert_allclose(np.linalg.norm(out["local_quats"], axis=-1), 1.0, atol=1e-5)
+    assert out["reset"][0] and not out["reset"][1:].any()
+
+
+def test_running_calibration_is_exact_on_rigid_input(pack, clip):
+    X, fps = clip
+    out = solve_sequence(pack, X, fps, calibrate=False)
+    assert np.linalg.norm(out["positions"][:, 1:] - X, axis=-1).max() < 1e-4
+
+
+def test_positions_are_fk_of_the_rotations(pack, clip, solver):
+    X, fps = clip
+    solver.open_stream("a")
+    for i in range(5):
+        solver.push("a", X[i], i / fps)
+        r = solver.tick()["a"]
+    skel = solver.stream_skeleton("a")
+    P, _ = kinematics.forward_kinematics(skel, r.local_quats[None].astype(np.float64), r.root_pos[None])
+    np.testing.assert_allclose(P[0], r.positions, atol=1e-5)
+
+
+def test_units_and_timestamps(pack, clip, solver):
+    X, fps = clip
+    solver.open_stream("m", units="m")
+    solver.open_stream("mm", units="mm")
+    for i in range(3):
+        solver.push("m", X[i], i / fps)
+        solver.push("mm", X[i] * 1000, i / fps)
+        res = solver.tick()
+    np.testing.assert_allclose(res["m"].positions, res["mm"].positions, atol=1e-5)
+    assert res["m"].timestamp == pytest.approx(2 / fps) and res["m"].seq == 2
+
+
+def test_streams_batch_into_one_backend_call_and_match_solo(pack, clip, solver):
+    X, fps = clip
+    names = ["a", "b", "c"]
+    for n in names:
+        solver.open_stream(n)
+    solo = Solver(pack)
+    solo.open_stream("b")
+    for i in range(10):
+        calls = solver.backend.calls
+        for k, n in enumerate(names):
+            solver.push(n, X[i + 10 * k], i / fps)
+        res = solver.tick()
+        assert solver.backend.calls == calls + 1 and set(res) == set(names)
+        solo.push("b", X[i + 10], i / fps)
+        ref = solo.tick()["b"]
+    np.testing.assert_allclose(res["b"].local_quats, ref.local_quats, atol=1e-5)
+    assert solver.tick() == {}  # nothing new
+
+
+def test_normalisation_matches_rtik_normalize(pack, clip, solver):
+    X, fps = clip
+    solver.open_stream("a")
+    solver.calibrate("a", X)
+    solver.push("a", X[7], 0.0)
+    solver.tick()
+    pos = solver.backend.last[0][0]
+    names = list(pack.input_joints)
+    L = kinematics.bone_lengths(pack.skeleton, np.concatenate([np.zeros((len(X), 1, 3)), X], axis=1))
+    size = normalize.body_size(pack.norm, pack.skeleton.names, L)
+    yaw, _ = normalize.heading(pack.norm, names, X[7])
+    want = normalize.normalize(X[7], names.index("Hips"), yaw, size)
+    np.testing.assert_allclose(pos, want, atol=1e-5)
+
+
+def test_bad_frames_are_rejected_per_stream(pack, clip, solver):
+    X, fps = clip
+    solver.open_stream("good")
+    solver.open_stream("bad")
+    bad = X[0].copy()
+    bad[8] = np.nan
+    with pytest.raises(InputError, match="stream 'bad': NaN or inf at Hand_L"):
+        solver.push("bad", bad, 0.0)
+    with pytest.raises(InputError, match=r"frame has shape \(20, 3\), expected \(21, 3\)"):
+        solver.push("bad", X[0][:20], 0.0)
+    solver.push("good", X[0], 0.0)
+    res = solver.tick()
+    assert set(res) == {"good"} and solver.stream("bad").rejected == 2
+    # a missing joint may hold NaN when the mask says so
+    mask = np.ones(21, bool)
+    mask[8] = False
+    solver.push("bad", bad, 0.0, mask=mask)
+    r = solver.tick()["bad"]
+    assert np.isfinite(r.local_quats).all()
+    observed = np.linalg.norm(r.positions[1:][mask] - X[0][mask], axis=-1)
+    assert observed.max() < 1e-4
+
+
+def test_nan_burst_resets_the_stream(pack, clip, solver):
+    X, fps = clip
+    solver.open_stream("a")
+    for i in range(3):
+        solver.push("a", X[i], i / fps)
+        assert solver.tick()["a"].reset == (i == 0)
+    bad = np.full((21, 3), np.nan)
+    for _ in range(3):
+        with pytest.raises(InputError):
+            solver.push("a", bad, 0.1)
+    solver.push("a", X[3], 3 / fps)
+    assert solver.tick()["a"].reset and solver.stream("a").resets == 1
+
+
+@pytest.mark.parametrize("kind", ["gap", "teleport", "backwards"])
+def test_gaps_teleports_and_time_reversal_reset(pack, clip, solver, kind):
+    X, fps = clip
+    solver.open_stream("a")
+    for i in range(3):
+        solver.push("a", X[i], i / fps)
+        solver.tick()
+    t, frame = 3 / fps, X[3].copy()
+    if kind == "gap":
+        t += 0.6
+    elif kind == "teleport":
+        frame += [5.0, 0.0, 0.0]
+    else:
+        t = 0.0
+    solver.push("a", frame, t)
+    assert solver.tick()["a"].reset
+    solver.push("a", frame, t + 1 / fps)
+    assert not solver.tick()["a"].reset
+
+
+def test_explicit_reset_and_dropped_frames(pack, clip, solver):
+    X, fps = clip
+    solver.open_stream("a")
+    solver.push("a", X[0], 0.0)
+    solver.push("a", X[1], 1 / fps)  # replaces the unsolved frame
+    r = solver.tick()["a"]
+    assert solver.stream("a").dropped == 1 and r.timestamp == pytest.approx(1 / fps)
+    solver.reset("a")
+    solver.push("a", X[2], 2 / fps)
+    assert solver.tick()["a"].reset
+
+
+def test_calibrate_measures_bone_lengths(pack, clip, solver):
+    X, _ = clip
+    solver.open_stream("a", units="cm")
+    L = solver.calibrate("a", X * 100)
+    rest = pack.skeleton.bone_lengths()
+    bones = np.isfinite(L)
+    assert bones.sum() == 20  # every bone between input joints
+    np.testing.assert_allclose(L[bones], rest[bones], rtol=1e-3)
+
+
+def test_noise_estimate_tracks_input_noise(pack, clip):
+    X, fps = clip
+    clean = Solver(pack)
+    noisy = Solver(pack)
+    clean.open_stream("a")
+    noisy.open_stream("a")
+    rng = np.random.default_rng(0)
+    for i in range(len(X)):
+        clean.push("a", X[i], i / fps)
+        noisy.push("a", X[i] + rng.normal(0, 0.01, X[i].shape), i / fps)
+        rc, rn = clean.tick()["a"], noisy.tick()["a"]
+    assert rc.noise < 1e-4
+    assert 0.002 < rn.noise < 0.03
+
+
+def test_stream_errors(pack, solver):
+    with pytest.raises(InputError, match="unknown units 'inch'; valid units: m, cm, mm"):
+        solver.open_stream("a", units="inch")
+    with pytest.raises(InputError, match="no stream 'zz'; open streams: none"):
+        solver.push("zz", np.zeros((21, 3)), 0.0)
+    with pytest.raises(InputError, match="unknown layout"):
+        solver.open_stream("a", layout="nope")
+
+
+def test_partial_layout_stream_solves(pack, clip, solver):
+    from rtik.layouts import COCO17
+
+    X, fps = clip
+    names = list(pack.input_joints)
+    src = {"left_hip": "UpperLeg_L", "right_hip": "UpperLeg_R", "left_knee": "LowerLeg_L", "right_knee": "LowerLeg_R",
+           "left_ankle": "Foot_L", "right_ankle": "Foot_R", "left_shoulder": "UpperArm_L",
+           "right_shoulder": "UpperArm_R", "left_elbow": "LowerArm_L", "right_elbow": "LowerArm_R",
+           "left_wrist": "Hand_L", "right_wrist": "Hand_R", "left_ear": "Head", "right_ear": "Head", "nose": "Head",
+           "left_eye": "Head", "right_eye": "Head"}  # fmt: skip
+    solver.open_stream("cam", layout="coco17")
+    for i in range(5):
+        frame = np.array([X[i][names.index(src[k])] for k in COCO17])
+        solver.push("cam", frame, i / fps)
+        r = solver.tick()["cam"]
+    assert np.isfinite(r.local_quats).all() and np.isfinite(r.positions).all()
+    # a bone whose two ends are observed points exactly along its observation (the rest comes from the network)
+    knee, ankle = pack.skeleton.index("LowerLeg_L"), pack.skeleton.index("Foot_L")
+    got = r.positions[ankle] - r.positions[knee]
+    want = X[4][names.index("Foot_L")] - X[4][names.index("LowerLeg_L")]
+    cos = got @ want / np.linalg.norm(got) / np.linalg.norm(want)
+    assert cos > np.cos(np.radians(0.1))
+    assert np.linalg.norm(got) == pytest.approx(np.linalg.norm(want), rel=1e-4)
+
+
+def test_euler_for_writers(pack, solver):
+    q = rot.quat_normalize(np.random.default_rng(0).normal(size=(3, 22, 4)))
+    e = solver.euler(q)
+    assert e.shape == (3, 22, 3)
+    back = rot.euler_to_quat(e, pack.skeleton.rotation_order(1))
+    np.testing.assert_allclose(rot.quat_geodesic(back, q), 0, atol=1e-6)
