@@ -87,9 +87,10 @@ class Sender(_Closing):
             self.dropped += 1
         return ok
 
-    def close(self) -> None:
+    def close(self, linger: float = 1.0) -> None:
+        """Close; frames still queued get up to ``linger`` seconds to leave."""
         if self._sock is not None:
-            self._sock.close(0)
+            self._sock.close(int(linger * 1000))
         if self._udp is not None:
             self._udp.close()
 

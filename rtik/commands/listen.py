@@ -63,7 +63,7 @@ def run(args) -> int:
     skeleton = None
     if args.bvh:
         try:
-            with Control(args.control, timeout=2.0) as ctl:
+            with Control(args.control, timeout=1.0) as ctl:
                 skeleton = Skeleton.from_dict(ctl.skeleton()["skeleton"])
         except (ControlError, RtikError):
             skeleton = None  # wait for the feed's periodic skeleton message instead
