@@ -1,0 +1,99 @@
+"""``rtik solve``: BVH/NPZ/CSV in, BVH out; positions round-trip within 1 mm on clean clips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import steppack
+
+from rtik import bvh
+from rtik.cli import main
+
+
+@pytest.fixture(scope="module")
+def pack():
+    p = steppack.cached_pack()
+    if p is None:
+        pytest.skip("mocap sample not found (needed for the test pack's skeleton)")
+    return p
+
+
+def _roundtrip_mm(src_positions, out_path, unit_to_mm):
+    out = bvh.read(out_path).positions()
+    return np.linalg.norm(out - src_positions, axis=-1).max() * unit_to_mm
+
+
+def test_bvh_clips_round_trip_within_1mm(pack, sample_clips, tmp_path):
+    for clip in sample_clips[::7]:
+        dst = tmp_path / (clip.stem + ".bvh")
+        assert main(["solve", str(clip), "-o", str(dst), "--model", str(pack.path)]) == 0
+        src = bvh.read(clip)
+        assert _roundtrip_mm(src.positions(), dst, 10.0) < 1.0  # the data is in centimetres
+        out = bvh.read(dst)
+        assert out.skeleton.names == src.skeleton.names and out.num_frames == src.num_frames
+        assert out.fps == pytest.approx(src.fps, rel=1e-5)
+        # bone lengths calibrated from the input, in its unit
+        np.testing.assert_allclose(out.skeleton.bone_lengths()[2:], src.skeleton.bone_lengths()[2:], rtol=1e-4)
+
+
+def test_folder_in_folder_out(pack, sample_clips, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for clip in sample_clips[:2]:
+        (src / clip.name).write_bytes(clip.read_bytes())
+    (src / "broken.bvh").write_text("HIERARCHY\nROOT x\n{\n")
+    assert main(["solve", str(src), "-o", str(tmp_path / "out"), "--model", str(pack.path)]) == 1
+    captured = capsys.readouterr()
+    assert "broken.bvh" in captured.err and "solved 2/3 files" in captured.out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(c.name for c in sample_clips[:2])
+
+
+def test_npz_with_mask_and_units(pack, sample_clips, tmp_path):
+    m = bvh.read(sample_clips[0])
+    P = m.positions()[:60, 1:] * 10.0  # millimetres, input joints only
+    mask = np.ones(P.shape[:2], bool)
+    mask[10:20, 8] = False
+    P[10:20, 8] = np.nan
+    f = tmp_path / "clip.npz"
+    np.savez(f, positions=P, joints=np.array(m.skeleton.names[1:]), fps=30.0, units="mm", mask=mask)
+    dst = tmp_path / "clip.bvh"
+    assert main(["solve", str(f), "-o", str(dst), "--model", str(pack.path)]) == 0
+    out = bvh.read(dst).positions()[:, 1:]
+    err = np.linalg.norm(out - np.nan_to_num(P), axis=-1)
+    assert err[mask].max() < 1.0  # mm, observed joints
+
+
+def test_csv_input(pack, sample_clips, tmp_path):
+    m = bvh.read(sample_clips[1])
+    P = m.positions()[:40, 1:] / 100.0
+    names = m.skeleton.names[1:]
+    head = ["frame", "time"] + [f"{j}_{a}" for j in names for a in "xyz"]
+    lines = [",".join(head)] + [
+        ",".join([str(i), f"{i / 30:.6f}"] + [f"{v:.6f}" for v in P[i].reshape(-1)]) for i in range(len(P))
+    ]
+    f = tmp_path / "clip.csv"
+    f.write_text("\n".join(lines) + "\n")
+    dst = tmp_path / "clip.bvh"
+    assert main(["solve", str(f), "-o", str(dst), "--model", str(pack.path)]) == 0
+    out = bvh.read(dst)
+    assert out.fps == pytest.approx(30.0, rel=1e-3)
+    assert np.linalg.norm(out.positions()[:, 1:] - P, axis=-1).max() < 1.5e-3  # 6-decimal CSV, metres
+
+
+def test_errors_name_the_file(pack, tmp_path, capsys):
+    bad = tmp_path / "clip.npz"
+    np.savez(bad, positions=np.zeros((3, 2, 3)))
+    assert main(["solve", str(bad), "-o", str(tmp_path / "o.bvh"), "--model", str(pack.path)]) == 1
+    assert f"{bad}: missing array 'joints'" in capsys.readouterr().err
+    other = tmp_path / "clip.c3d"
+    other.write_bytes(b"x")
+    assert main(["solve", str(other), "-o", str(tmp_path / "o.bvh"), "--model", str(pack.path)]) == 1
+    assert "unsupported input type; valid: .bvh, .npz, .csv" in capsys.readouterr().err
+
+
+def test_unmatched_names_fail_clearly(pack, tmp_path, capsys):
+    f = tmp_path / "clip.npz"
+    np.savez(f, positions=np.zeros((3, 2, 3)), joints=np.array(["a", "b"]), fps=30.0)
+    assert main(["solve", str(f), "-o", str(tmp_path / "o.bvh"), "--model", str(pack.path)]) == 1
+    err = capsys.readouterr().err
+    assert str(f) in err and "does not provide the root joint 'Hips'" in err
