@@ -15,6 +15,7 @@ Decoding never trusts its input: anything malformed raises :class:`~rtik.errors.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -136,7 +137,7 @@ def _array(msg: dict, key: str, n: int, width: int) -> np.ndarray:
     if len(raw) != want:
         raise ProtocolError(f"field {key!r} has {len(raw)} bytes, expected {want} ({n}x{width} float32)")
     arr = np.frombuffer(raw, dtype=_F32).reshape(n, width) if width > 1 else np.frombuffer(raw, dtype=_F32)
-    if not np.all(np.isfinite(arr)):
+    if not math.isfinite(arr.sum(dtype=np.float64)):  # one reduction; NaN or inf anywhere poisons the sum
         raise ProtocolError(f"field {key!r} contains NaN or inf (mark missing joints in 'mask' instead)")
     return arr
 
@@ -174,19 +175,23 @@ def encode_frame(f: Frame) -> bytes:
     return msgpack.packb(msg, use_bin_type=True)
 
 
-def make_frame(
-    stream, seq, timestamp, positions, mask=None, layout: str = "rtik", units: str = "m", sent: float = 0.0
-) -> Frame:
-    """A validated :class:`Frame` (the checks :func:`decode_frame` applies to wire input)."""
+def _check_meta(stream, seq, timestamp, units, layout) -> None:
     check_stream_name(stream)
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or seq >= 1 << 63:
         raise ProtocolError(f"seq must be an integer in [0, 2**63), got {seq!r}")
-    if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not np.isfinite(timestamp):
+    if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not math.isfinite(timestamp):
         raise ProtocolError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
     if units not in UNITS:
         raise ProtocolError(f"unknown units {units!r}; valid units: {', '.join(UNITS)}")
     if not isinstance(layout, str) or not 0 < len(layout) <= 64:
         raise ProtocolError(f"layout must be a non-empty name of at most 64 characters, got {layout!r}")
+
+
+def make_frame(
+    stream, seq, timestamp, positions, mask=None, layout: str = "rtik", units: str = "m", sent: float = 0.0
+) -> Frame:
+    """A validated :class:`Frame` (the checks :func:`decode_frame` applies to wire input)."""
+    _check_meta(stream, seq, timestamp, units, layout)
     pos = np.asarray(positions, dtype=_F32)
     if pos.ndim != 2 or pos.shape[1] != 3 or not 0 < pos.shape[0] <= MAX_JOINTS:
         raise ProtocolError(f"positions have shape {pos.shape}, expected (n, 3) with 1 <= n <= {MAX_JOINTS}")
@@ -203,7 +208,7 @@ def decode_frame(data) -> Frame:
     kind = msg.get("type", "frame")
     if kind != "frame":
         raise ProtocolError(f"expected a 'frame' message, got type {kind!r}")
-    stream = check_stream_name(_field(msg, "stream", str))
+    stream = _field(msg, "stream", str)
     n = _field(msg, "n", int)
     if not 0 < n <= MAX_JOINTS:
         raise ProtocolError(f"field 'n' = {n} outside 1..{MAX_JOINTS}")
@@ -214,16 +219,10 @@ def decode_frame(data) -> Frame:
         if len(raw) != n:
             raise ProtocolError(f"field 'mask' has {len(raw)} bytes, expected {n} (one per joint)")
         mask = np.frombuffer(raw, dtype=np.uint8) != 0
-    return make_frame(
-        stream,
-        _field(msg, "seq", int),
-        _field(msg, "t", (float, int)),
-        pos,
-        mask,
-        _field(msg, "layout", str, "rtik"),
-        _field(msg, "units", str, "m"),
-        float(_field(msg, "sent", (float, int), 0.0)),
-    )
+    seq, ts = _field(msg, "seq", int), _field(msg, "t", (float, int))
+    layout, units = _field(msg, "layout", str, "rtik"), _field(msg, "units", str, "m")
+    _check_meta(stream, seq, ts, units, layout)
+    return Frame(stream, seq, float(ts), pos, mask, layout, units, float(_field(msg, "sent", (float, int), 0.0)))
 
 
 # ---------------------------------------------------------------------------------------------------- pose

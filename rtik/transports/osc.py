@@ -94,21 +94,16 @@ def encode_frame(f: Frame) -> bytes:
     return encode_message(FRAME_ADDRESS, tags, *args)
 
 
+_POSE_HEAD = osc_string(POSE_ADDRESS) + osc_string(",shdddfibb")
+_POSE_FIXED = struct.Struct(">qdddfi")
+
+
 def encode_pose(p: Pose) -> bytes:
-    """``/rtik/pose`` message of a solved pose."""
-    return encode_message(
-        POSE_ADDRESS,
-        "shdddfibb",
-        p.stream,
-        int(p.seq),
-        float(p.timestamp),
-        float(p.sent),
-        float(p.recv),
-        float(p.solve_us),
-        int(bool(p.reset)),
-        np.ascontiguousarray(p.root_pos, dtype="<f4").tobytes(),
-        np.ascontiguousarray(p.local_quats, dtype="<f4").tobytes(),
-    )
+    """``/rtik/pose`` message of a solved pose (the fixed part packed in one go: this runs per pose)."""
+    fixed = _POSE_FIXED.pack(int(p.seq), p.timestamp, p.sent, p.recv, p.solve_us, 1 if p.reset else 0)
+    root = np.ascontiguousarray(p.root_pos, dtype="<f4").tobytes()
+    quats = np.ascontiguousarray(p.local_quats, dtype="<f4").tobytes()
+    return _POSE_HEAD + osc_string(p.stream) + fixed + osc_blob(root) + osc_blob(quats)
 
 
 # ------------------------------------------------------------------------------------------------ decoding
