@@ -1,0 +1,160 @@
+"""Write docs/results.md from `rtik eval` JSON files, optionally running the missing evaluations first.
+
+Files in the runs folder (default runs/eval), one per split and kind:
+    val-baselines.json, val-model.json                         split val
+    content-run+wave-left-hand-baselines.json, ...-model.json  split content:run,wave-left-hand
+
+    python benchmarks/results.py                                   # tables from what exists
+    python benchmarks/results.py --run --data ../shared/mocap/bandai-namco-motion-2.tar.xz   # baselines first
+    python benchmarks/results.py --run --data ... --model runs/fold-run/pack --split content:run,wave-left-hand
+
+A model row appears only where a model JSON exists; everything else says that it awaits a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rtik.conditions import CONDITIONS  # noqa: E402
+from rtik.evaluation import CONTENTS, METHODS  # noqa: E402
+
+COLUMNS = (
+    ("mpjpe_mm", "MPJPE mm"),
+    ("rot_all_deg", "rot °"),
+    ("rot_determined_deg", "determined °"),
+    ("rot_limb_deg", "limb °"),
+    ("rot_leaf_deg", "leaf °"),
+    ("grot_all_deg", "global °"),
+    ("jerk_ratio", "jerk ×"),
+    ("jerk_ratio_pooled", "pooled jerk ×"),
+)
+#: leave-content-out folds reported beside val (DESIGN's example first, then every single content)
+FOLDS = (("run", "wave-left-hand"),) + tuple((c,) for c in CONTENTS)
+BASELINES = METHODS[1:]
+RTIK = "import sys; from rtik.cli import main; sys.exit(main())"  # the `rtik` command, whatever the PATH
+
+
+def split_name(split: str) -> str:
+    return "val" if split == "val" else "content-" + "+".join(sorted(split[len("content:") :].split(",")))
+
+
+def splits() -> list[str]:
+    return ["val"] + ["content:" + ",".join(sorted(f)) for f in FOLDS]
+
+
+def run_eval(split: str, data: str, runs: Path, model: str | None) -> None:
+    kind = "model" if model else "baselines"
+    out = runs / f"{split_name(split)}-{kind}.json"
+    if out.is_file():
+        return
+    cmd = [sys.executable, "-c", RTIK, "eval", "--data", data, "--split", split, "--json", str(out)]
+    cmd += ["--methods", "model", "--model", model] if model else ["--methods", ",".join(BASELINES)]
+    if split == "val":
+        cmd += ["--png", str(out.with_suffix(".png"))]
+    print(" ".join(cmd), file=sys.stderr, flush=True)
+    with open(out.with_suffix(".log"), "w") as log:
+        subprocess.run(["nice", "-n", "10", *cmd], check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def load(runs: Path, split: str) -> tuple[dict, dict]:
+    """(results {method: {condition: summary}}, info) merged from the split's JSON files."""
+    merged: dict = {}
+    for kind in ("model", "baselines"):
+        f = runs / f"{split_name(split)}-{kind}.json"
+        if f.is_file():
+            merged.update(json.loads(f.read_text()))
+    any_s = next((s for per in merged.values() for s in per.values()), None)
+    info = {"clips": any_s["clips"], "frames": any_s["frames"]} if any_s else {}
+    return merged, info
+
+
+def table(results: dict) -> list[str]:
+    lines = ["| condition | method | " + " | ".join(h for _, h in COLUMNS) + " |"]
+    lines.append("|---|---|" + "---:|" * len(COLUMNS))
+    for cond in CONDITIONS:
+        for method in METHODS:
+            s = results.get(method, {}).get(cond)
+            if s is None:
+                continue
+            lines.append(f"| {cond} | {method} | " + " | ".join(_fmt(s.get(k)) for k, _ in COLUMNS) + " |")
+    return lines
+
+
+def verdict(results: dict) -> list[str]:
+    """Per condition: the columns where the model beats the strongest baseline, ties it (within 1 % or 0.05) or
+    loses. The jerk counts by its distance from 1 (as smooth as the real motion)."""
+    lines = []
+    for cond in CONDITIONS:
+        m = results["model"].get(cond)
+        base = [results[b][cond] for b in BASELINES if cond in results.get(b, {})]
+        if m is None or not base:
+            continue
+        verdicts: dict[str, list[str]] = {"better": [], "tied": [], "worse": []}
+        for key, head in COLUMNS[:-1]:  # the pooled jerk repeats the jerk column
+            vals = [b[key] for b in base if b.get(key) is not None]
+            if m.get(key) is None or not vals:
+                continue
+            score = (lambda v: abs(v - 1.0)) if key == "jerk_ratio" else (lambda v: v)
+            best = min(score(v) for v in vals)
+            diff, tol = score(m[key]) - best, max(0.01 * best, 0.05)
+            verdicts["better" if diff < -tol else "tied" if diff <= tol else "worse"].append(head)
+        parts = [f"{k} on {', '.join(v)}" for k, v in verdicts.items() if v]
+        lines.append(f"- {cond}, model against the best baseline per column: " + "; ".join(parts))
+    return lines
+
+
+def render(runs: Path) -> str:
+    out = [Path(__file__).with_name("results_intro.md").read_text().rstrip(), ""]
+    for split in splits():
+        results, info = load(runs, split)
+        title = "Validation split (take % 10 == 0)" if split == "val" else f"Leave-content-out: `{split}`"
+        out += [f"## {title}", ""]
+        if not results:
+            out += ["Not measured yet.", ""]
+            continue
+        out.append(f"{info['clips']} clips, {info['frames']} frames: `rtik eval --data ARCHIVE --split {split}`.")
+        if "model" not in results:
+            held = "the default model" if split == "val" else "a model trained without these contents"
+            out.append(f"**Model: not measured yet (awaiting {held})** — baselines only.")
+        out += ["", *table(results), ""]
+        if "model" in results:
+            out += [*verdict(results), ""]
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "eval"), help="folder of eval JSON files")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "results.md"), help="markdown file to write")
+    ap.add_argument("--run", action="store_true", help="run the missing evaluations first (niced, sequential)")
+    ap.add_argument("--data", default=None, help="mocap archive, for --run")
+    ap.add_argument("--model", default=None, help="model pack, for --run: evaluate the model instead of baselines")
+    ap.add_argument("--split", action="append", default=None, help="with --run: only these splits (repeatable)")
+    args = ap.parse_args()
+    runs = Path(args.runs)
+    if args.run:
+        if not args.data:
+            ap.error("--run needs --data")
+        runs.mkdir(parents=True, exist_ok=True)
+        for split in args.split or splits():
+            run_eval(split, args.data, runs, args.model)
+    Path(args.out).write_text(render(runs))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
