@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from rtik import config
+from rtik.config import tomllib  # tomli on Python 3.10
 from rtik.errors import ConfigError
 
 
@@ -113,3 +115,15 @@ def test_bad_config_exits_with_a_clear_message(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rtik", "serve", "--config", str(p)],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.returncode == 1 and "unknown key 'max_stream' in [streams]" in out.stderr
+
+
+def test_shipped_systemd_files():
+    root = Path(__file__).resolve().parents[1] / "systemd"
+    c = config.load(root / "rtik.toml")
+    assert c == config.from_dict(tomllib.loads((root / "rtik.toml").read_text()))
+    assert c.recording.folder == "/var/lib/rtik/recordings" and c.log.format == "json"
+    unit = (root / "rtik.service").read_text()
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["Type"] == "notify" and int(settings["WatchdogSec"]) > 0
+    assert settings["ExecStart"].endswith("rtik serve --config /etc/rtik/rtik.toml")
+    assert settings["NoNewPrivileges"] == "yes" and settings["ProtectSystem"] == "strict"
