@@ -127,6 +127,22 @@ class Solver:
         is_bone[self.tables.bones] = True
         self.bone = is_bone & np.isin(skel.parents, self.in_idx)  # measurable from input positions
         self.size_idx = skel.indices(pack.norm.size_joints)
+        # bone space: measurable bones (both ends are input joints), their input-space ends and rest geometry
+        self.b_joint = np.flatnonzero(self.bone)
+        pos_of = {int(j): i for i, j in enumerate(self.in_idx)}
+        self.b_child = np.array([pos_of[int(j)] for j in self.b_joint])
+        self.b_parent = np.array([pos_of[int(skel.parents[j])] for j in self.b_joint])
+        self.b_rest = rest[self.b_joint]
+        self.b_dir = self.rest_dir[self.b_joint]
+        self.b_size = np.isin(self.b_joint, self.size_idx).astype(np.float64)
+        if self.b_size.sum() != len(self.size_idx):
+            raise InputError("the model's body-size joints must end bones between input joints")
+        # R_y(yaw) flat = [c, s] @ _ry_cs + _ry_0
+        self._ry_cs = np.zeros((2, 9))
+        self._ry_cs[0, [0, 8]] = 1.0
+        self._ry_cs[1, 2], self._ry_cs[1, 6] = 1.0, -1.0
+        self._ry_0 = np.zeros(9)
+        self._ry_0[4] = 1.0
         is_in = np.zeros(self.J, bool)
         is_in[self.in_idx] = True
         self.bone_in = (is_in & is_in[np.maximum(skel.parents, 0)]).astype(np.float64)  # bones with observed ends
@@ -150,7 +166,7 @@ class Solver:
         spec = {
             "state": ((self.S,), np.float32, 0.0), "p_pos": ((Ji, 3), np.float64, 0.0), "p_mask": ((Ji,), bool, False),
             "p_ts": ((), np.float64, 0.0), "p_reset": ((), bool, False), "last_ts": ((), np.float64, 0.0),
-            "last_root": ((3,), np.float64, 0.0), "last_tgt": ((J, 3), np.float64, 0.0), "yaw": ((), np.float64, 0.0),
+            "last_root": ((3,), np.float64, 0.0), "last_tgt": ((Ji, 3), np.float64, 0.0), "cs": ((2,), np.float64, 0.0),
             "fresh": ((), bool, True), "blen": ((J,), np.float64, np.nan), "nobs": ((J,), np.float64, 0.0),
             "locked": ((), bool, False), "noise": ((), np.float64, 0.0), "scale": ((), np.float64, 1.0),
         }  # fmt: skip
@@ -200,6 +216,7 @@ class Solver:
         self._state[slot] = 0.0
         self._fresh[slot] = True
         if calibration:
+            self._cs[slot] = (1.0, 0.0)  # heading yaw 0 until observed
             self._blen[slot] = np.nan
             self._nobs[slot] = 0.0
             self._locked[slot] = False
@@ -358,117 +375,115 @@ class Solver:
         }
 
     def _solve(self, slots, P_in, M_in, ts, forced, infos):
+        """The per-frame path for ``B`` streams. Written for few numpy calls: work in input-joint space, bones in
+        bone space, a fast path when every joint is observed; ~150 small array operations per tick."""
         o, t = self.options, self.tables
-        B, J = len(slots), self.J
-        P_in = P_in * self._scale[slots][:, None, None]  # metres
-        # ---- root (estimated from the other joints' motion where it is missing)
-        root = P_in[:, self.root_in]
-        miss = ~M_in[:, self.root_in]
-        if miss.any():
-            prev = self._last_tgt[slots][:, self.in_idx]
+        B, ri = len(slots), self.root_in
+        full = M_in.all()
+        P = P_in * self._scale[slots][:, None, None]  # (B, Ji, 3) metres
+        root = P[:, ri]
+        if not full and not M_in[:, ri].all():  # root missing: move the last root with the observed joints
+            miss = ~M_in[:, ri]
+            prev = self._last_tgt[slots]
             w = M_in[:, :, None]
-            shift = (np.where(w, P_in - prev, 0.0)).sum(1) / np.maximum(w.sum(1), 1)
+            shift = np.where(w, P - prev, 0.0).sum(1) / np.maximum(w.sum(1), 1)
             root = np.where(miss[:, None], self._last_root[slots] + shift, root)
-        # ---- resets: gaps, time going backwards, teleports
+            P[:, ri] = root
+        # ---- resets: first frame, reset(), NaN burst, gap, time going backwards, teleport
         dt = ts - self._last_ts[slots]
         dr = root - self._last_root[slots]
-        jump = np.sqrt(np.einsum("bi,bi->b", dr, dr))
+        lim = o.max_speed * np.maximum(dt, 0.0) + o.teleport_slack
         fresh = self._fresh[slots]
-        reset = fresh | forced | (dt > o.gap_s) | (dt < 0) | (jump > o.max_speed * np.maximum(dt, 0) + o.teleport_slack)
+        reset = fresh | forced | (dt > o.gap_s) | (dt < 0) | (np.einsum("bi,bi->b", dr, dr) > lim * lim)
         if reset.any():
             self._state[slots[reset]] = 0.0
             for i in np.flatnonzero(reset & ~fresh & ~forced):
                 infos[i].resets += 1
-        # ---- full-skeleton arrays and bone lengths
-        P = np.zeros((B, J, 3))
-        P[:, self.in_idx] = P_in
-        P[:, self.in_idx[self.root_in]] = root
-        M = np.zeros((B, J), bool)
-        M[:, self.in_idx] = M_in
-        par = np.maximum(self.skeleton.parents, 0)
-        seen = M & M[:, par] & self.bone
-        bv = P - P[:, par]
-        d = np.sqrt(np.einsum("bji,bji->bj", bv, bv))  # (B, J) measured bone lengths
-        L = self._blen[slots]
-        n = self._nobs[slots]
-        dev = np.abs(d - L)  # deviation from the estimate (nan where unknown)
-        upd = seen & ~self._locked[slots][:, None]
-        first = upd & (n == 0)
-        eta = np.maximum(o.calib_rate * L * 10.0 / (10.0 + n), o.calib_floor)
-        L = np.where(first, d, np.where(upd & ~first, L + np.clip(d - L, -eta, eta), L))
-        self._blen[slots] = L
-        self._nobs[slots] = n + upd
-        # bones never seen: rest length times the mean measured/rest ratio of the stream
-        ratio = L / np.where(self.bone, self.rest_len, np.nan)
-        known = np.isfinite(ratio)
-        mean_ratio = np.where(known, ratio, 0.0).sum(1) / np.maximum(known.sum(1), 1)
-        mean_ratio = np.where(known.any(1), mean_ratio, 1.0)
-        Lf = np.where(known, L, self.rest_len * mean_ratio[:, None])
-        off = self.rest_dir * Lf[..., None]  # (B, J, 3) calibrated offsets
-        size = Lf[:, self.size_idx].sum(1)
-        # ---- heading (kept from the previous frame when not observable)
-        lat = np.where(
-            (M_in[:, self.left] & M_in[:, self.right])[..., None], P_in[:, self.left] - P_in[:, self.right], 0
-        )
+        # ---- bone lengths: measured this frame, running robust estimate (steps clipped to eta)
+        bv = P[:, self.b_child] - P[:, self.b_parent]
+        d = np.sqrt(np.einsum("bki,bki->bk", bv, bv))  # (B, Nb)
+        L0 = self._blen[slots][:, self.b_joint]
+        n = self._nobs[slots][:, self.b_joint]
+        dev = np.abs(d - L0)  # nan where not yet known
+        locked = self._locked[slots]
+        if not locked.all():
+            seen = ~locked[:, None] if full else (M_in[:, self.b_child] & M_in[:, self.b_parent] & ~locked[:, None])
+            eta = np.maximum(o.calib_rate * 10.0 * L0 / (10.0 + n), o.calib_floor)
+            L = np.where(n == 0, d, L0 + np.clip(d - L0, -eta, eta))
+            L = np.where(seen, L, L0)
+            self._blen[slots[:, None], self.b_joint] = L
+            self._nobs[slots[:, None], self.b_joint] = n + seen
+        else:
+            seen, L = (True if full else M_in[:, self.b_child] & M_in[:, self.b_parent]), L0
+        known = np.isfinite(L)
+        if not known.all():  # bones never seen: rest length times the stream's mean measured/rest ratio
+            ratio = np.where(known, L / self.b_rest, 0.0)
+            mean = np.where(known.any(1), ratio.sum(1) / np.maximum(known.sum(1), 1), 1.0)
+            L = np.where(known, L, self.b_rest * mean[:, None])
+        off = np.zeros((B, self.J, 3))
+        off[:, self.b_joint] = self.b_dir * L[..., None]  # calibrated offsets, metres
+        size = L @ self.b_size  # (B,) body size
+        # ---- heading from the left-right vectors (kept from the last frame when not observable)
+        lat = P[:, self.left] - P[:, self.right]
+        if not full:
+            lat *= (M_in[:, self.left] & M_in[:, self.right])[..., None]
         lat = lat.sum(1)
-        yaw = np.arctan2(-lat[:, 2], lat[:, 0])
-        ok = np.hypot(lat[:, 0], lat[:, 2]) > self.pack.norm.min_lateral * size
-        yaw = np.where(ok, yaw, self._yaw[slots])
-        c, s = np.cos(yaw), np.sin(yaw)
+        nrm = np.hypot(lat[:, 0], lat[:, 2])
+        ok = nrm > self.pack.norm.min_lateral * size
+        cs = np.where(ok[:, None], lat[:, ::2] * [1.0, -1.0] / np.maximum(nrm, 1e-12)[:, None], self._cs[slots])
+        Ry = (cs @ self._ry_cs + self._ry_0).reshape(B, 3, 3)  # R_y(yaw): the heading
         # ---- normalise: R_y(-yaw) (p - root) / size, missing joints zero
-        rel = (P_in - root[:, None]) * (M_in / size[:, None])[..., None]
-        pos = np.empty((B, self.Ji, 3), np.float32)
-        pos[..., 0] = c[:, None] * rel[..., 0] - s[:, None] * rel[..., 2]
-        pos[..., 1] = rel[..., 1]
-        pos[..., 2] = s[:, None] * rel[..., 0] + c[:, None] * rel[..., 2]
-        # ---- the network
-        # the same streams as last tick and no reset: hand the backend its own state_out back (a device-resident
-        # backend then skips the upload); otherwise gather the streams' states
+        rel = P - root[:, None]
+        pos = rel @ Ry  # row vectors: (Ry^T v)^T = v^T Ry
+        pos *= (1.0 / size)[:, None, None]
+        if not full:
+            pos *= M_in[..., None]
+        # ---- the network; the same streams as last tick and no reset: hand the backend its own state_out back
         last = self._carry
         carry = last is not None and len(last[0]) == B and not reset.any() and np.array_equal(last[0], slots)
-        r6, clean, st = self.backend.step(pos, M_in.astype(np.float32), last[1] if carry else self._state[slots])
+        r6, clean, st = self.backend.step(
+            pos.astype(np.float32), M_in.astype(np.float32), last[1] if carry else self._state[slots]
+        )
         self._state[slots] = st
         self._carry = (slots, st)
-        # ---- denoised positions back in the world, noise estimate, targets
-        cl = clean.astype(np.float64) * size[:, None, None]
-        den = np.zeros((B, J, 3))
-        den[:, self.in_idx, 0] = c[:, None] * cl[..., 0] + s[:, None] * cl[..., 2]
-        den[:, self.in_idx, 1] = cl[..., 1]
-        den[:, self.in_idx, 2] = -s[:, None] * cl[..., 0] + c[:, None] * cl[..., 2]
-        den[:, self.in_idx] += root[:, None]
-        nM = np.maximum(M.sum(1), 1)
+        # ---- denoised positions in the world, input-noise estimate, targets
+        den = (clean @ np.swapaxes(Ry, 1, 2)) * size[:, None, None] + root[:, None]
         e = P - den
-        r_den = (np.sqrt(np.einsum("bji,bji->bj", e, e)) * M).sum(1) / nM / 1.6
-        nb = seen.sum(1)
-        r_bone = np.where(seen & (n > 0), dev, 0.0).sum(1) / np.maximum(nb, 1) / 1.13
-        sigma = np.where(nb > 0, np.minimum(r_den, r_bone), r_den)
+        ed = np.sqrt(np.einsum("bji,bji->bj", e, e))
+        if full:
+            r_den = ed.mean(1) / 1.6
+            r_bone = np.where(np.isnan(dev), 0.0, dev).mean(1) / 1.13
+        else:
+            r_den = (ed * M_in).sum(1) / np.maximum(M_in.sum(1), 1) / 1.6
+            sb = seen & ~np.isnan(dev)
+            r_bone = np.where(sb, dev, 0.0).sum(1) / np.maximum(sb.sum(1), 1) / 1.13
+        sigma = np.minimum(r_den, r_bone)
         noise = self._noise[slots]
         noise = np.where(fresh, sigma, noise + o.noise_rate * (sigma - noise))
         self._noise[slots] = noise
         v2 = noise * noise
-        alpha = np.where(M, (v2 / (v2 + o.sigma_denoise**2))[:, None], 1.0)  # weight of the denoised position
-        tgt = P + alpha[..., None] * (den - P)
+        alpha = v2 / (v2 + o.sigma_denoise**2)  # weight of the denoised position
+        alpha = alpha[:, None, None] if full else np.where(M_in, alpha[:, None], 1.0)[..., None]
+        tgt_in = P + alpha * (den - P)
+        tgt = np.zeros((B, self.J, 3))
+        tgt[:, self.in_idx] = tgt_in
         beta = (o.sigma_network**2 / (v2 + o.sigma_network**2))[:, None] * self.bone_in  # (B, J)
         # ---- rotations: 6-D -> matrices, root back to world heading, refinement
         Lm = rf.sixd_to_matrix(r6)
         mr = t.motion_root
-        Ry = np.zeros((B, 3, 3))
-        Ry[:, 0, 0], Ry[:, 0, 2], Ry[:, 1, 1], Ry[:, 2, 0], Ry[:, 2, 2] = c, s, 1.0, -s, c
         Lm[:, mr] = Ry @ Lm[:, mr]
         if t.dummy >= 0:
             Lm[:, t.dummy] = np.eye(3)
         G = rf.global_rotations(Lm, t)
         Lr, Gr = rf.refine(G, Lm, off, tgt, beta, t)
-        root_pos = tgt[:, self.root_j]
-        if t.dummy >= 0:
-            root_pos = root_pos - tgt[:, t.dummy]
+        root_pos = tgt_in[:, ri]  # the dummy root (if any) sits at the origin
         X = rf.positions(Gr, off, root_pos, t)
         q = rf.matrix_to_quat(Lr).astype(np.float32)
         # ---- per-stream bookkeeping
         self._last_ts[slots] = ts
         self._last_root[slots] = root
-        self._last_tgt[slots] = tgt
-        self._yaw[slots] = yaw
+        self._last_tgt[slots] = tgt_in
+        self._cs[slots] = cs
         self._fresh[slots] = False
         for sinfo in infos:
             sinfo.frames += 1

@@ -97,3 +97,14 @@ def test_unmatched_names_fail_clearly(pack, tmp_path, capsys):
     assert main(["solve", str(f), "-o", str(tmp_path / "o.bvh"), "--model", str(pack.path)]) == 1
     err = capsys.readouterr().err
     assert str(f) in err and "does not provide the root joint 'Hips'" in err
+
+
+def test_bench_json(pack, capsys):
+    import json
+
+    assert main(["bench", "--model", str(pack.path), "--streams", "1,3", "--frames", "20", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["backend"] == "onnx" and [r["streams"] for r in info["results"]] == [1, 3]
+    for r in info["results"]:
+        assert r["p50_us"] > 0 and r["p99_us"] >= r["p50_us"] and r["frames_per_s"] > 0
+        assert r["memory_per_stream_bytes"] > 0
