@@ -376,7 +376,7 @@ class Solver:
 
     def _solve(self, slots, P_in, M_in, ts, forced, infos):
         """The per-frame path for ``B`` streams. Written for few numpy calls: work in input-joint space, bones in
-        bone space, a fast path when every joint is observed; ~150 small array operations per tick."""
+        bone space, a fast path when every joint is observed; no per-stream Python loop."""
         o, t = self.options, self.tables
         B, ri = len(slots), self.root_in
         full = M_in.all()
