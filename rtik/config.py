@@ -60,6 +60,7 @@ class VmcConfig:
     host: str = "127.0.0.1"
     port: int = 39539
     stream: str = ""  # stream that drives the avatar; "" = the first stream opened
+    bundle: bool = True  # OSC bundles below 1400 bytes; false = one datagram per message (receivers without bundles)
     bones: dict = field(default_factory=dict)  # skeleton joint -> HumanBodyBones; {} = the model's default map
 
 

@@ -106,7 +106,7 @@ class Daemon:
             if cfg.vmc.enabled:
                 prior = getattr(getattr(self.solver, "pack", None), "prior_local", None)
                 rig = VmcRig(self.skeleton, cfg.vmc.bones or None, prior)
-                self.vmc = VmcSender(rig, cfg.vmc.host, cfg.vmc.port)
+                self.vmc = VmcSender(rig, cfg.vmc.host, cfg.vmc.port, cfg.vmc.bundle)
             osc_sock = osc.udp_receiver(cfg.osc_in.host, cfg.osc_in.port) if cfg.osc_in.enabled else None
             if cfg.metrics.enabled:
                 self.metrics = serve_metrics(self.stats, cfg.metrics.host, cfg.metrics.port)

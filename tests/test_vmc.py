@@ -148,3 +148,10 @@ def test_partial_map_still_converts(skel):
     rig = VmcRig(skel, {"Hips": "Hips", "Head": "Head", "UpperArm_L": "LeftUpperArm", "LowerArm_L": "LeftLowerArm"})
     local = kin.global_to_local(skel, rig.tpose[None])[0]
     np.testing.assert_allclose(rot.quat_angle(rig.unity_rotations(local)), 0.0, atol=1e-9)
+
+
+def test_unbundled_messages(rig, sample_motions):
+    motion = sample_motions[0][1]
+    dgrams = rig.encode(motion.local_quats()[0], motion.positions()[0] * 0.01, t=0.0, bundle=False)
+    assert len(dgrams) == 21 + 3 and not any(d.startswith(b"#bundle") for d in dgrams)
+    assert [parse_datagram(d)[0][0] for d in dgrams[:2]] == ["/VMC/Ext/Root/Pos", "/VMC/Ext/Bone/Pos"]

@@ -201,26 +201,27 @@ class VmcRig:
         bones[self.hips, :3] = (0.0, hips[1], 0.0)
         return root, bones
 
-    def encode(self, local_quats, positions, t: float) -> list[bytes]:
-        """The datagrams (OSC bundles) of one frame."""
+    def encode(self, local_quats, positions, t: float, bundle: bool = True) -> list[bytes]:
+        """The datagrams of one frame: OSC bundles, or one message per datagram with ``bundle=False``."""
         root, bones = self.transforms(local_quats, positions)
         raw = bones.astype(">f4").tobytes()
         msgs = [encode_message("/VMC/Ext/Root/Pos", "sfffffff", "root", *root.tolist())]
         msgs += [pre + raw[28 * b : 28 * b + 28] for b, pre in enumerate(self._prefix)]
         msgs.append(encode_message("/VMC/Ext/OK", "i", 1))
         msgs.append(encode_message("/VMC/Ext/T", "f", float(t)))
-        return bundles(msgs)
+        return bundles(msgs) if bundle else msgs
 
 
 class VmcSender:
     """Sends one stream's poses to a VMC receiver (EVMC4U, VMC4UE, VSeeFace, ...)."""
 
-    def __init__(self, rig: VmcRig, host: str = "127.0.0.1", port: int = 39539):
+    def __init__(self, rig: VmcRig, host: str = "127.0.0.1", port: int = 39539, bundle: bool = True):
         self.rig = rig
+        self.bundle = bundle
         self.udp = UdpSender(host, port)
 
     def send(self, local_quats, positions, t: float) -> None:
-        for d in self.rig.encode(local_quats, positions, t):
+        for d in self.rig.encode(local_quats, positions, t, self.bundle):
             self.udp.send(d)
 
     def close(self) -> None:
