@@ -34,7 +34,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class ZmqIngestConfig:
     enabled: bool = True
-    bind: str = "tcp://127.0.0.1:7700"  # PULL socket the sources PUSH to
+    bind: str = "tcp://127.0.0.1:7700"  # PULL socket the sources PUSH to; "" = none (SUB only)
     connect: list = field(default_factory=list)  # SUB: endpoints of existing frame publishers
     hwm: int = 1000  # receive queue length (messages)
 
@@ -188,7 +188,8 @@ def validate(cfg: Config) -> None:
                        ("metrics", cfg.metrics)):  # fmt: skip
         if not 0 < sec.port < 65536:
             raise ConfigError(f"[{where}] port must be in 1..65535, got {sec.port}")
-    for where, ep in (("ingest.zmq", cfg.zmq_in.bind), ("output.zmq", cfg.zmq_out.bind), ("control", cfg.control.bind),
+    binds = [("ingest.zmq", cfg.zmq_in.bind)] if cfg.zmq_in.bind else []  # "" = no PULL socket (SUB only)
+    for where, ep in (*binds, ("output.zmq", cfg.zmq_out.bind), ("control", cfg.control.bind),
                       *(("ingest.zmq", c) for c in cfg.zmq_in.connect)):  # fmt: skip
         if not isinstance(ep, str) or "://" not in ep:
             raise ConfigError(f"[{where}] endpoint {ep!r} must look like tcp://HOST:PORT or ipc://PATH")

@@ -370,3 +370,42 @@ def test_daemon_in_process_full_disk_keeps_the_stream_flowing(pack, clip, tmp_pa
     finally:
         d.stop()
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_daemon_in_process_sub_ingest_and_idle_streams(pack, clip):
+    """Frames from an existing publisher (the daemon's SUB connects to it) are solved; a silent stream closes."""
+    import zmq
+
+    from rtik.daemon import Daemon
+    from rtik.solver import Solver
+
+    ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("pub", "out", "ctl")}
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(ep["pub"])
+    cfg = config.from_dict({
+        "ingest": {"zmq": {"bind": "", "connect": [ep["pub"]]}, "osc": {"enabled": False}},
+        "output": {"zmq": {"bind": ep["out"]}, "osc": {"enabled": False}, "vmc": {"enabled": False}},
+        "control": {"bind": ep["ctl"]}, "streams": {"fps": FPS, "idle_timeout": 0.3},
+    })  # fmt: skip
+    d = Daemon(cfg, Solver(pack))
+    d.start()
+    try:
+        with Listener(ep["out"], ["pubbed"]) as rx:
+            got = None
+            for i in range(200):  # both subscriptions join asynchronously: publish until poses come back
+                f = protocol.make_frame("pubbed", i + 1, i / FPS, clip[i % len(clip)])
+                pub.send_multipart([b"pubbed", protocol.encode_frame(f)])
+                got = rx.recv(timeout=0.05)
+                if got is not None:
+                    break
+            assert got is not None and got.stream == "pubbed"
+        assert "pubbed" in d.streams and d.stats.total("frames_in", transport="zmq") >= 1
+        deadline = time.monotonic() + 5
+        while "pubbed" in d.streams and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "pubbed" not in d.streams and "pubbed" not in d.solver.streams  # closed after 0.3 s of silence
+    finally:
+        d.stop()
+        pub.close(0)
+        ctx.term()

@@ -17,7 +17,10 @@ def register(sub) -> None:
     cmds.add_parser("stats", help="every counter and histogram")
     cmds.add_parser("recordings", help="BVH files in the recordings folder")
     cmds.add_parser("skeleton", help="the output skeleton (names, parents, offsets in metres)")
-    for name, help_ in (("reset", "reset a stream's solver state"), ("calibrate", "re-measure a stream's bones")):
+    for name, help_ in (
+        ("reset", "reset a stream's solver state"),
+        ("calibrate", "fix a stream's bone lengths to the running estimate"),
+    ):
         c = cmds.add_parser(name, help=help_)
         c.add_argument("stream", help="stream name")
     rec = cmds.add_parser("record", help="start or stop recording a stream to BVH")

@@ -49,6 +49,10 @@ def run(args) -> int:
     setup_logging(cfg.log, getattr(args, "verbose", 0))
     from rtik.daemon import Daemon
 
+    # hand the interpreter lock over every 1 ms instead of 5: a frame arriving while the solver thread runs Python
+    # code waits for the lock at most this long
+    sys.setswitchinterval(0.001)
+
     notifier = Notifier()
     daemon = Daemon(cfg)
     daemon.start()
