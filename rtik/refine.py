@@ -44,6 +44,10 @@ class Tables:
             bone lies on the row joint's path from the motion root.
         motion_root: index of the joint carrying the world translation; ``dummy``: dummy root index or -1.
         below_root: ``(J, 1)`` 1 for joints at or below the motion root (they carry its translation).
+        pair_joint, pair_child: ``(V,)`` (joint, child bone) pairs: every inner joint's primary bone, then each
+            determined joint's other bones (``D * K``, row-major).
+        local_joint, local_parent: inner joints below the root and their parents (locals recomputed for them).
+        bone_parent, bone_paths: parents of ``bones`` and ``ancestors[:, bones]``.
     """
 
     parents: np.ndarray
@@ -59,6 +63,12 @@ class Tables:
     motion_root: int
     dummy: int
     below_root: np.ndarray
+    pair_joint: np.ndarray
+    pair_child: np.ndarray
+    local_joint: np.ndarray
+    local_parent: np.ndarray
+    bone_parent: np.ndarray
+    bone_paths: np.ndarray
 
     @classmethod
     def build(cls, skel: Skeleton) -> Tables:
@@ -95,20 +105,24 @@ class Tables:
             while a >= 0 and a != mr:
                 a = par[a]
             below[j, 0] = float(a == mr)
+        inner_a, prim = np.array(inner), np.array([kids[j][0] for j in inner])
+        det_a, bones_a = np.array(det, dtype=np.int64), np.array(bones)
+        pair_joint = np.concatenate([inner_a, np.repeat(inner_a[det_a], K)]).astype(np.int64)
+        pair_child = np.concatenate([prim, second.reshape(-1)]).astype(np.int64)
+        local = inner_a[par[inner_a] >= 0]
         return cls(
-            par, tuple(levels), tuple(lpar), np.array(inner), np.array([kids[j][0] for j in inner]),
-            np.array(det, dtype=np.int64), second, second_w.reshape(len(det), K), np.array(bones), anc, mr,
-            -1 if dummy is None else dummy, below,
+            par, tuple(levels), tuple(lpar), inner_a, prim, det_a, second, second_w.reshape(len(det), K), bones_a,
+            anc, mr, -1 if dummy is None else dummy, below, pair_joint, pair_child, local, par[local],
+            par[bones_a], anc[:, bones_a],
         )  # fmt: skip
 
 
 def sixd_to_matrix(r6: np.ndarray) -> np.ndarray:
     """6-D ``(..., 6)`` (first two columns) -> rotation matrices ``(..., 3, 3)`` float64 by Gram-Schmidt."""
-    a = r6[..., :3].astype(np.float64)
-    b = r6[..., 3:].astype(np.float64)
-    a /= np.sqrt(np.einsum("...i,...i->...", a, a))[..., None] + 1e-12
-    b -= np.einsum("...i,...i->...", a, b)[..., None] * a
-    b /= np.sqrt(np.einsum("...i,...i->...", b, b))[..., None] + 1e-12
+    r = r6.astype(np.float64)
+    a = _unit(r[..., :3])
+    b = r[..., 3:]
+    b = _unit(b - _dot(a, b)[..., None] * a)
     return np.stack([a, b, cross(a, b)], axis=-1)
 
 
@@ -126,13 +140,13 @@ def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    return v / (np.sqrt(np.einsum("...i,...i->...", v, v))[..., None] + 1e-12)
+    return v / (np.sqrt(v[..., None, :] @ v[..., :, None])[..., 0] + 1e-12)
 
 
 def swing(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Minimal rotations ``(..., 3, 3)`` turning unit vectors ``u`` onto unit vectors ``v`` (``(..., 3)``)."""
     w = cross(u, v)
-    c = np.einsum("...i,...i->...", u, v)
+    c = _dot(u, v)
     R = c[..., None, None] * _EYE + (w @ _SKEW).reshape(*w.shape[:-1], 3, 3)
     R += w[..., :, None] * (w / np.maximum(1.0 + c, 1e-9)[..., None])[..., None, :]
     anti = c < -0.9999
@@ -141,6 +155,10 @@ def swing(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         axis = _unit(cross(ua, _EYE[np.argmin(np.abs(ua), axis=-1)]))
         R[anti] = 2.0 * axis[..., :, None] * axis[..., None, :] - _EYE
     return R
+
+
+def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return (u[..., None, :] @ v[..., :, None])[..., 0, 0]
 
 
 def refine(G, L, off, tgt, beta, t: Tables) -> tuple[np.ndarray, np.ndarray]:
@@ -156,48 +174,44 @@ def refine(G, L, off, tgt, beta, t: Tables) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(L_out, G_out)``: refined local and global rotations ``(B, J, 3, 3)`` (G valid for inner joints).
     """
-    inner, prim = t.inner, t.primary
-    Gi = G[:, inner]  # (B, A, 3, 3)
-    d_net = _unit(np.einsum("baij,baj->bai", Gi, off[:, prim]))  # (B, A, 3)
-    d_obs = _unit(tgt[:, prim] - tgt[:, inner])
-    w = beta[:, prim, None]
-    d_tgt = _unit(d_net + w * (d_obs - d_net))
-    Gi = swing(d_net, d_tgt) @ Gi
-    if len(t.det):
-        dj = inner[t.det]  # (D,) joint index of each determined joint
-        Gd = Gi[:, t.det]  # (B, D, 3, 3)
-        axis = d_tgt[:, t.det]  # (B, D, 3)
-        u = np.einsum("bdij,bdkj->bdki", Gd, off[:, t.second])  # (B, D, K, 3) after the swing
-        o = tgt[:, t.second] - tgt[:, dj][:, :, None]
-        un = _unit(np.einsum("bdij,bdkj->bdki", G[:, dj], off[:, t.second]))
-        v = un + beta[:, t.second, None] * (_unit(o) - un)
-        a = axis[:, :, None, :]
-        up = u - np.einsum("...i,...i->...", u, a)[..., None] * a
-        vp = v - np.einsum("...i,...i->...", v, a)[..., None] * a
-        s = (np.einsum("bdki,bdki->bdk", cross(up, vp), np.broadcast_to(a, up.shape)) * t.second_w).sum(-1)
-        c = (np.einsum("bdki,bdki->bdk", up, vp) * t.second_w).sum(-1)
-        n = np.hypot(s, c) + 1e-12
-        s, c = s / n, c / n  # (B, D) sin/cos of the twist angle
-        T = c[..., None, None] * _EYE + s[..., None, None] * (axis @ _SKEW).reshape(*axis.shape[:-1], 3, 3)
-        T += (1.0 - c)[..., None, None] * (axis[..., :, None] * axis[..., None, :])
-        Gi[:, t.det] = T @ Gd
+    A = len(t.inner)
+    # every (joint, child bone) pair at once: the primary bones first, then the determined joints' other bones
+    net = (G[:, t.pair_joint] @ off[:, t.pair_child, :, None])[..., 0]  # (B, V, 3) network bone directions
+    net = _unit(net)
+    want = _unit(tgt[:, t.pair_child] - tgt[:, t.pair_joint])
+    want = _unit(net + beta[:, t.pair_child, None] * (want - net))  # blended target directions
+    S = swing(net[:, :A], want[:, :A])  # (B, A, 3, 3)
     G_out = G.copy()
-    G_out[:, inner] = Gi
+    G_out[:, t.inner] = S @ G[:, t.inner]
+    if len(t.det):
+        B, D, K = len(G), *t.second.shape
+        a = want[:, t.det]  # (B, D, 3) the swung primary bone: the twist axis
+        u = (S[:, t.det, None] @ net[:, A:].reshape(B, D, K, 3)[..., None])[..., 0]  # other bones after the swing
+        v = want[:, A:].reshape(B, D, K, 3)
+        ax = np.broadcast_to(a[:, :, None], u.shape)
+        # twist angle about a lining u up with v (projections on the plane normal to a), least squares over K
+        s = (_dot(cross(ax, u), v) * t.second_w).sum(-1)
+        c = ((_dot(u, v) - _dot(u, ax) * _dot(v, ax)) * t.second_w).sum(-1)
+        n = np.hypot(s, c) + 1e-12
+        s, c = s / n, c / n  # (B, D)
+        T = c[..., None, None] * _EYE + s[..., None, None] * (a @ _SKEW).reshape(B, D, 3, 3)
+        T += (1.0 - c)[..., None, None] * (a[..., :, None] * a[..., None, :])
+        dj = t.inner[t.det]
+        G_out[:, dj] = T @ G_out[:, dj]
     if t.dummy >= 0:
         G_out[:, t.dummy] = _EYE
     L_out = L.copy()
-    nonroot = inner[t.parents[inner] >= 0]
-    L_out[:, nonroot] = np.swapaxes(G_out[:, t.parents[nonroot]], -1, -2) @ G_out[:, nonroot]
-    if t.parents[inner[0]] < 0:
-        L_out[:, inner[0]] = G_out[:, inner[0]]
+    L_out[:, t.local_joint] = np.swapaxes(G_out[:, t.local_parent], -1, -2) @ G_out[:, t.local_joint]
+    if t.parents[t.inner[0]] < 0:
+        L_out[:, t.inner[0]] = G_out[:, t.inner[0]]
     return L_out, G_out
 
 
 def positions(G, off, root_pos, t: Tables) -> np.ndarray:
     """Joint positions ``(B, J, 3)`` by forward kinematics from global rotations (of the inner joints) and
     bone offsets: every bone vector at once, summed along each joint's path (no chain loop)."""
-    bv = np.einsum("bjik,bjk->bji", G[:, t.parents[t.bones]], off[:, t.bones])  # (B, Jb, 3)
-    P = np.einsum("jk,bki->bji", t.ancestors[:, t.bones], bv)
+    bv = (G[:, t.bone_parent] @ off[:, t.bones, :, None])[..., 0]  # (B, Jb, 3)
+    P = t.bone_paths @ bv  # (J, Jb) @ (B, Jb, 3)
     P += root_pos[:, None, :] * t.below_root[None]
     return P
 

@@ -402,8 +402,9 @@ class Solver:
         # ---- bone lengths: measured this frame, running robust estimate (steps clipped to eta)
         bv = P[:, self.b_child] - P[:, self.b_parent]
         d = np.sqrt(np.einsum("bki,bki->bk", bv, bv))  # (B, Nb)
-        L0 = self._blen[slots][:, self.b_joint]
-        n = self._nobs[slots][:, self.b_joint]
+        sb_idx = (slots[:, None], self.b_joint)
+        L0 = self._blen[sb_idx]
+        n = self._nobs[sb_idx]
         dev = np.abs(d - L0)  # nan where not yet known
         locked = self._locked[slots]
         if not locked.all():
@@ -411,8 +412,8 @@ class Solver:
             eta = np.maximum(o.calib_rate * 10.0 * L0 / (10.0 + n), o.calib_floor)
             L = np.where(n == 0, d, L0 + np.clip(d - L0, -eta, eta))
             L = np.where(seen, L, L0)
-            self._blen[slots[:, None], self.b_joint] = L
-            self._nobs[slots[:, None], self.b_joint] = n + seen
+            self._blen[sb_idx] = L
+            self._nobs[sb_idx] = n + seen
         else:
             seen, L = (True if full else M_in[:, self.b_child] & M_in[:, self.b_parent]), L0
         known = np.isfinite(L)
@@ -451,8 +452,8 @@ class Solver:
         e = P - den
         ed = np.sqrt(np.einsum("bji,bji->bj", e, e))
         if full:
-            r_den = ed.mean(1) / 1.6
-            r_bone = np.where(np.isnan(dev), 0.0, dev).mean(1) / 1.13
+            r_den = ed.sum(1) * (1.0 / (1.6 * ed.shape[1]))
+            r_bone = np.where(np.isnan(dev), 0.0, dev).sum(1) * (1.0 / (1.13 * dev.shape[1]))
         else:
             r_den = (ed * M_in).sum(1) / np.maximum(M_in.sum(1), 1) / 1.6
             sb = seen & ~np.isnan(dev)
@@ -473,7 +474,7 @@ class Solver:
         mr = t.motion_root
         Lm[:, mr] = Ry @ Lm[:, mr]
         if t.dummy >= 0:
-            Lm[:, t.dummy] = np.eye(3)
+            Lm[:, t.dummy] = rf._EYE
         G = rf.global_rotations(Lm, t)
         Lr, Gr = rf.refine(G, Lm, off, tgt, beta, t)
         root_pos = tgt_in[:, ri]  # the dummy root (if any) sits at the origin
