@@ -120,6 +120,7 @@ def cached_pack(hidden: int = 32) -> modelpack.ModelPack | None:
     """The test pack, built once into the git-ignored ``cache/`` (keyed by this file's content); None without
     the mocap sample (tests then skip)."""
     import hashlib
+    import os
     import shutil
 
     clip = mocap_sample()
@@ -129,9 +130,11 @@ def cached_pack(hidden: int = 32) -> modelpack.ModelPack | None:
     out = Path(__file__).resolve().parents[1] / "cache" / "test-packs" / f"h{hidden}-{key}"
     if (out / "model.json").is_file():
         return modelpack.load(out)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")  # concurrent test runs each build their own
     shutil.rmtree(tmp, ignore_errors=True)
     build(tmp, clip, hidden=hidden)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another run finished first
+        shutil.rmtree(tmp, ignore_errors=True)
     return modelpack.load(out)
