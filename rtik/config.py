@@ -8,6 +8,7 @@ value of the wrong type raises :class:`~rtik.errors.ConfigError` naming the key 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,20 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    max_message_bytes: int = 65536  # largest ZeroMQ message / OSC datagram accepted (ZMQ_MAXMSGSIZE)
+    max_rate: float = 0.0  # frames per second accepted per stream (token bucket); 0 = no limit
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    insecure: bool = False  # allow binding off loopback without CurveZMQ keys (logged as a warning)
+    server_key: str = ""  # the server's secret key file (rtik keys generate); "" = no CurveZMQ
+    clients: str = ""  # folder of the allowed clients' public key files (*.key)
+    osc_allow: list = field(default_factory=list)  # source addresses or networks allowed to send OSC frames
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     format: str = "text"  # "text" or "json" (one object per line)
@@ -111,13 +126,15 @@ class Config:
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
 
 #: TOML table -> Config field
 SECTIONS = {
     "model": "model", "ingest.zmq": "zmq_in", "ingest.osc": "osc_in", "output.zmq": "zmq_out",
     "output.osc": "osc_out", "output.vmc": "vmc", "control": "control", "metrics": "metrics",
-    "streams": "streams", "recording": "recording", "log": "log",
+    "streams": "streams", "recording": "recording", "log": "log", "limits": "limits", "security": "security",
 }  # fmt: skip
 
 
@@ -205,6 +222,25 @@ def validate(cfg: Config) -> None:
         raise ConfigError('[recording] streams must be a list of stream names (or ["*"])')
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in cfg.vmc.bones.items()):
         raise ConfigError("[output.vmc] bones must map joint names to HumanBodyBones names (strings)")
+    _validate_limits(cfg)
+
+
+def _validate_limits(cfg: Config) -> None:
+    """[limits] and [security]; whether a bind needs keys is decided when the daemon starts (rtik.security)."""
+    if not 1024 <= cfg.limits.max_message_bytes <= 1 << 24:
+        raise ConfigError(f"[limits] max_message_bytes must be in 1024..16777216, got {cfg.limits.max_message_bytes}")
+    if not 0 <= cfg.limits.max_rate < float("inf"):
+        raise ConfigError(f"[limits] max_rate must be a finite number >= 0 (0 = no limit), got {cfg.limits.max_rate}")
+    sec = cfg.security
+    if bool(sec.server_key) != bool(sec.clients):
+        raise ConfigError("[security] server_key and clients go together: set both (CurveZMQ) or neither")
+    for a in sec.osc_allow:
+        try:
+            ipaddress.ip_network(a, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"[security] osc_allow entry {a!r} is not an IP address or network (e.g. 10.0.0.7, 10.0.0.0/24)"
+            ) from None
 
 
 def _choice(where: str, key: str, val, valid) -> None:
