@@ -13,17 +13,20 @@ import zmq
 from rtik.errors import TransportError
 
 
-def _socket(ctx: zmq.Context, kind: int, hwm: int) -> zmq.Socket:
+def _socket(ctx: zmq.Context, kind: int, hwm: int, options: dict | None = None) -> zmq.Socket:
     s = ctx.socket(kind)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.SNDHWM, hwm)
     s.setsockopt(zmq.RCVHWM, hwm)
+    for opt, val in (options or {}).items():  # e.g. MAXMSGSIZE, CurveZMQ keys (rtik.security): before bind/connect
+        s.setsockopt(opt, val)
     return s
 
 
-def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int = 1000) -> zmq.Socket:
-    """A socket of ``kind`` bound to ``endpoint`` (e.g. ``tcp://127.0.0.1:7700``)."""
-    s = _socket(ctx, kind, hwm)
+def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int = 1000, options: dict | None = None) -> zmq.Socket:
+    """A socket of ``kind`` bound to ``endpoint`` (e.g. ``tcp://127.0.0.1:7700``); ``options`` are socket options
+    set before binding."""
+    s = _socket(ctx, kind, hwm, options)
     try:
         s.bind(endpoint)
     except zmq.ZMQError as e:
@@ -32,9 +35,11 @@ def bind(ctx: zmq.Context, kind: int, endpoint: str, hwm: int = 1000) -> zmq.Soc
     return s
 
 
-def connect(ctx: zmq.Context, kind: int, endpoints, hwm: int = 1000, subscribe=(b"",)) -> zmq.Socket:
-    """A socket of ``kind`` connected to each of ``endpoints``; a SUB socket subscribes to ``subscribe``."""
-    s = _socket(ctx, kind, hwm)
+def connect(ctx: zmq.Context, kind: int, endpoints, hwm: int = 1000, subscribe=(b"",),
+            options: dict | None = None) -> zmq.Socket:  # fmt: skip
+    """A socket of ``kind`` connected to each of ``endpoints``; a SUB socket subscribes to ``subscribe``;
+    ``options`` are socket options set before connecting."""
+    s = _socket(ctx, kind, hwm, options)
     if kind == zmq.SUB:
         for topic in subscribe:
             s.setsockopt(zmq.SUBSCRIBE, topic.encode() if isinstance(topic, str) else topic)
@@ -59,9 +64,9 @@ def send_nowait(sock: zmq.Socket, parts) -> bool:
 class PosePublisher:
     """The pose feed: multipart ``[topic, payload]`` on a PUB socket, topic = stream name."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, hwm: int = 1000):
+    def __init__(self, ctx: zmq.Context, endpoint: str, hwm: int = 1000, options: dict | None = None):
         self.endpoint = endpoint
-        self.sock = bind(ctx, zmq.PUB, endpoint, hwm)
+        self.sock = bind(ctx, zmq.PUB, endpoint, hwm, options)
         self.sent = 0
         self.dropped = 0
 
