@@ -114,6 +114,8 @@ class LayoutMap:
     weights: np.ndarray
     provided: np.ndarray
     index: np.ndarray | None
+    complete: bool = False  # every model joint provided by a single source joint (a pure reordering)
+    _safe: np.ndarray | None = None  # index with -1 replaced by 0
 
     @property
     def num_source_joints(self) -> int:
@@ -124,13 +126,15 @@ class LayoutMap:
         ``(Ji, 3)`` float64 (0 where missing) and ``(Ji,)`` bool. A derived joint is observed only if all its
         sources are. Source rows that are not finite must be masked (the caller checks)."""
         if mask is None:
+            if self.complete:
+                return positions[self._safe], self.provided.copy()
             if self.index is not None:
-                return positions[np.maximum(self.index, 0)] * self.provided[:, None], self.provided.copy()
+                return positions[self._safe] * self.provided[:, None], self.provided.copy()
             return self.weights @ positions, self.provided.copy()
         P = np.where(mask[:, None], positions, 0.0)
         if self.index is not None:
-            m = self.provided & mask[np.maximum(self.index, 0)]
-            return P[np.maximum(self.index, 0)] * m[:, None], m
+            m = self.provided & mask[self._safe]
+            return P[self._safe] * m[:, None], m
         m = self.provided & ~((self.weights != 0) @ ~mask)
         return (self.weights @ P) * m[:, None], m
 
@@ -213,4 +217,5 @@ def resolve(layout: Layout, model_joints) -> LayoutMap:
     provided = (W != 0).any(axis=1)
     single = ((W != 0).sum(axis=1) <= 1) & np.all((W == 0) | (W == 1), axis=1)
     index = np.where(provided, W.argmax(axis=1), -1) if single.all() else None
-    return LayoutMap(layout, W, provided, index)
+    safe = None if index is None else np.maximum(index, 0)
+    return LayoutMap(layout, W, provided, index, bool(index is not None and provided.all()), safe)
