@@ -15,6 +15,7 @@ recordings and control commands (:mod:`rtik.control`) hold one lock, so they nev
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from dataclasses import dataclass, field
@@ -189,6 +190,7 @@ class Daemon:
             poller.register(s, zmq.POLLIN)
         while not self.stop_event.is_set():
             for sock, _ in poller.poll(100):
+                got = False
                 for _ in range(256):  # drain, but let the other sockets have their turn
                     try:
                         parts = sock.recv_multipart(zmq.NOBLOCK)
@@ -197,41 +199,48 @@ class Daemon:
                     if sock is control:
                         self.commands.handle(sock, parts)
                     else:
-                        self._ingest(parts[-1], "zmq")
+                        got = self._ingest(parts[-1], "zmq") or got
+                if got:
+                    self.slots.wake()  # once per burst: one tick solves every stream that arrived together
 
     def _osc_loop(self, sock) -> None:
         while not self.stop_event.is_set():
             try:
-                dgram = sock.recv(65536)
+                dgrams = [sock.recv(65536)]
+                while len(dgrams) < 256 and select.select([sock], [], [], 0)[0]:  # drain a burst
+                    dgrams.append(sock.recv(65536))
             except TimeoutError:
                 continue
             except OSError:
                 if self.stop_event.is_set():
                     return
                 raise
-            recv = time.time()
-            try:
-                messages = osc.parse_datagram(dgram)
-            except ProtocolError as e:
-                self._error("protocol", None, e)
-                continue
-            for address, args in messages:
-                if address != osc.FRAME_ADDRESS:
-                    self.stats.inc("ignored", transport="osc")
-                    continue
+            recv, got = time.time(), False
+            for dgram in dgrams:
                 try:
-                    self.slots.put(osc.frame_from_args(args), recv, "osc")
+                    messages = osc.parse_datagram(dgram)
                 except ProtocolError as e:
                     self._error("protocol", None, e)
+                    continue
+                for address, args in messages:
+                    if address != osc.FRAME_ADDRESS:
+                        self.stats.inc("ignored", transport="osc")
+                        continue
+                    try:
+                        got = self.slots.put(osc.frame_from_args(args), recv, "osc", notify=False) or got
+                    except ProtocolError as e:
+                        self._error("protocol", None, e)
+            if got:
+                self.slots.wake()
 
-    def _ingest(self, payload: bytes, transport: str) -> None:
+    def _ingest(self, payload: bytes, transport: str) -> bool:
         recv = time.time()
         try:
             f = protocol.decode_frame(payload)
         except ProtocolError as e:
             self._error("protocol", None, e)
-            return
-        self.slots.put(f, recv, transport)
+            return False
+        return self.slots.put(f, recv, transport, notify=False)
 
     def _error(self, kind: str, stream: str | None, e: Exception) -> None:
         """Count an error and log it, at most once a second per (kind, stream)."""
@@ -276,12 +285,10 @@ class Daemon:
             return
         self.stats.observe("solve_seconds", time.perf_counter() - t0)
         self.stats.inc("ticks")
-        for name, res in results.items():
-            f, recv = frames.get(name, (None, 0.0))
-            try:
-                self._publish(res, f, recv)
-            except (RtikError, OSError, zmq.ZMQError) as e:
-                self._error("publish", name, e)
+        try:
+            self._publish(results, frames)
+        except (RtikError, OSError, zmq.ZMQError) as e:
+            self._error("publish", None, e)
 
     def _ensure_stream(self, f: protocol.Frame, restart: bool) -> _Stream | None:
         st = self.streams.get(f.stream)
@@ -310,34 +317,49 @@ class Daemon:
                 self._error("record", f.stream, e)
         return st
 
-    def _publish(self, res, f, recv: float) -> None:
-        name = res.stream
-        st = self.streams.get(name)
-        q = np.asarray(res.local_quats, dtype=np.float32)
-        root = np.asarray(res.root_pos, dtype=np.float32)
+    def _publish(self, results: dict, frames: dict) -> None:
+        """Encode every pose of a tick first, then send them back to back: consecutive sends let ZeroMQ's I/O
+        thread wake once per tick instead of once per pose (half the publish time at 16 streams)."""
+        poses = []
         pub = time.time()
-        seq = f.seq if f is not None else int(res.seq)  # the source's numbering, not the solver's frame count
-        pose = protocol.Pose(
-            name, seq, float(res.timestamp), f.sent if f is not None else 0.0, recv, pub,
-            float(res.solve_us), bool(res.reset), root, q,
-        )  # fmt: skip
+        for name, res in results.items():
+            f, recv = frames.get(name, (None, 0.0))
+            seq = f.seq if f is not None else int(res.seq)  # the source's numbering, not the solver's frame count
+            poses.append((res, protocol.Pose(
+                name, seq, float(res.timestamp), f.sent if f is not None else 0.0, recv, pub,
+                float(res.solve_us), bool(res.reset),
+                np.asarray(res.root_pos, dtype=np.float32), np.asarray(res.local_quats, dtype=np.float32),
+            )))  # fmt: skip
         if self.publisher is not None:
-            self.publisher.publish(name, protocol.encode_pose(pose))
+            for msg in [(p.stream, protocol.encode_pose(p)) for _, p in poses]:
+                self.publisher.publish(*msg)
         if self.osc_out is not None:
-            self.osc_out.send(osc.encode_pose(pose))
-        if self.vmc is not None and name == self._vmc_stream:
+            for dgram in [osc.encode_pose(p) for _, p in poses]:
+                self.osc_out.send(dgram)
+        for res, p in poses:
+            try:
+                self._after_publish(res, p)
+            except (RtikError, OSError) as e:
+                self._error("publish", p.stream, e)
+
+    def _after_publish(self, res, p: protocol.Pose) -> None:
+        """VMC (one stream), counters, latency, recording."""
+        if self.vmc is not None and p.stream == self._vmc_stream:
             positions = getattr(res, "positions", None)
             if positions is None:
-                positions = forward_kinematics(self.skeleton, q[None].astype(np.float64), root[None])[0][0]
-            self.vmc.send(q, positions, float(res.timestamp))
-        self.stats.inc("frames_out", stream=name)
-        self.slots.count(name, "out")
-        if recv:
-            self.stats.observe("latency_seconds", time.time() - recv)
+                positions = forward_kinematics(self.skeleton, p.local_quats[None].astype(np.float64),
+                                               p.root_pos[None])[0][0]  # fmt: skip
+            self.vmc.send(p.local_quats, positions, p.timestamp)
+        self.stats.inc("frames_out", stream=p.stream)
+        self.slots.count(p.stream, "out")
+        latency = time.time() - p.recv if p.recv else 0.0
+        if p.recv:
+            self.stats.observe("latency_seconds", latency)
+        st = self.streams.get(p.stream)
         if st is not None:
-            st.last_seq = seq
-            st.last_latency_us = (time.time() - recv) * 1e6 if recv else 0.0
-            if st.recording is not None and not st.recording.write(q, root, float(res.timestamp)):
+            st.last_seq = p.seq
+            st.last_latency_us = latency * 1e6
+            if st.recording is not None and not st.recording.write(p.local_quats, p.root_pos, p.timestamp):
                 self._record_failed(st, st.recording)
 
     def _recorder_loop(self) -> None:

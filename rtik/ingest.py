@@ -43,8 +43,10 @@ class Slots:
         self.slots: dict[str, _Slot] = {}
         self._dirty = False
 
-    def put(self, f: protocol.Frame, recv: float, transport: str) -> bool:
-        """Offer a frame; False (and a counted drop) if it is a duplicate, older, or over the stream limit."""
+    def put(self, f: protocol.Frame, recv: float, transport: str, notify: bool = True) -> bool:
+        """Offer a frame; False (and a counted drop) if it is a duplicate, older, or over the stream limit.
+        ``notify=False`` defers waking the solver thread to a later :meth:`wake` (a receiver draining a burst
+        wakes it once, so one tick solves the whole burst)."""
         now = time.monotonic()
         with self.cond:
             slot = self.slots.get(f.stream)
@@ -70,7 +72,8 @@ class Slots:
             slot.counts["in"] += 1
             self.stats.inc("frames_in", stream=f.stream, transport=transport)
             self._dirty = True
-            self.cond.notify()
+            if notify:
+                self.cond.notify()
         return True
 
     def take(self, timeout: float) -> list[tuple[protocol.Frame, float, bool]]:
@@ -87,6 +90,7 @@ class Slots:
             return out
 
     def wake(self) -> None:
+        """Wake the solver thread (after puts with ``notify=False``, and at shutdown)."""
         with self.cond:
             self.cond.notify_all()
 

@@ -21,6 +21,7 @@ METRICS = {
     "frames_out": ("counter", "Poses published."),
     "dropped": ("counter", "Frames dropped, by reason (duplicate, stale, superseded, stream_limit, invalid)."),
     "errors": ("counter", "Errors, by kind (input, protocol, record, publish, solver)."),
+    "ignored": ("counter", "OSC messages with addresses other than /rtik/frame (ignored)."),
     "ticks": ("counter", "Solver ticks."),
     "streams": ("gauge", "Open streams."),
     "recordings": ("gauge", "Recordings in progress."),

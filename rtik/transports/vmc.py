@@ -78,6 +78,19 @@ def to_unity_quat(q) -> np.ndarray:
     return out
 
 
+def _qmul(a, b) -> np.ndarray:
+    """Product of two single quaternions ``(4,)`` XYZW (the per-frame hot path; :func:`rtik.rotations.quat_mul`
+    is the batched reference)."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+        aw * bw - ax * bx - ay * by - az * bz,
+    ])  # fmt: skip
+
+
 def _frame_from(a, b) -> np.ndarray:
     """Orthonormal ``(3, 3)`` columns ``[a, b', a x b']`` with ``b'`` = ``b`` made orthogonal to ``a``."""
     a = np.asarray(a, float) / np.linalg.norm(a)
@@ -167,8 +180,14 @@ class VmcRig:
             self.local_pos[b] = to_unity_position(tpos[j] - (tpos[k] if k >= 0 else 0.0))
         self.hips = self.names.index("Hips")
         self._chains = chains
-        self._parent_T = np.array(parent_T)  # (B, 4)
-        self._tpose_inv = rot.quat_conj(self.tpose[self.joints])  # (B, 4)
+        self._first = np.array([c[0] for c in chains])  # (B,) first joint below the parent bone
+        self._long = [(b, c[1:]) for b, c in enumerate(chains) if len(c) > 1]  # chains through unmapped joints
+        # U = T_p (x) rel (x) T_b^-1 is linear in rel: one (4, 4) matrix per bone, built from the quaternion product
+        eye = np.eye(4)
+        left = np.stack([rot.quat_mul(np.array(parent_T), np.broadcast_to(e, (len(chains), 4))) for e in eye], -1)
+        tinv = rot.quat_conj(self.tpose[self.joints])
+        right = np.stack([rot.quat_mul(np.broadcast_to(e, (len(chains), 4)), tinv) for e in eye], -1)
+        self._M = left @ right  # (B, 4, 4)
         self._prefix = [osc_string("/VMC/Ext/Bone/Pos") + osc_string(",sfffffff") + osc_string(n) for n in self.names]
 
     def _tpose_positions(self) -> np.ndarray:
@@ -182,12 +201,13 @@ class VmcRig:
     def unity_rotations(self, local_quats) -> np.ndarray:
         """Unity local rotations ``(B, 4)`` XYZW (left-handed) of the mapped bones from ``local_quats (J, 4)``."""
         q = np.asarray(local_quats, dtype=np.float64)
-        rel = np.array([q[c[0]] for c in self._chains])  # (B, 4) product of our locals from below p down to b
-        for b, c in enumerate(self._chains):
-            for k in c[1:]:
-                rel[b] = rot.quat_mul(rel[b], q[k])
-        U = rot.quat_mul(rot.quat_mul(self._parent_T, rel), self._tpose_inv)
-        return to_unity_quat(rot.quat_canonical(U))
+        rel = q[self._first]  # (B, 4) product of our locals from below p down to b
+        for b, rest in self._long:
+            for k in rest:
+                rel[b] = _qmul(rel[b], q[k])
+        U = np.einsum("bij,bj->bi", self._M, rel)
+        U *= np.where(U[:, 3:] < 0.0, -1.0, 1.0)  # canonical: w >= 0
+        return to_unity_quat(U)
 
     def transforms(self, local_quats, positions) -> tuple[np.ndarray, np.ndarray]:
         """``(root (7,), bones (B, 7))`` as VMC sends them: Unity-space position then quaternion XYZW.
