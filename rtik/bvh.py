@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -18,11 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtik import rotations as rot
-from rtik._floats import parse_floats
+from rtik._bvh_parse import parse_text
 from rtik.errors import BVHError
-from rtik.skeleton import CHANNEL_NAMES, Skeleton
-
-_VALID_CHANNELS = set(CHANNEL_NAMES)
+from rtik.skeleton import Skeleton
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,102 +90,6 @@ class Motion:
 
 
 # ------------------------------------------------------------------------------------------------- reading
-_FRAME_TIME_LINE = re.compile(r"^[ \t]*Frame[ \t]+Time:[^\n]*\n?", re.MULTILINE | re.IGNORECASE)
-
-
-class _Header:
-    """The tokens of everything up to the ``Frame Time:`` line; line numbers are worked out only for errors."""
-
-    def __init__(self, text: str, name: str):
-        self.text = text
-        self.name = name
-        self.toks = text.split()
-        self.i = 0  # next token
-
-    def line_of(self, k: int) -> int:
-        """1-based line of token ``k`` (the last line if ``k`` is past the end)."""
-        n = 0
-        lines = self.text.split("\n")
-        for no, line in enumerate(lines, 1):
-            n += len(line.split())
-            if n > k:
-                return no
-        return max(1, len(lines) - (1 if self.text.endswith("\n") else 0))
-
-    def error(self, msg: str, k: int | None = None) -> BVHError:
-        return BVHError(f"{self.name}:{self.line_of(self.i - 1 if k is None else k)}: {msg}")
-
-    def next(self) -> str:
-        if self.i >= len(self.toks):
-            raise self.error("unexpected end of file", len(self.toks))
-        self.i += 1
-        return self.toks[self.i - 1]
-
-    def expect(self, word: str) -> None:
-        t = self.next()
-        if t.upper() != word.upper():
-            raise self.error(f"expected {word!r}, found {t!r}")
-
-    def number(self) -> float:
-        t = self.next()
-        try:
-            v = float(t)
-        except ValueError:
-            raise self.error(f"expected a number, found {t!r}") from None
-        if not math.isfinite(v):
-            raise self.error(f"expected a finite number, found {t!r}")
-        return v
-
-
-def _read_joint(tk: _Header, name: str, parent: int, acc: dict) -> None:
-    j = len(acc["names"])
-    if name in acc["names"]:
-        raise tk.error(f"duplicate joint name {name!r}")
-    if name in ("{", "}"):
-        raise tk.error(f"expected a joint name, found {name!r}")
-    acc["names"].append(name)
-    acc["parents"].append(parent)
-    acc["offsets"].append(None)
-    acc["channels"].append(())
-    acc["end_sites"].append(None)
-    tk.expect("{")
-    while True:
-        t = tk.next()
-        key = t.upper()
-        if key == "OFFSET":
-            acc["offsets"][j] = [tk.number(), tk.number(), tk.number()]
-        elif key == "CHANNELS":
-            raw = tk.next()
-            try:
-                n = int(raw)
-            except ValueError:
-                raise tk.error(f"expected a channel count, found {raw!r}") from None
-            if not 0 <= n <= 6:
-                raise tk.error(f"channel count {n} outside 0..6")
-            chans = tuple(tk.next() for _ in range(n))
-            bad = [c for c in chans if c not in _VALID_CHANNELS]
-            if bad or len(set(chans)) != n:
-                what = f"invalid channel {bad[0]!r}" if bad else f"repeated channel in {' '.join(chans)!r}"
-                raise tk.error(f"{what} in joint {name!r}; valid: {', '.join(CHANNEL_NAMES)}")
-            acc["channels"][j] = chans
-        elif key == "JOINT":
-            _read_joint(tk, tk.next(), j, acc)
-        elif key == "END":
-            tk.expect("Site")
-            tk.expect("{")
-            tk.expect("OFFSET")
-            acc["end_sites"][j] = [tk.number(), tk.number(), tk.number()]
-            tk.expect("}")
-        elif key == "}":
-            break
-        elif key in ("MOTION", "ROOT"):
-            raise tk.error(f"unbalanced braces: {t!r} inside joint {name!r}")
-        else:
-            raise tk.error(f"unexpected {t!r} in joint {name!r}")
-    if acc["offsets"][j] is None:
-        raise tk.error(f"joint {name!r} has no OFFSET")
-
-
 def parse(text: str | bytes, name: str = "<string>") -> Motion:
     """Parse BVH text (``str``, or ``bytes`` in UTF-8 or Latin-1); ``name`` appears in error messages.
 
@@ -203,82 +104,8 @@ def parse(text: str | bytes, name: str = "<string>") -> Motion:
             text = raw.decode("latin-1")
     if "\n" not in text and "\r" in text:  # classic Mac line ends
         text = text.replace("\r", "\n")
-    found = _FRAME_TIME_LINE.search(text)
-    head_end = found.end() if found else len(text)
-    tk = _Header(text[:head_end], name)
-    tk.expect("HIERARCHY")
-    tk.expect("ROOT")
-    acc = {"names": [], "parents": [], "offsets": [], "channels": [], "end_sites": []}
-    _read_joint(tk, tk.next(), -1, acc)
-    t = tk.next()
-    if t.upper() == "ROOT":
-        raise tk.error("several ROOT joints are not supported")
-    if t == "}":
-        raise tk.error("unbalanced braces: '}' after the ROOT joint was closed")
-    if t.upper() != "MOTION":
-        raise tk.error(f"expected 'MOTION', found {t!r}")
-    tk.expect("Frames:")
-    raw_n = tk.next()
-    try:
-        n_frames = int(raw_n)
-    except ValueError:
-        raise tk.error(f"expected a frame count, found {raw_n!r}") from None
-    if n_frames < 0:
-        raise tk.error(f"negative frame count {n_frames}")
-    tk.expect("Frame")
-    tk.expect("Time:")
-    frame_time = tk.number()
-    if not frame_time > 0:
-        raise tk.error(f"frame time must be positive, found {frame_time}")
-    if tk.i < len(tk.toks):
-        raise tk.error(f"unexpected {tk.toks[tk.i]!r} after the frame time", tk.i)
-    skel = Skeleton(acc["names"], acc["parents"], acc["offsets"], acc["channels"], acc["end_sites"])
-    first_line = text.count("\n", 0, head_end) + 1  # line number of the first motion line
-    data = _parse_motion(text[head_end:], n_frames, skel.num_channels, name, first_line)
+    skel, frame_time, data = parse_text(text, name)
     return Motion(skel, frame_time, data, name)
-
-
-def _parse_motion(body: str, n_frames: int, C: int, name: str, first_line: int) -> np.ndarray:
-    """Motion lines -> ``(n_frames, C)`` float64; on any problem, find and name the first bad line."""
-    if n_frames == 0:
-        return np.zeros((0, C))
-    buf = body.encode("utf-8")
-    parsed = parse_floats(buf)
-    if parsed is not None and C > 0:
-        values, ends = parsed
-        a = np.frombuffer(buf, np.uint8)
-        bounds = np.append(np.flatnonzero(a == 10), len(a))  # end of every line
-        per_line = np.diff(np.searchsorted(ends, bounds), prepend=0)  # values on each line
-        per_line = per_line[per_line > 0]  # blank lines do not count
-        values = values[: n_frames * C]
-        if len(per_line) >= n_frames and np.all(per_line[:n_frames] == C) and np.all(np.isfinite(values)):
-            return values.reshape(n_frames, C)
-    # slow path: walk the lines to name the first bad one
-    k = 0
-    lines = body.split("\n")
-    for i, line in enumerate(lines):
-        if k == n_frames:
-            break
-        vals = line.split()
-        if not vals:
-            continue
-        where = f"{name}:{first_line + i}"
-        if len(vals) != C:
-            raise BVHError(f"{where}: frame {k} has {len(vals)} values, expected {C}")
-        for v in vals:
-            try:
-                x = float(v)
-            except ValueError:
-                raise BVHError(f"{where}: non-numeric value {v!r} in frame {k}") from None
-            if not math.isfinite(x):
-                raise BVHError(f"{where}: non-finite value {v!r} in frame {k}")
-        k += 1
-    last = first_line + len(lines) - 1 - (1 if body.endswith("\n") else 0)
-    if k < n_frames:
-        raise BVHError(
-            f"{name}:{max(last, first_line - 1)}: truncated motion: header says {n_frames} frames, file has {k}"
-        )
-    raise BVHError(f"{name}:{first_line}: malformed motion data")  # not reached: the fast path takes valid files
 
 
 def read(path_or_file, name: str | None = None) -> Motion:

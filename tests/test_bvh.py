@@ -208,7 +208,7 @@ def test_partial_rotation_channels_round_trip():
 
 def test_numbers_parse_bit_exact():
     """The vectorised number reader agrees with float() on awkward tokens."""
-    from rtik._floats import parse_floats
+    from rtik._bvh_parse import parse_floats
 
     toks = ["0", "-0", "1.", ".5", "-.25", "+7", "123456789012345", "0.1", "-2.675", "1e-3", "1.87007e-05",
             "12345678901234567890.5", "3.14159265358979", "-999.999999", "nan"]  # fmt: skip
