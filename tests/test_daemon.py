@@ -263,7 +263,7 @@ def test_ctl_command_line(daemon):
     base = [sys.executable, "-m", "rtik", "ctl", "--endpoint", daemon["ep"]["ctl"]]
     out = subprocess.run([*base, "status"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "model: test-random" in out.stdout
-    out = subprocess.run([*base, "--json", "streams"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([*base, "streams", "--json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and '"stream"' in out.stdout
     out = subprocess.run([*base, "reset", "missing"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "no open stream 'missing'" in out.stderr

@@ -23,7 +23,7 @@ def main() -> None:
         for s in ctl.streams():
             print(f"  {s['stream']}: {s['frames_in']} in, {s['frames_out']} out, {s['latency_ms']:.2f} ms")
         lengths = ctl.calibrate(args.stream)["bone_lengths"]  # fix the bone lengths measured so far
-        print("upper arm", lengths.get("UpperArm_L"), "m")
+        print("left upper arm (shoulder to elbow):", lengths.get("LowerArm_L"), "m")
         path = ctl.record_start(args.stream, f"{args.stream}-take")["path"]
         time.sleep(args.seconds)
         done = ctl.record_stop(args.stream)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 
@@ -11,19 +12,23 @@ def register(sub) -> None:
     p.add_argument("--endpoint", default="tcp://127.0.0.1:7702", help="control endpoint (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the reply (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
+    # --json also after the command (`rtik ctl status --json`); SUPPRESS keeps the value given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the reply as JSON")
     cmds = p.add_subparsers(dest="ctl_command", metavar="COMMAND", required=True)
-    cmds.add_parser("status", help="daemon status: model, streams, counters, latency")
-    cmds.add_parser("streams", help="open streams with their counters")
-    cmds.add_parser("stats", help="every counter and histogram")
-    cmds.add_parser("recordings", help="BVH files in the recordings folder")
-    cmds.add_parser("skeleton", help="the output skeleton (names, parents, offsets in metres)")
+    add = lambda name, help_: cmds.add_parser(name, help=help_, parents=[common])
+    add("status", "daemon status: model, streams, counters, latency")
+    add("streams", "open streams with their counters")
+    add("stats", "every counter and histogram")
+    add("recordings", "BVH files in the recordings folder")
+    add("skeleton", "the output skeleton (names, parents, offsets in metres)")
     for name, help_ in (
         ("reset", "reset a stream's solver state"),
         ("calibrate", "fix a stream's bone lengths to the running estimate"),
     ):
-        c = cmds.add_parser(name, help=help_)
+        c = add(name, help_)
         c.add_argument("stream", help="stream name")
-    rec = cmds.add_parser("record", help="start or stop recording a stream to BVH")
+    rec = add("record", "start or stop recording a stream to BVH")
     rec.add_argument("action", choices=("start", "stop"), help="start or stop")
     rec.add_argument("stream", help="stream name")
     rec.add_argument("name", nargs="?", help="file name in the recordings folder (start; default: STREAM-TIME.bvh)")
