@@ -31,6 +31,7 @@ from rtik.errors import InputError, ProtocolError, RtikError
 from rtik.ingest import Slots
 from rtik.kinematics import forward_kinematics
 from rtik.recorder import RecordError, Recording, resolve
+from rtik.security import Guard
 from rtik.stats import Stats, serve_metrics
 from rtik.transports import osc
 from rtik.transports.vmc import VmcRig, VmcSender
@@ -65,7 +66,7 @@ class Daemon:
             solver = Solver.from_path(cfg.model.path or None, backend=cfg.model.backend)
         self.solver = solver
         self.stats = Stats()
-        self.slots = Slots(cfg.streams.max_streams, self.stats)
+        self.slots = Slots(cfg.streams.max_streams, self.stats, cfg.limits.max_rate)
         self.lock = threading.RLock()  # solver, streams and recordings
         self.streams: dict[str, _Stream] = {}
         self.stop_event = threading.Event()
@@ -85,6 +86,7 @@ class Daemon:
         self.osc_out = None
         self.vmc = None
         self.metrics = None
+        self.guard: Guard | None = None  # access rules and limits (rtik.security), set by start()
         self._vmc_stream = cfg.vmc.stream
         self.commands = Commands(self)
 
@@ -92,16 +94,19 @@ class Daemon:
     def start(self) -> None:
         cfg = self.cfg
         try:
+            self.guard = Guard(cfg, self.ctx)  # refuses off-loopback binds without keys or `insecure`
+            opts = self.guard.server_options()  # message size limit (+ CurveZMQ server keys)
             ingest = []
             if cfg.zmq_in.enabled:
                 if cfg.zmq_in.bind:
-                    ingest.append(bind(self.ctx, zmq.PULL, cfg.zmq_in.bind, cfg.zmq_in.hwm))
+                    ingest.append(bind(self.ctx, zmq.PULL, cfg.zmq_in.bind, cfg.zmq_in.hwm, opts))
                 if cfg.zmq_in.connect:
-                    ingest.append(connect(self.ctx, zmq.SUB, cfg.zmq_in.connect, cfg.zmq_in.hwm))
-            control = bind(self.ctx, zmq.ROUTER, cfg.control.bind) if cfg.control.enabled else None
+                    ingest.append(connect(self.ctx, zmq.SUB, cfg.zmq_in.connect, cfg.zmq_in.hwm,
+                                          options=self.guard.connect_options()))  # fmt: skip
+            control = bind(self.ctx, zmq.ROUTER, cfg.control.bind, options=opts) if cfg.control.enabled else None
             self._socks = [*ingest, *([control] if control else [])]
             if cfg.zmq_out.enabled:
-                self.publisher = PosePublisher(self.ctx, cfg.zmq_out.bind, cfg.zmq_out.hwm)
+                self.publisher = PosePublisher(self.ctx, cfg.zmq_out.bind, cfg.zmq_out.hwm, opts)
             if cfg.osc_out.enabled:
                 self.osc_out = osc.UdpSender(cfg.osc_out.host, cfg.osc_out.port)
             if cfg.vmc.enabled:
@@ -167,6 +172,8 @@ class Daemon:
         self.close()
 
     def close(self) -> None:
+        if self.guard is not None:
+            self.guard.stop()  # the authenticator's socket must close before the context terminates
         for s in self._socks:
             try:
                 s.close(0) if isinstance(s, zmq.Socket) else s.close()
@@ -206,9 +213,9 @@ class Daemon:
     def _osc_loop(self, sock) -> None:
         while not self.stop_event.is_set():
             try:
-                dgrams = [sock.recv(65536)]
+                dgrams = [sock.recvfrom(65536)]
                 while len(dgrams) < 256 and select.select([sock], [], [], 0)[0]:  # drain a burst
-                    dgrams.append(sock.recv(65536))
+                    dgrams.append(sock.recvfrom(65536))
             except TimeoutError:
                 continue
             except OSError:
@@ -216,7 +223,11 @@ class Daemon:
                     return
                 raise
             recv, got = time.time(), False
-            for dgram in dgrams:
+            for dgram, source in dgrams:
+                allowed = self.guard.osc_allows(source)
+                if not allowed or len(dgram) > self.guard.max_bytes:  # counted, never parsed
+                    self.stats.inc("dropped", transport="osc", reason="too_large" if allowed else "not_allowed")
+                    continue
                 try:
                     messages = osc.parse_datagram(dgram)
                 except ProtocolError as e:

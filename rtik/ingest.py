@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from rtik import protocol
+from rtik.security import TokenBucket
 from rtik.stats import Stats
 
 #: a source whose sequence numbers go back by more than this, or after this long a silence, has restarted
@@ -31,13 +32,15 @@ class _Slot:
     last_seq: int = -1
     last_seen: float = 0.0  # monotonic
     counts: dict = field(default_factory=lambda: {"in": 0, "out": 0, "dropped": 0, "errors": 0})
+    bucket: TokenBucket | None = None  # per-stream rate limit ([limits] max_rate), None = no limit
 
 
 class Slots:
     """Per-stream latest-frame slots shared by the receiving threads and the solver thread."""
 
-    def __init__(self, max_streams: int, stats: Stats):
+    def __init__(self, max_streams: int, stats: Stats, max_rate: float = 0.0):
         self.max_streams = max_streams
+        self.max_rate = max_rate  # frames per second accepted per stream (over it: dropped "rate_limit"); 0 = any
         self.stats = stats
         self.cond = threading.Condition()
         self.slots: dict[str, _Slot] = {}
@@ -55,6 +58,12 @@ class Slots:
                     self.stats.inc("dropped", stream=f.stream, reason="stream_limit")
                     return False
                 slot = self.slots[f.stream] = _Slot(f.stream)
+                if self.max_rate > 0:
+                    slot.bucket = TokenBucket(self.max_rate)
+            if slot.bucket is not None and not slot.bucket.take(now):
+                slot.counts["dropped"] += 1
+                self.stats.inc("dropped", stream=f.stream, reason="rate_limit")
+                return False
             restart = False
             if f.seq <= slot.last_seq:
                 if slot.last_seq - f.seq > RESTART_SEQ_GAP or now - slot.last_seen > RESTART_SILENCE_S:
