@@ -30,6 +30,11 @@ DEFAULT_CONTROL = "tcp://127.0.0.1:7702"
 DEFAULT_OSC = ("127.0.0.1", 7703)
 
 
+def _opts(curve) -> dict | None:
+    """Socket options of a CurveZMQ client (``curve``: :class:`rtik.security.ClientKeys`), None without."""
+    return curve.options() if curve is not None else None
+
+
 class ControlError(RtikError):
     """The daemon answered a command with an error, or did not answer in time."""
 
@@ -50,10 +55,12 @@ class Sender(_Closing):
         endpoint: the daemon's ingest endpoint (ZeroMQ).
         layout, units: how positions are given (``units`` one of ``m``, ``cm``, ``mm``).
         osc: ``(host, port)`` to send ``/rtik/frame`` over UDP instead of ZeroMQ.
+        curve: :class:`rtik.security.ClientKeys` for a daemon that uses CurveZMQ (server key + own key pair).
     """
 
     def __init__(self, stream: str = "default", endpoint: str = DEFAULT_INGEST, layout: str = "rtik",
-                 units: str = "m", osc: tuple | None = None, context: zmq.Context | None = None):  # fmt: skip
+                 units: str = "m", osc: tuple | None = None, context: zmq.Context | None = None,
+                 curve=None):  # fmt: skip
         self.stream = protocol.check_stream_name(stream)
         self.layout, self.units = layout, units
         if units not in protocol.UNITS:
@@ -66,7 +73,7 @@ class Sender(_Closing):
         if osc is not None:
             self._udp = osc_wire.UdpSender(*osc)
         else:
-            self._sock = connect(context or zmq.Context.instance(), zmq.PUSH, endpoint)
+            self._sock = connect(context or zmq.Context.instance(), zmq.PUSH, endpoint, options=_opts(curve))
 
     def send(self, positions, timestamp: float | None = None, mask=None, seq: int | None = None) -> bool:
         """Send one frame; ``timestamp`` defaults to now (``time.time()``), ``seq`` to the next number.
@@ -101,9 +108,10 @@ class Listener(_Closing):
     The skeleton (``protocol.SKELETON_TOPIC`` messages) is kept in :attr:`skeleton` as a dict
     (``Skeleton.to_dict()``, metres) as soon as one arrives."""
 
-    def __init__(self, endpoint: str = DEFAULT_FEED, streams=(), context: zmq.Context | None = None):
+    def __init__(self, endpoint: str = DEFAULT_FEED, streams=(), context: zmq.Context | None = None, curve=None):
         topics = [protocol.SKELETON_TOPIC, *streams] if streams else [""]
-        self._sock = connect(context or zmq.Context.instance(), zmq.SUB, endpoint, subscribe=topics)
+        self._sock = connect(context or zmq.Context.instance(), zmq.SUB, endpoint, subscribe=topics,
+                             options=_opts(curve))  # fmt: skip
         self.skeleton: dict | None = None
         self.received = 0
         self.errors = 0
@@ -144,11 +152,13 @@ class Control(_Closing):
     Every method raises :class:`ControlError` with the daemon's message if the command failed, or if no reply
     came within ``timeout`` seconds."""
 
-    def __init__(self, endpoint: str = DEFAULT_CONTROL, timeout: float = 5.0, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str = DEFAULT_CONTROL, timeout: float = 5.0, context: zmq.Context | None = None,
+                 curve=None):  # fmt: skip
         self.endpoint = endpoint
         self.timeout = timeout
         self._ctx = context or zmq.Context.instance()
-        self._sock = connect(self._ctx, zmq.DEALER, endpoint)
+        self._opts = _opts(curve)
+        self._sock = connect(self._ctx, zmq.DEALER, endpoint, options=self._opts)
 
     def request(self, cmd: str, **args):
         """Send ``cmd`` with ``args``; the ``result`` of the reply."""
@@ -156,7 +166,7 @@ class Control(_Closing):
         if not self._sock.poll(int(self.timeout * 1000)):
             # a DEALER that missed a reply would read it as the next answer: start over with a fresh socket
             self._sock.close(0)
-            self._sock = connect(self._ctx, zmq.DEALER, self.endpoint)
+            self._sock = connect(self._ctx, zmq.DEALER, self.endpoint, options=self._opts)
             raise ControlError(f"no reply from {self.endpoint} within {self.timeout:g} s (is `rtik serve` running?)")
         reply = protocol.decode_reply(self._sock.recv_multipart()[-1])
         if not reply["ok"]:
@@ -194,10 +204,10 @@ class Control(_Closing):
         self._sock.close(0)
 
 
-def wait_for_daemon(endpoint: str = DEFAULT_CONTROL, timeout: float = 10.0) -> dict:
+def wait_for_daemon(endpoint: str = DEFAULT_CONTROL, timeout: float = 10.0, curve=None) -> dict:
     """Poll ``status`` until the daemon answers; its status, or TransportError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    with Control(endpoint, timeout=0.25) as ctl:
+    with Control(endpoint, timeout=0.25, curve=curve) as ctl:
         while True:
             try:
                 return ctl.status()
