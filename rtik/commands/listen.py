@@ -18,6 +18,9 @@ def register(sub) -> None:
     p.add_argument("--units", choices=("cm", "m"), default="cm", help="BVH length unit (default: %(default)s)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl+C)")
     p.add_argument("--quiet", action="store_true", help="print only the summary at the end")
+    from rtik.security import add_client_args
+
+    add_client_args(p)
     p.set_defaults(func=run)
 
 
@@ -56,20 +59,22 @@ class Tally:
 def run(args) -> int:
     from rtik.client import Control, ControlError, Listener
     from rtik.recorder import Recording
+    from rtik.security import client_keys_from_args
     from rtik.skeleton import Skeleton
 
+    curve = client_keys_from_args(args)
     rec = None
     rec_stream = args.stream[0] if args.stream else None
     skeleton = None
     if args.bvh:
         try:
-            with Control(args.control, timeout=1.0) as ctl:
+            with Control(args.control, timeout=1.0, curve=curve) as ctl:
                 skeleton = Skeleton.from_dict(ctl.skeleton()["skeleton"])
         except (ControlError, RtikError):
             skeleton = None  # wait for the feed's periodic skeleton message instead
     tally = Tally()
     start = last = time.monotonic()
-    with Listener(args.endpoint, args.stream) as rx:
+    with Listener(args.endpoint, args.stream, curve=curve) as rx:
         try:
             while args.duration is None or time.monotonic() - start < args.duration:
                 pose = rx.recv(timeout=0.2)

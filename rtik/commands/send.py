@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--osc-port", type=int, default=7703, help="OSC ingest port (default: %(default)s)")
     p.add_argument("--file-units", choices=tuple(SCALE), help="unit of the file (default: cm for BVH, m for npz)")
     p.add_argument("--seed", type=int, default=0, help="noise random seed (default: %(default)s)")
+    from rtik.security import add_client_args
+
+    add_client_args(p)
     p.set_defaults(func=run)
 
 
@@ -85,7 +88,10 @@ def run(args) -> int:
     total = args.count or (None if args.loop else len(pos))
     osc = (args.osc_host, args.osc_port) if args.osc else None
     period = 1.0 / rate
-    with Sender(args.stream, args.endpoint, osc=osc) as tx:
+    from rtik.security import client_keys_from_args
+
+    curve = None if osc else client_keys_from_args(args)
+    with Sender(args.stream, args.endpoint, osc=osc, curve=curve) as tx:
         t0 = time.perf_counter()
         wall0 = time.time()
         i = 0

@@ -15,6 +15,11 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="run the real-time daemon (ZeroMQ/OSC in, ZeroMQ/OSC/VMC out, control)")
     p.add_argument("--config", metavar="TOML", help="configuration file (default: built-in defaults, 127.0.0.1)")
     p.add_argument("--print-config", action="store_true", help="print the effective configuration as TOML and exit")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow binding off 127.0.0.1 without CurveZMQ keys (anyone reaching the ports can drive it)",
+    )
     p.set_defaults(func=run)
 
 
@@ -43,6 +48,10 @@ def setup_logging(cfg: config_mod.LogConfig, verbose: int = 0) -> None:
 
 def run(args) -> int:
     cfg = config_mod.load(args.config)
+    if getattr(args, "insecure", False):
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, security=dataclasses.replace(cfg.security, insecure=True))
     if args.print_config:
         sys.stdout.write(config_mod.to_toml(cfg))
         return 0
