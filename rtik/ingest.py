@@ -55,7 +55,8 @@ class Slots:
             slot = self.slots.get(f.stream)
             if slot is None:
                 if len(self.slots) >= self.max_streams:
-                    self.stats.inc("dropped", stream=f.stream, reason="stream_limit")
+                    # no stream label: names past the limit are unbounded (a flood of new names must not grow the stats)
+                    self.stats.inc("dropped", reason="stream_limit")
                     return False
                 slot = self.slots[f.stream] = _Slot(f.stream)
                 if self.max_rate > 0:
