@@ -190,11 +190,11 @@ def parse_text(text: str, name: str) -> tuple[Skeleton, float, np.ndarray]:
 
 def parse_motion(body: str, n_frames: int, C: int, name: str, first_line: int) -> np.ndarray:
     """Motion lines -> ``(n_frames, C)`` float64; on any problem, find and name the first bad line."""
-    if n_frames == 0:
-        return np.zeros((0, C))
+    if n_frames == 0 or C == 0:
+        return np.zeros((n_frames, C))
     buf = body.encode("utf-8")
     parsed = parse_floats(buf)
-    if parsed is not None and C > 0:
+    if parsed is not None:
         values, ends = parsed
         a = np.frombuffer(buf, np.uint8)
         bounds = np.append(np.flatnonzero(a == 10), len(a))  # end of every line
@@ -203,8 +203,9 @@ def parse_motion(body: str, n_frames: int, C: int, name: str, first_line: int) -
         values = values[: n_frames * C]
         if len(per_line) >= n_frames and np.all(per_line[:n_frames] == C) and np.all(np.isfinite(values)):
             return values.reshape(n_frames, C)
-    # slow path: walk the lines to name the first bad one
+    # slow path: walk the lines to name the first bad one (or to skip trailing lines that are no numbers)
     k = 0
+    rows = []
     lines = body.split("\n")
     for i, line in enumerate(lines):
         if k == n_frames:
@@ -222,13 +223,14 @@ def parse_motion(body: str, n_frames: int, C: int, name: str, first_line: int) -
                 raise BVHError(f"{where}: non-numeric value {v!r} in frame {k}") from None
             if not math.isfinite(x):
                 raise BVHError(f"{where}: non-finite value {v!r} in frame {k}")
+        rows.append(vals)
         k += 1
     last = first_line + len(lines) - 1 - (1 if body.endswith("\n") else 0)
     if k < n_frames:
         raise BVHError(
             f"{name}:{max(last, first_line - 1)}: truncated motion: header says {n_frames} frames, file has {k}"
         )
-    raise BVHError(f"{name}:{first_line}: malformed motion data")  # not reached: the fast path takes valid files
+    return np.array(rows, dtype=np.float64)  # valid frames followed by lines beyond the frame count
 
 
 _WIDTH = 16  # tokens up to 15 bytes take the vectorised path (15 digits stay exact in float64)

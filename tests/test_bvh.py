@@ -160,6 +160,7 @@ def _variant(transform) -> bvh.Motion:
         pytest.param(lambda t: t.replace("End Site", "End  Site").replace("OFFSET", "OFFSET "), id="spacing"),
         pytest.param(lambda t: t.rstrip("\n"), id="no-final-newline"),
         pytest.param(lambda t: t + "1 2 3\n", id="extra-lines-ignored"),
+        pytest.param(lambda t: t + "end of take: walk\n", id="extra-words-ignored"),
     ],
 )
 def test_parser_variants_equal_golden(golden, transform):
