@@ -96,7 +96,7 @@ class Daemon:
         try:
             self.guard = Guard(cfg, self.ctx)  # refuses off-loopback binds without keys or `insecure`
             opts = self.guard.server_options()  # message size limit (+ CurveZMQ server keys)
-            ingest = []
+            ingest = self._socks = []  # every socket is listed as soon as it exists, so a failed start closes it
             if cfg.zmq_in.enabled:
                 if cfg.zmq_in.bind:
                     ingest.append(bind(self.ctx, zmq.PULL, cfg.zmq_in.bind, cfg.zmq_in.hwm, opts))
@@ -114,6 +114,8 @@ class Daemon:
                 rig = VmcRig(self.skeleton, cfg.vmc.bones or None, prior)
                 self.vmc = VmcSender(rig, cfg.vmc.host, cfg.vmc.port, cfg.vmc.bundle)
             osc_sock = osc.udp_receiver(cfg.osc_in.host, cfg.osc_in.port) if cfg.osc_in.enabled else None
+            if osc_sock is not None:
+                self._socks.append(osc_sock)
             if cfg.metrics.enabled:
                 self.metrics = serve_metrics(self.stats, cfg.metrics.host, cfg.metrics.port)
         except OSError as e:
@@ -124,7 +126,6 @@ class Daemon:
             raise
         self._spawn("rtik-io", self._io_loop, ingest, control)
         if osc_sock is not None:
-            self._socks.append(osc_sock)
             self._spawn("rtik-osc", self._osc_loop, osc_sock)
         self._spawn("rtik-solver", self._solver_loop)
         self._spawn("rtik-recorder", self._recorder_loop)

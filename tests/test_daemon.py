@@ -409,3 +409,27 @@ def test_daemon_in_process_sub_ingest_and_idle_streams(pack, clip):
         d.stop()
         pub.close(0)
         ctx.term()
+
+
+def test_failed_start_releases_everything(pack):
+    """A port already taken stops the start with a clear error, and what was bound before is released."""
+    from rtik.daemon import Daemon
+    from rtik.errors import TransportError
+    from rtik.solver import Solver
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ep_in = f"tcp://127.0.0.1:{free_port()}"
+    cfg = config.from_dict({
+        "ingest": {"zmq": {"bind": ep_in}, "osc": {"enabled": False}},
+        "output": {"osc": {"enabled": False}, "vmc": {"enabled": False}},
+        "control": {"bind": f"tcp://127.0.0.1:{taken.getsockname()[1]}"},
+    })  # fmt: skip
+    try:
+        with pytest.raises(TransportError, match="cannot bind tcp://127.0.0.1"):
+            Daemon(cfg, Solver(pack)).start()
+        with socket.socket() as again:  # the ingest port bound before the failure is free again
+            again.bind(("127.0.0.1", int(ep_in.rsplit(":", 1)[1])))
+    finally:
+        taken.close()
