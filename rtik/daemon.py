@@ -418,6 +418,8 @@ class Daemon:
                 self._error("solver", name, e)
         if forget:
             self.slots.remove(name)
+            if not self.cfg.vmc.stream and self._vmc_stream == name:
+                self._vmc_stream = ""  # the avatar follows the next stream that opens
         self.stats.set("streams", len(self.streams))
 
     # ----------------------------------------------------------------------------------------- recording
