@@ -297,10 +297,29 @@ class Daemon:
             return
         self.stats.observe("solve_seconds", time.perf_counter() - t0)
         self.stats.inc("ticks")
+        self._drop_non_finite(results)
         try:
             self._publish(results, frames)
         except (RtikError, OSError, zmq.ZMQError) as e:
             self._error("publish", None, e)
+
+    def _drop_non_finite(self, results: dict) -> None:
+        """A result with NaN or inf (e.g. a stream whose first frames put every joint on one point: no body size)
+        is never published or recorded: counted as a solver error, and the stream's solver state is started over,
+        calibration included, so the next good frame solves cleanly; its recording goes on."""
+        for name in [n for n, r in results.items() if not (np.isfinite(r.local_quats).all()
+                                                           and np.isfinite(r.root_pos).all())]:  # fmt: skip
+            del results[name]
+            self._error("solver", name, RtikError(f"stream {name!r}: non-finite result; stream state started over"))
+            st = self.streams.get(name)
+            try:
+                self.solver.close_stream(name)
+                kw = {"fps": self.cfg.streams.fps} if self.cfg.streams.fps > 0 else {}
+                if st is not None:
+                    self.solver.open_stream(name, layout=st.layout, units=st.units, **kw)
+            except RtikError as e:
+                self._error("solver", name, e)
+                self._close_stream(name, forget=False)
 
     def _ensure_stream(self, f: protocol.Frame, restart: bool) -> _Stream | None:
         st = self.streams.get(f.stream)

@@ -197,14 +197,27 @@ def recover(path) -> int:
         raise RecordError(f"{p}: damaged header: {e}") from e
     lines = text[m.end() :].split("\n")[:-1]  # the last piece has no newline: empty, or cut mid-number
     keep = []
+    end = m.end()  # offset just past the last complete frame line
     for line in lines:
         vals = line.split()
-        if not vals:
-            continue
-        if len(vals) != n_channels or not _numeric(vals):
+        if vals and (len(vals) != n_channels or not _numeric(vals)):
             break
-        keep.append(line.rstrip("\r"))
+        if vals:
+            keep.append(line.rstrip("\r"))
+        end += len(line) + 1
     count = str(len(keep))
+    field = text[m.start(1) : text.index("\n", m.start(1))].rstrip("\r")  # the count and its padding
+    if raw.isascii() and len(count) <= len(field):
+        # in place: the padded count is overwritten and the partial tail cut off, so no new disk space is
+        # needed (a recording stopped by a full disk is repaired on that disk)
+        try:
+            with open(p, "r+b") as f:
+                f.seek(m.start(1))
+                f.write(count.ljust(len(field)).encode())
+                f.truncate(end)
+            return len(keep)
+        except OSError as e:
+            raise RecordError(f"cannot repair {p}: {e.strerror or e}") from e
     head = text[: m.start(1)] + count.ljust(max(len(m.group(1)), len(count))) + text[m.end(1) : m.end()]
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(head + "".join(line + "\n" for line in keep), encoding="utf-8", newline="\n")
