@@ -59,9 +59,10 @@ def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
     gi = nn.functional.linear(x, w_ih, b_ih)
     gh = nn.functional.linear(h, w_hh, b_hh)
     H = h.shape[-1]
-    rz = torch.sigmoid(gi[..., : 2 * H] + gh[..., : 2 * H])
-    r, z = rz[..., :H], rz[..., H:]
-    n = torch.tanh(gi[..., 2 * H :] + r * gh[..., 2 * H :])
+    gi_rz, gi_n = torch.split(gi, [2 * H, H], dim=-1)
+    gh_rz, gh_n = torch.split(gh, [2 * H, H], dim=-1)
+    r, z = torch.split(torch.sigmoid(gi_rz + gh_rz), [H, H], dim=-1)
+    n = torch.tanh(gi_n + r * gh_n)
     return n + z * (h - n)
 
 
@@ -76,13 +77,15 @@ class IKModel(nn.Module):
         Ji = rig.num_inputs
         self.num_inputs = Ji
         self.num_joints = len(skel)
-        # per joint NUM_VECTORS vectors "to - from": bone a, bend pair u and v, lateral, up, parent, child, grandchild
+        # NUM_VECTORS blocks of Ji vectors "to - from": bone, bend pair u and v, lateral, up, parent, child, grandchild
         me = np.arange(Ji)
-        to = np.stack([rig.a_to, rig.u_to, rig.v_to, rig.lat_l, rig.up_to, *rig.neighbours.T], -1)
-        fr = np.stack([rig.a_from, rig.u_from, rig.v_from, rig.lat_r, rig.up_from, me, me, me], -1)
-        self.register_buffer("ends", torch.as_tensor(np.concatenate([to.ravel(), fr.ravel()])), persistent=False)
-        # parent index into [identity, G_0 .. G_{Ji-1}] (0 = the top joint's parent is the heading frame)
-        self.register_buffer("par1", torch.as_tensor(rig.parent + 1), persistent=False)
+        to = np.concatenate([rig.a_to, rig.u_to, rig.v_to, rig.lat_l, rig.up_to, *rig.neighbours.T])
+        fr = np.concatenate([rig.a_from, rig.u_from, rig.v_from, rig.lat_r, rig.up_from, me, me, me])
+        self.register_buffer("v_to", torch.as_tensor(to), persistent=False)
+        self.register_buffer("v_from", torch.as_tensor(fr), persistent=False)
+        self.register_buffer("par0", torch.as_tensor(np.maximum(rig.parent, 0)), persistent=False)
+        self.register_buffer("top", torch.as_tensor(rig.parent < 0)[:, None, None], persistent=False)
+        self.register_buffer("ident6", torch.tensor(geo.IDENTITY_6D), persistent=False)
         det = torch.as_tensor(rig.determined, dtype=torch.float32)
         # frame y axis = w_n * bend normal + w_body . (lateral, up); calibrated from data by calibrate()
         self.register_buffer("w_n", 1.0 - det)
@@ -111,47 +114,55 @@ class IKModel(nn.Module):
         return self.rig.input_joints
 
     # --------------------------------------------------------------------------------------- geometry
+    # Written for small exported graphs: one gather per end of all vectors, slices instead of reshapes, frames
+    # kept as rows (x, y, z). Shapes: N = batch (frames flattened), Ji input joints, K = NUM_VECTORS.
     def _vectors(self, P):
-        """Unit vectors ``(..., Ji, K, 3)`` of every joint: bone, bend pair (u, v), lateral, up, neighbours."""
-        X = torch.index_select(P, -2, self.ends).unflatten(-2, (2, self.num_inputs, NUM_VECTORS))
-        return geo.normalize(X[..., 0, :, :, :] - X[..., 1, :, :, :])
+        """Unit vectors ``(N, K·Ji, 3)`` in blocks of ``Ji``: bone, bend pair u and v, lateral, up, parent, child,
+        grandchild, from positions ``(N, Ji, 3)``."""
+        return geo.normalize(torch.index_select(P, 1, self.v_to) - torch.index_select(P, 1, self.v_from))
 
-    def _frames(self, V):
-        """Geometric frames ``(..., Ji, 3, 3)`` from the joint vectors of :meth:`_vectors`."""
-        n = geo.cross(V[..., 1, :], V[..., 2, :])
-        b = self.w_n[:, None] * n + (self.w_body[:, :, None] * V[..., 3:5, :]).sum(-2)
-        return geo.frame_from_vectors(V[..., 0, :], b)
+    def _frame_rows(self, V):
+        """Geometric frames as rows ``(N, Ji, 3, 3)`` (``F^T``) from the vectors of :meth:`_vectors`."""
+        Ji = self.num_inputs
+        n = geo.cross(V[:, Ji : 2 * Ji], V[:, 2 * Ji : 3 * Ji])
+        b = (
+            self.w_n[:, None] * n
+            + self.w_body[:, :1] * V[:, 3 * Ji : 4 * Ji]
+            + self.w_body[:, 1:] * V[:, 4 * Ji : 5 * Ji]
+        )
+        return geo.frame_rows(V[:, :Ji], b)
 
     def frames(self, P):
-        """Geometric frame of every input joint ``(..., Ji, 3, 3)`` from positions ``(..., Ji, 3)``."""
-        return self._frames(self._vectors(P))
+        """Geometric frame of every input joint ``(N, Ji, 3, 3)`` (columns x, y, z) from positions ``(N, Ji, 3)``."""
+        return self._frame_rows(self._vectors(P)).transpose(-1, -2)
 
     def features(self, P, mask):
-        """IK input ``(..., n_feat)`` and frames ``(..., Ji, 3, 3)`` from clean positions and the mask."""
+        """IK input ``(N, n_feat)`` and frames as rows ``(N, Ji, 3, 3)`` from clean positions and the mask."""
+        Ji = self.num_inputs
         V = self._vectors(P)
-        F = self._frames(V)
-        local = V[..., 3:, :] @ F  # rows v^T F = (F^T v)^T: body axes and neighbours in each joint's frame
-        up = F[..., 1, :]  # world up (+Y) in each joint's frame
-        x = torch.cat([(P * POS_SCALE).flatten(-2), mask, local.flatten(-3), up.flatten(-2)], dim=-1)
-        return x, F
+        Ft = self._frame_rows(V)
+        body = V[:, 3 * Ji :].reshape(-1, NUM_VECTORS - 3, Ji, 3).transpose(1, 2)  # (N, Ji, 5, 3)
+        local = body @ Ft.transpose(-1, -2)  # rows v^T F: body axes and neighbours in each joint's frame
+        up = Ft[..., 1]  # world up (+Y) in each joint's frame
+        x = torch.cat([(P * POS_SCALE).flatten(1), mask, local.flatten(1), up.flatten(1)], dim=-1)
+        return x, Ft
 
-    def decode(self, F, out6):
-        """Global ``(..., Ji, 3, 3)`` and local ``(..., Ji, 3, 3)`` rotations from frames and the 6-D residuals."""
-        D = out6.unflatten(-1, (self.num_inputs, 2, 3)).transpose(-1, -2)  # (..., Ji, 3, 2) columns of delta
-        FD = F @ D
-        G = geo.frame_from_vectors(FD[..., 0], FD[..., 1]) @ self.C
-        eye = torch.zeros_like(G[..., :1, :, :]) + torch.eye(3, dtype=G.dtype)
-        Gp = torch.index_select(torch.cat([eye, G], dim=-3), -3, self.par1)
-        return G, Gp.transpose(-1, -2) @ G
+    def decode(self, Ft, out6):
+        """Global ``(N, Ji, 3, 3)`` and transposed local ``(N, Ji, 3, 3)`` rotations from frame rows and the 6-D
+        residuals ``(N, Ji·6)``."""
+        FD = out6.reshape(-1, self.num_inputs, 2, 3) @ Ft  # rows (F d)^T of the residual's two columns
+        G = geo.frame_rows(FD[:, :, 0], FD[:, :, 1]).transpose(-1, -2) @ self.C
+        Gp = torch.index_select(G, 1, self.par0)
+        Lt = G.transpose(-1, -2) @ Gp
+        return G, torch.where(self.top, G.transpose(-1, -2), Lt)
 
-    def rot6d(self, L):
-        """Local rotations of the input joints ``(..., Ji, 3, 3)`` -> 6-D of every skeleton joint ``(..., J, 6)``
-        (the dummy root, if any, is the identity)."""
-        r6 = L[..., :2].transpose(-1, -2).flatten(-2)
+    def rot6d(self, Lt):
+        """Transposed local rotations ``(N, Ji, 3, 3)`` -> 6-D of every skeleton joint ``(N, J, 6)`` (the dummy
+        root, if any, is the identity)."""
+        r6 = Lt[:, :, :2].reshape(-1, self.num_inputs, 6)
         if self.rig.dummy_root < 0:
             return r6
-        ident = torch.zeros_like(r6[..., :1, :]) + torch.tensor(geo.IDENTITY_6D, dtype=r6.dtype)
-        return torch.cat([ident, r6], dim=-2)
+        return torch.cat([r6[:, :1] * 0 + self.ident6, r6], dim=1)
 
     # ------------------------------------------------------------------------------------------ sequences
     def split_state(self, state):
@@ -170,65 +181,95 @@ class IKModel(nn.Module):
         Returns a dict: ``pos_clean (B, T, Ji, 3)``, ``G`` and ``L`` ``(B, T, Ji, 3, 3)`` (global in the heading
         frame, local), ``state (B, S)`` after the last frame.
         """
-        B = pos.shape[0]
+        B, T, Ji = pos.shape[:3]
         if state is None:
             state = pos.new_zeros(B, self.state_size)
         den_h, ik_h = self.split_state(state)
         pm = pos * mask[..., None]
         hd, den_h = self.den_gru(torch.cat([(pm * POS_SCALE).flatten(-2), mask], dim=-1), den_h)
-        clean = pm + self.den_head(hd).unflatten(-1, (self.num_inputs, 3))
-        x, F = self.features(clean, mask)
-        e = self.ik_in(x)
+        clean = pm + self.den_head(hd).unflatten(-1, (Ji, 3))
+        x, Ft = self.features(clean.reshape(B * T, Ji, 3), mask.reshape(B * T, Ji))
+        e = self.ik_in(x.reshape(B, T, -1))
         hi, ik_h = self.ik_gru(e, ik_h)
-        G, L = self.decode(F, self.ik_head(torch.cat([hi, e], dim=-1)))
+        G, Lt = self.decode(Ft, self.ik_head(torch.cat([hi, e], dim=-1)).reshape(B * T, -1))
+        G, L = G.reshape(B, T, Ji, 3, 3), Lt.transpose(-1, -2).reshape(B, T, Ji, 3, 3)
         return {"pos_clean": clean, "G": G, "L": L, "state": self.join_state(den_h, ik_h)}
 
     # ------------------------------------------------------------------------------------------ one frame
     def step(self, pos, mask, state):
         """One frame, the runtime contract: ``pos (B, Ji, 3)``, ``mask (B, Ji)``, ``state (B, S)`` ->
         ``(rot6d (B, J, 6), pos_clean (B, Ji, 3), state_out (B, S))``. GRUCell math, no loops over time."""
-        Hd, H = self.cfg.den_hidden, self.cfg.hidden
+        Hd, H, Lk = self.cfg.den_hidden, self.cfg.hidden, self.cfg.layers
+        parts = torch.split(state, [Hd] + [H] * Lk, dim=1)
         pm = pos * mask[..., None]
         g = self.den_gru
-        hd = gru_cell(
-            torch.cat([(pm * POS_SCALE).flatten(-2), mask], dim=-1),
-            state[:, :Hd], g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0,
-        )  # fmt: skip
-        clean = pm + self.den_head(hd).unflatten(-1, (self.num_inputs, 3))
-        x, F = self.features(clean, mask)
+        x = torch.cat([(pm * POS_SCALE).flatten(1), mask], dim=-1)
+        hd = gru_cell(x, parts[0], g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
+        clean = pm + self.den_head(hd).reshape(-1, self.num_inputs, 3)
+        x, Ft = self.features(clean, mask)
         e = self.ik_in(x)
         h, outs = e, [hd]
-        for k in range(self.cfg.layers):
-            hk = state[:, Hd + k * H : Hd + (k + 1) * H]
+        for k in range(Lk):
             w = [getattr(self.ik_gru, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            h = gru_cell(h, hk, *w)
+            h = gru_cell(h, parts[k + 1], *w)
             outs.append(h)
-        _, L = self.decode(F, self.ik_head(torch.cat([h, e], dim=-1)))
-        return self.rot6d(L), clean, torch.cat(outs, dim=-1)
+        _, Lt = self.decode(Ft, self.ik_head(torch.cat([h, e], dim=-1)))
+        return self.rot6d(Lt), clean, torch.cat(outs, dim=-1)
 
     # ---------------------------------------------------------------------------------------- calibration
     @torch.no_grad()
-    def calibrate(self, positions, global_rot) -> None:
-        """Fit the frame weights and offsets ``C`` to data.
+    def calibrate(self, positions, global_rot, blends=(0.1, 0.3, 1.0)) -> dict:
+        """Fit each joint's frame recipe and offset ``C`` to data; returns ``{joint: (recipe, error_deg)}``.
 
         ``positions (N, Ji, 3)`` and the ground-truth global rotations ``(N, Ji, 3, 3)`` of the input joints, in
-        one common world frame (any heading, any scale). For each non-determined joint, the body axis least
-        parallel to its bone is blended with the bend normal, with the sign that agrees with it on average;
-        ``C_j`` = the mean of ``F_jᵀ G_j`` projected onto a rotation.
+        one common world frame (any heading, any scale). A non-determined joint may use the bend normal blended
+        with the body axis least parallel to its bone (weights ``blends``, with the sign that agrees with the
+        normal on average), or a body axis alone (joints that follow their parent, e.g. the clavicle, the
+        spine); for each recipe ``C_j`` = the mean of ``F_jᵀ G_j`` projected onto a rotation, and the recipe
+        whose ``F_j C_j`` is closest to the data wins.
         """
         P = torch.as_tensor(np.asarray(positions), dtype=torch.float32)
         Rg = torch.as_tensor(np.asarray(global_rot), dtype=torch.float32)
-        V = self._vectors(P)  # (N, Ji, K, 3)
+        Ji = self.num_inputs
+        V = self._vectors(P).reshape(len(P), NUM_VECTORS, Ji, 3).transpose(1, 2)  # (N, Ji, K, 3)
         n = geo.cross(V[..., 1, :], V[..., 2, :])
-        for j in torch.nonzero(torch.as_tensor(~self.rig.determined)).flatten().tolist():
-            parallel = (V[:, j, 0:1, :] * V[:, j, 3:5, :]).sum(-1).abs().mean(0)  # (2,) lateral, up
-            k = int(torch.argmin(parallel))
-            sign = 1.0 if float((n[:, j] * V[:, j, 3 + k]).sum(-1).mean()) >= 0 else -1.0
-            self.w_body[j] = 0.0
-            self.w_body[j, k] = self.cfg.blend * sign
-        F = self._frames(V)
-        M = (F.transpose(-1, -2) @ Rg).mean(0)  # (Ji, 3, 3)
-        U, _, Vh = torch.linalg.svd(M)
-        d = torch.sign(torch.det(U @ Vh))
-        D = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
-        self.C.copy_(U @ D @ Vh)
+        body = V[..., 3:5, :]  # lateral, up
+        k = (V[..., 0:1, :] * body).sum(-1).abs().mean(0).argmin(-1)  # (Ji,) the less parallel body axis
+        sign = torch.sign((n * body[torch.arange(len(P))[:, None], torch.arange(Ji), k]).sum(-1).mean(0))
+        sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+        onehot = torch.nn.functional.one_hot(k, 2).float()
+        recipes = {f"bend+{b:g}": (torch.ones(Ji), onehot * (b * sign)[:, None]) for b in blends}
+        recipes["lateral"] = (torch.zeros(Ji), torch.tensor([1.0, 0.0]).repeat(Ji, 1))
+        recipes["up"] = (torch.zeros(Ji), torch.tensor([0.0, 1.0]).repeat(Ji, 1))
+        det = torch.as_tensor(self.rig.determined)
+        best_err = torch.full((Ji,), float("inf"))
+        chosen = [""] * Ji
+        w_n, w_body, C = self.w_n.clone(), self.w_body.clone(), self.C.clone()
+        for name, (wn, wb) in recipes.items():
+            self.w_n.copy_(torch.where(det, 1.0 - det.float(), wn))
+            self.w_body.copy_(torch.where(det[:, None], torch.tensor([1.0, 0.0]), wb))
+            Ft = self._frame_rows(self._vectors(P))
+            Cj = _project_rotation((Ft @ Rg).mean(0))  # mean F^T G, (Ji, 3, 3)
+            err = geo.geodesic(Ft.transpose(-1, -2) @ Cj, Rg).mean(0)
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            w_n = torch.where(better, self.w_n, w_n)
+            w_body = torch.where(better[:, None], self.w_body, w_body)
+            C = torch.where(better[:, None, None], Cj, C)
+            chosen = [name if b else c for b, c in zip(better.tolist(), chosen, strict=True)]
+        self.w_n.copy_(w_n)
+        self.w_body.copy_(w_body)
+        self.C.copy_(C)
+        deg = best_err * 180.0 / torch.pi
+        return {
+            j: ("determined" if d else c, float(e))
+            for j, c, d, e in zip(self.input_joints, chosen, det, deg, strict=True)
+        }
+
+
+def _project_rotation(M):
+    """Nearest rotations ``(..., 3, 3)`` to matrices ``M`` (SVD)."""
+    U, _, Vh = torch.linalg.svd(M)
+    d = torch.sign(torch.det(U @ Vh))
+    D = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
+    return U @ D @ Vh

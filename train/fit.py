@@ -1,0 +1,274 @@
+"""Train the denoiser + IK network and write a model pack.
+
+    python -m train.fit --data PATH --out runs/NAME [--exclude-content run,wave-left-hand] [--minutes M]
+    torchrun --nproc_per_node=2 -m train.fit ...        # data-parallel (DDP, gloo), one stream set per rank
+
+CPU by default; fixed seeds; a progress bar; ``runs/NAME/last.pt`` checkpoints (``--resume`` continues one);
+``loss.png`` and ``log.jsonl``; at the end ``runs/NAME/pack`` (see :func:`train.export.export_pack`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtik.kinematics import mean_local_rotations
+from train.batches import AugmentConfig, ExampleMaker, Streams
+from train.data import ClipSet, load_clips
+from train.losses import angle_errors, losses
+from train.model import IKModel, ModelConfig
+
+DATA_NAME = "Bandai Namco Research Motion Dataset 2"
+LICENCE = "weights learned from the Bandai Namco Research Motion Dataset 2 (CC BY-NC-ND 4.0): non-commercial use only"
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    def __init__(self, clips, batch, window, seed, aug_cfg):
+        self.args = (clips, batch, window, seed, aug_cfg)
+
+    def __iter__(self):
+        clips, batch, window, seed, aug_cfg = self.args
+        streams = Streams(ExampleMaker(clips, aug_cfg), batch, window, seed)
+        while True:
+            b, reset = streams.next()
+            yield {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in b.items()}, torch.from_numpy(reset)
+
+
+def calibrate(model: IKModel, clips: ClipSet, n: int = 4000, seed: int = 0) -> dict:
+    """Fit the model's frame weights and offsets on ``n`` frames of ``clips``."""
+    from rtik import rotations as rot
+    from rtik.kinematics import forward_kinematics
+
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(clips.num_frames, size=min(n, clips.num_frames), replace=False))
+    P, Gq = forward_kinematics(clips.skeleton, clips.quats[idx].astype(np.float64), root_pos=clips.root[idx])
+    keep = model.rig.skel_index
+    return model.calibrate(P[:, keep], rot.quat_to_matrix(Gq[:, keep]))
+
+
+@torch.no_grad()
+def validate(model: IKModel, clips: ClipSet, n_clips: int = 24, window: int = 128) -> dict:
+    """Mean local/global geodesic error (degrees) per joint group on clean, un-augmented val clips."""
+    from rtik.skeleton import GROUPS
+
+    maker = ExampleMaker(clips, _augment_config("none"))
+    rng = np.random.default_rng(123)
+    errs = {"global": [], "local": []}
+    was = model.training
+    model.eval()
+    for i in np.linspace(0, len(clips) - 1, min(n_clips, len(clips))).astype(int):
+        ex = maker.make(int(i), rng)
+        b = {k: torch.from_numpy(np.ascontiguousarray(v[None, :window])) for k, v in ex.items()}
+        out = model(b["pos"], b["mask"])
+        e = angle_errors(out["G"], out["L"], b)
+        for k in errs:
+            errs[k].append(e[k])
+    model.train(was)
+    groups = [model.skeleton.group(j) for j in model.rig.skel_index]
+    res = {}
+    for k, v in errs.items():
+        per = torch.stack(v).mean(0).numpy()
+        res[f"{k}_mean"] = float(per.mean())
+        for g in GROUPS:
+            sel = [i for i, gg in enumerate(groups) if gg == g]
+            if sel:
+                res[f"{k}_{g}"] = float(per[sel].mean())
+    return res
+
+
+def _augment_config(which: str) -> AugmentConfig:
+    if which == "full":
+        return AugmentConfig()
+    return AugmentConfig(
+        mirror=0, mix_upper=0, perturb=0, rates=(1,), rate_p=(1.0,), speed=(1.0, 1.0), warp=0.0, bones=0,
+        noise=0, occlude=0, outliers=0, mid_start=0,
+    )  # fmt: skip
+
+
+def load_checkpoint(path) -> tuple[IKModel, dict]:
+    """``(model, pack metadata)`` from a checkpoint written by :func:`main`."""
+    from rtik.skeleton import Skeleton
+
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model = IKModel(Skeleton.from_dict(ck["skeleton"]), ModelConfig(**ck["config"]))
+    model.load_state_dict(ck["model"])
+    return model.eval(), ck["meta"]
+
+
+def _plot(log: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    steps = [r["step"] for r in log if "total" in r]
+    for k in ("total", "rot", "fk", "den"):
+        ax[0].plot(steps, [r[k] for r in log if "total" in r], label=k)
+    ax[0].set_yscale("log")
+    ax[0].set_xlabel("step")
+    ax[0].legend()
+    val = [r for r in log if "val_local_mean" in r]
+    for k in ("val_local_mean", "val_local_limb", "val_local_leaf", "val_global_mean"):
+        ax[1].plot([r["step"] for r in val], [r[k] for r in val], label=k, marker=".")
+    ax[1].set_ylabel("degrees")
+    ax[1].set_xlabel("step")
+    ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m train.fit", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=None, help="BVH folder or .tar.xz (default: the shared archive)")
+    ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, plot, pack)")
+    ap.add_argument("--exclude-content", default="", help="comma-separated contents left out of training")
+    ap.add_argument("--minutes", type=float, default=30.0, help="training time budget (wall clock)")
+    ap.add_argument("--steps", type=int, default=0, help="stop after this many steps (0 = time budget only)")
+    ap.add_argument("--hidden", type=int, default=ModelConfig.hidden, help="IK GRU width")
+    ap.add_argument("--layers", type=int, default=ModelConfig.layers, help="IK GRU layers")
+    ap.add_argument("--den-hidden", type=int, default=ModelConfig.den_hidden, help="denoiser GRU width")
+    ap.add_argument("--batch", type=int, default=32, help="streams per batch (per rank)")
+    ap.add_argument("--window", type=int, default=64, help="frames per truncated-BPTT window")
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay over the budget)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per rank (more than the free cores stalls)")
+    ap.add_argument("--workers", type=int, default=1, help="data worker processes (0 = in the main process)")
+    ap.add_argument("--val-every", type=float, default=3.0, help="minutes between validation and checkpoints")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument("--train-split", default="train", choices=("train", "all"), help="clips to train on")
+    ap.add_argument("--augment", default="full", choices=("full", "none"), help="augmentation (none: for tests)")
+    ap.add_argument("--no-export", action="store_true", help="do not write a model pack at the end")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        torch.distributed.init_process_group("gloo")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    exclude = tuple(s for s in args.exclude_content.split(",") if s)
+    clips = load_clips(args.data, progress=rank == 0)
+    train, val = clips.split(args.train_split, exclude), clips.split("val", exclude)
+    cfg = ModelConfig(args.hidden, args.layers, args.den_hidden)
+    model = IKModel(clips.skeleton, cfg)
+    calibrate(model, train)
+    prior = mean_local_rotations(train.quats[:: max(1, train.num_frames // 50000)])
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    step, elapsed, log = 0, 0.0, []
+    ck_path = out / "last.pt"
+    if args.resume and ck_path.is_file():
+        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed, log = ck["step"], ck["elapsed"], ck["log"]
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    data = torch.utils.data.DataLoader(
+        _Batches(train, args.batch, args.window, args.seed * 1000 + rank + step, _augment_config(args.augment)),
+        batch_size=None,
+        num_workers=args.workers,
+        prefetch_factor=4 if args.workers else None,
+        persistent_workers=bool(args.workers),
+    )
+    command = shlex.join(["python", "-m", "train.fit", *(sys.argv[1:] if argv is None else argv)])
+    budget = args.minutes * 60.0
+    bar = None
+    if rank == 0 and not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=int(budget), unit="s", initial=int(elapsed), desc="training")
+    state = torch.zeros(args.batch, model.state_size)
+    t_start, last_val, stop = time.time() - elapsed, time.time(), False
+    it = iter(data)
+    warmup = min(200, max(1, args.steps // 10)) if args.steps else 200
+    while not stop:
+        batch, reset = next(it)
+        elapsed = time.time() - t_start
+        frac = min(1.0, max(elapsed / budget, step / args.steps if args.steps else 0.0))
+        lr = args.lr * (min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * frac)) + 0.02)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        state = state * (~reset)[:, None].float()
+        res = net(batch["pos"], batch["mask"], state)
+        terms = losses(res, batch, model.rig.parent)
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state = res["state"].detach()
+        step += 1
+        stop = frac >= 1.0 or (args.steps and step >= args.steps)
+        if world > 1:
+            flag = torch.tensor([float(stop)])
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if rank != 0:
+            continue
+        if step % 10 == 0 or args.steps:
+            log.append({"step": step, "time": elapsed, "lr": lr, **{k: float(v.detach()) for k, v in terms.items()}})
+        if bar is not None:
+            bar.n = int(elapsed)
+            bar.set_postfix(step=step, loss=f"{float(terms['total']):.3f}")
+        if time.time() - last_val > args.val_every * 60 or stop:
+            last_val = time.time()
+            v = validate(model, val)
+            log.append({"step": step, "time": elapsed, **{f"val_{k}": x for k, x in v.items()}})
+            print(json.dumps(log[-1]), flush=True)
+            meta = _meta(model, prior, train, command, exclude, v)
+            torch.save(
+                {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed, "log": log,
+                 "config": cfg.to_dict(), "skeleton": model.skeleton.to_dict(), "meta": meta},
+                ck_path,
+            )  # fmt: skip
+            (out / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+            _plot(log, out / "loss.png")
+    if bar is not None:
+        bar.close()
+    if rank == 0 and not args.no_export:
+        from train.export import export_pack
+
+        pack = export_pack(model, out / "pack", _meta(model, prior, train, command, exclude, v))
+        print(f"wrote {pack.path}")
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+def _meta(model, prior, train, command, exclude, val_metrics) -> dict:
+    from train.export import pack_meta
+
+    name = "rtik-default" if not exclude else f"rtik-without-{'-'.join(exclude)}"
+    return pack_meta(
+        model,
+        name,
+        prior_local=prior,
+        fps=30.0,
+        training={
+            "command": command,
+            "data": DATA_NAME,
+            "split": "train (take % 10 != 0)" + (f", without content {', '.join(exclude)}" if exclude else ""),
+            "clips": len(train),
+            "frames": train.num_frames,
+        },
+        metrics={"val_clean_quick": val_metrics},
+        licence=LICENCE,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
