@@ -29,13 +29,12 @@ from rtik.config import Config
 from rtik.control import Commands
 from rtik.errors import InputError, ProtocolError, RtikError
 from rtik.ingest import Slots
-from rtik.kinematics import forward_kinematics
+from rtik.outputs import Outputs, make_pose
 from rtik.recorder import RecordError, Recording, resolve
 from rtik.security import Guard
 from rtik.stats import Stats, serve_metrics
 from rtik.transports import osc
-from rtik.transports.vmc import VmcRig, VmcSender
-from rtik.transports.zmq import PosePublisher, bind, connect
+from rtik.transports.zmq import bind, connect
 
 log = logging.getLogger("rtik.daemon")
 
@@ -82,12 +81,9 @@ class Daemon:
         self.record_dir = Path(cfg.recording.folder)
         self.ctx = zmq.Context()
         self._socks: list = []
-        self.publisher = None
-        self.osc_out = None
-        self.vmc = None
+        self.outputs = Outputs(cfg, self.skeleton)
         self.metrics = None
         self.guard: Guard | None = None  # access rules and limits (rtik.security), set by start()
-        self._vmc_stream = cfg.vmc.stream
         self.commands = Commands(self)
 
     # ----------------------------------------------------------------------------------------- lifecycle
@@ -105,14 +101,7 @@ class Daemon:
                                           options=self.guard.connect_options()))  # fmt: skip
             control = bind(self.ctx, zmq.ROUTER, cfg.control.bind, options=opts) if cfg.control.enabled else None
             self._socks = [*ingest, *([control] if control else [])]
-            if cfg.zmq_out.enabled:
-                self.publisher = PosePublisher(self.ctx, cfg.zmq_out.bind, cfg.zmq_out.hwm, opts)
-            if cfg.osc_out.enabled:
-                self.osc_out = osc.UdpSender(cfg.osc_out.host, cfg.osc_out.port)
-            if cfg.vmc.enabled:
-                prior = getattr(getattr(self.solver, "pack", None), "prior_local", None)
-                rig = VmcRig(self.skeleton, cfg.vmc.bones or None, prior)
-                self.vmc = VmcSender(rig, cfg.vmc.host, cfg.vmc.port, cfg.vmc.bundle)
+            self.outputs.open(self.ctx, getattr(getattr(self.solver, "pack", None), "prior_local", None), opts)
             osc_sock = osc.udp_receiver(cfg.osc_in.host, cfg.osc_in.port) if cfg.osc_in.enabled else None
             if osc_sock is not None:
                 self._socks.append(osc_sock)
@@ -181,10 +170,7 @@ class Daemon:
             except (OSError, zmq.ZMQError):
                 pass
         self._socks = []
-        for out in (self.publisher, self.osc_out, self.vmc):
-            if out is not None:
-                out.close()
-        self.publisher = self.osc_out = self.vmc = None
+        self.outputs.close()
         if self.metrics is not None:
             self.metrics.shutdown()
             self.metrics.server_close()
@@ -338,8 +324,7 @@ class Daemon:
         st = self.streams[f.stream] = _Stream(f.stream, f.layout, f.units)
         self.stats.set("streams", len(self.streams))
         log.info("stream %r opened (layout %s, units %s)", f.stream, f.layout, f.units)
-        if not self._vmc_stream:
-            self._vmc_stream = f.stream
+        self.outputs.stream_opened(f.stream)
         want = self.cfg.recording.streams
         if "*" in want or f.stream in want:
             try:
@@ -349,38 +334,18 @@ class Daemon:
         return st
 
     def _publish(self, results: dict, frames: dict) -> None:
-        """Encode every pose of a tick first, then send them back to back: consecutive sends let ZeroMQ's I/O
-        thread wake once per tick instead of once per pose (half the publish time at 16 streams)."""
-        poses = []
+        """Send a tick's poses (:mod:`rtik.outputs`), then count, measure and record them."""
         pub = time.time()
-        for name, res in results.items():
-            f, recv = frames.get(name, (None, 0.0))
-            seq = f.seq if f is not None else int(res.seq)  # the source's numbering, not the solver's frame count
-            poses.append((res, protocol.Pose(
-                name, seq, float(res.timestamp), f.sent if f is not None else 0.0, recv, pub,
-                float(res.solve_us), bool(res.reset),
-                np.asarray(res.root_pos, dtype=np.float32), np.asarray(res.local_quats, dtype=np.float32),
-            )))  # fmt: skip
-        if self.publisher is not None:
-            for msg in [(p.stream, protocol.encode_pose(p)) for _, p in poses]:
-                self.publisher.publish(*msg)
-        if self.osc_out is not None:
-            for dgram in [osc.encode_pose(p) for _, p in poses]:
-                self.osc_out.send(dgram)
-        for res, p in poses:
+        poses = [make_pose(res, *frames.get(name, (None, 0.0)), pub) for name, res in results.items()]
+        self.outputs.send(poses, results)
+        for p in poses:
             try:
-                self._after_publish(res, p)
+                self._account(p)
             except (RtikError, OSError) as e:
                 self._error("publish", p.stream, e)
 
-    def _after_publish(self, res, p: protocol.Pose) -> None:
-        """VMC (one stream), counters, latency, recording."""
-        if self.vmc is not None and p.stream == self._vmc_stream:
-            positions = getattr(res, "positions", None)
-            if positions is None:
-                positions = forward_kinematics(self.skeleton, p.local_quats[None].astype(np.float64),
-                                               p.root_pos[None])[0][0]  # fmt: skip
-            self.vmc.send(p.local_quats, positions, p.timestamp)
+    def _account(self, p: protocol.Pose) -> None:
+        """Counters, latency, and the stream's recording."""
         self.stats.inc("frames_out", stream=p.stream)
         self.slots.count(p.stream, "out")
         latency = time.time() - p.recv if p.recv else 0.0
@@ -416,9 +381,9 @@ class Daemon:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         iv = self.cfg.zmq_out.skeleton_interval
-        if self.publisher is not None and iv > 0 and now - self._last_skeleton >= iv:
+        if iv > 0 and now - self._last_skeleton >= iv:
             self._last_skeleton = now
-            self.publisher.publish(protocol.SKELETON_TOPIC, self._skeleton_msg)
+            self.outputs.publish_skeleton(self._skeleton_msg)
         timeout = self.cfg.streams.idle_timeout
         if timeout > 0 and now - self._last_idle_check >= 1.0:
             self._last_idle_check = now
@@ -437,8 +402,7 @@ class Daemon:
                 self._error("solver", name, e)
         if forget:
             self.slots.remove(name)
-            if not self.cfg.vmc.stream and self._vmc_stream == name:
-                self._vmc_stream = ""  # the avatar follows the next stream that opens
+            self.outputs.stream_closed(name)
         self.stats.set("streams", len(self.streams))
 
     # ----------------------------------------------------------------------------------------- recording

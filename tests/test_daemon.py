@@ -405,7 +405,7 @@ def test_daemon_in_process_sub_ingest_and_idle_streams(pack, clip):
         while "pubbed" in d.streams and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "pubbed" not in d.streams and "pubbed" not in d.solver.streams  # closed after 0.3 s of silence
-        assert d._vmc_stream == ""  # the VMC output waits for the next stream
+        assert d.outputs.vmc_stream == ""  # the VMC output waits for the next stream
     finally:
         d.stop()
         pub.close(0)
