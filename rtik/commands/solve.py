@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +51,20 @@ def read_bvh(path: Path, units=None, fps=None) -> Clip:
     return Clip(m.positions(), m.skeleton.names, float(fps or m.fps), _units(units, path, bvh.guess_units(m)))
 
 
+#: what numpy raises on a damaged or hostile npz (empty, truncated, not a zip, arrays of the wrong kind)
+_NPZ_ERRORS = (OSError, ValueError, TypeError, EOFError, AttributeError, MemoryError, zipfile.BadZipFile)
+
+
 def read_npz(path: Path, units=None, fps=None) -> Clip:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
+        return _read_npz(path, units, fps)
+    except _NPZ_ERRORS as e:
         raise InputError(f"{path}: cannot read: {e}") from e
+
+
+def _read_npz(path: Path, units=None, fps=None) -> Clip:
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
     for key in ("positions", "joints"):
         if key not in data:
             raise InputError(f"{path}: missing array {key!r} (has: {', '.join(data) or 'nothing'})")
