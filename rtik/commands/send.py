@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from zipfile import BadZipFile
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def load_positions(path, file_units: str | None = None) -> tuple[np.ndarray, np.
                 pos = np.asarray(z["positions"], dtype=np.float64) * SCALE[file_units or "m"]
                 mask = np.asarray(z["mask"], dtype=bool) if "mask" in z else None
                 fps = float(z["fps"]) if "fps" in z else 30.0
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, TypeError, EOFError, AttributeError, MemoryError, BadZipFile) as e:
             raise InputError(f"{p}: cannot read positions: {e}") from e
         if pos.ndim != 3 or pos.shape[2] != 3:
             raise InputError(f"{p}: positions have shape {pos.shape}, expected (F, n, 3)")
