@@ -27,8 +27,11 @@ def cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(v: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """Unit vectors ``(..., 3)``; zero vectors stay (near) zero."""
-    return v / torch.sqrt((v * v).sum(-1, keepdim=True) + eps)
+    """Unit vectors ``(..., 3)``; zero vectors stay zero.
+
+    The floor is a ``clamp_min`` (ONNX Clip), not ``+ eps``: the dynamo ONNX exporter's optimiser drops the
+    addition of a tiny constant, which turned zero vectors into NaN in ONNX Runtime while torch stayed finite."""
+    return v / torch.sqrt((v * v).sum(-1, keepdim=True).clamp_min(eps))
 
 
 def frame_from_vectors(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
