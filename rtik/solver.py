@@ -25,6 +25,7 @@ from rtik import layouts
 from rtik import refine as rf
 from rtik.errors import InputError
 from rtik.modelpack import ModelPack
+from rtik.rotations import matrix_to_6d, quat_to_matrix
 from rtik.skeleton import Skeleton
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
@@ -146,6 +147,7 @@ class Solver:
         is_in = np.zeros(self.J, bool)
         is_in[self.in_idx] = True
         self.bone_in = (is_in & is_in[np.maximum(skel.parents, 0)]).astype(np.float64)  # bones with observed ends
+        self._prior6 = matrix_to_6d(quat_to_matrix(pack.prior_local)).astype(np.float32)  # (J, 6) fallback
         self._streams: dict[str, StreamInfo] = {}
         self._lock = threading.Lock()
         self._ready: dict[int, StreamInfo] = {}
@@ -445,6 +447,18 @@ class Solver:
         r6, clean, st = self.backend.step(
             pos.astype(np.float32), M_in.astype(np.float32), last[1] if carry else self._state[slots]
         )
+        if not (np.isfinite(r6).all() and np.isfinite(st).all() and np.isfinite(clean).all()):
+            # a network output that is not finite must never poison a stream's state: those streams start
+            # afresh and take the mean pose (refined onto the observed bones) and their raw positions this frame
+            bad = ~(np.isfinite(r6).all((1, 2)) & np.isfinite(st).all(1) & np.isfinite(clean).all((1, 2)))
+            r6, clean, st = r6.copy(), clean.copy(), st.copy()
+            r6[bad] = self._prior6
+            clean[bad] = pos[bad]
+            st[bad] = 0.0
+            reset = reset | bad
+            for i in np.flatnonzero(bad):
+                infos[i].resets += 1
+                infos[i].last_error = "network output was not finite; stream state reset"
         self._state[slots] = st
         self._carry = (slots, st)
         # ---- denoised positions in the world, input-noise estimate, targets

@@ -257,3 +257,41 @@ def test_euler_for_writers(pack, solver):
     assert e.shape == (3, 22, 3)
     back = rot.euler_to_quat(e, pack.skeleton.rotation_order(1))
     np.testing.assert_allclose(rot.quat_geodesic(back, q), 0, atol=1e-6)
+
+
+class Poisoning(Recording):
+    """The real ONNX backend, with the outputs of batch row ``row`` replaced by NaN on call ``at``."""
+
+    def __init__(self, pack, row: int, at: int):
+        super().__init__(pack)
+        self.row, self.at = row, at
+
+    def step(self, pos, mask, state):
+        r6, clean, st = super().step(pos, mask, state)
+        if self.calls == self.at:
+            r6, st = r6.copy(), st.copy()
+            r6[self.row] = np.nan
+            st[self.row] = np.nan
+        return r6, clean, st
+
+
+def test_non_finite_network_output_resets_only_that_stream(pack, clip):
+    X, fps = clip
+    s = Solver(pack, Poisoning(pack, row=1, at=5))
+    try:
+        for name in ("a", "b"):
+            s.open_stream(name)
+        for i in range(10):
+            for name in ("a", "b"):
+                s.push(name, X[i], i / fps)
+            res = s.tick()
+            for r in res.values():
+                assert np.isfinite(r.local_quats).all() and np.isfinite(r.positions).all()
+                assert np.linalg.norm(r.positions[1:] - X[i], axis=-1).max() < 1e-3  # still on the observations
+            if i == 4:
+                assert res["b"].reset and not res["a"].reset
+        assert s.stream("b").resets == 1 and s.stream("a").resets == 0
+        assert "not finite" in s.stream("b").last_error
+        assert np.isfinite(s._state).all()
+    finally:
+        s.close()
