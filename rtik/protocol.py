@@ -33,6 +33,8 @@ UNITS = ("m", "cm", "mm")
 COMMANDS = ("status", "streams", "reset", "calibrate", "record_start", "record_stop", "recordings", "skeleton", "stats")
 MAX_JOINTS = 512
 MAX_MESSAGE_BYTES = 1 << 20
+#: largest timestamp magnitude accepted (s, ~31,700 years): any real clock, and every output format can carry it
+MAX_TIMESTAMP = 1e12
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _F32 = np.dtype("<f4")
 
@@ -181,6 +183,8 @@ def _check_meta(stream, seq, timestamp, units, layout) -> None:
         raise ProtocolError(f"seq must be an integer in [0, 2**63), got {seq!r}")
     if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not math.isfinite(timestamp):
         raise ProtocolError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
+    if abs(timestamp) > MAX_TIMESTAMP:
+        raise ProtocolError(f"timestamp {timestamp!r} s is beyond +-{MAX_TIMESTAMP:g} s (no clock reads that)")
     if units not in UNITS:
         raise ProtocolError(f"unknown units {units!r}; valid units: {', '.join(UNITS)}")
     if not isinstance(layout, str) or not 0 < len(layout) <= 64:
