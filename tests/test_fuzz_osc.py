@@ -4,6 +4,7 @@ argument lists raise ProtocolError or nothing."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,3 +85,15 @@ def test_a_valid_frame_survives_the_round_trip():
     [(address, args)] = osc.parse_datagram(VALID[0])
     f = osc.frame_from_args(args)
     assert address == osc.FRAME_ADDRESS and f.seq == 9 and np.array_equal(f.positions, _F.positions)
+
+
+def test_timestamps_no_clock_reads_are_refused():
+    """Found by benchmarks/fuzz.py: a flipped exponent bit made a 1e300 s timestamp, which the VMC output could
+    not encode as float32 (the solver thread died). Such frames are protocol errors now."""
+    for t in (1e300, -1e13, float("inf")):
+        dgram = osc.encode_message(osc.FRAME_ADDRESS, "sidsb", "a", 1, t, "m", b"\0" * 12)
+        [(_, args)] = osc.parse_datagram(dgram)
+        with pytest.raises(ProtocolError, match="timestamp"):
+            osc.frame_from_args(args)
+    assert osc.frame_from_args(osc.parse_datagram(osc.encode_message(
+        osc.FRAME_ADDRESS, "sidsb", "a", 1, 1.7e9, "m", b"\0" * 12))[0][1]).timestamp == 1.7e9  # fmt: skip
