@@ -286,7 +286,7 @@ class Daemon:
         self._drop_non_finite(results)
         try:
             self._publish(results, frames)
-        except (RtikError, OSError, zmq.ZMQError) as e:
+        except Exception as e:  # any failing output (an encoder refusing a value, ...) must not stop the solver thread
             self._error("publish", None, e)
 
     def _drop_non_finite(self, results: dict) -> None:
