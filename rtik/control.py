@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from rtik import __version__, protocol
-from rtik.errors import InputError, RtikError
+from rtik.errors import InputError, ProtocolError, RtikError
 from rtik.recorder import RecordError
 from rtik.transports.zmq import split_request
 
@@ -36,6 +36,9 @@ class Commands:
             reply = protocol.encode_reply(True, result)
         except TypeError as e:
             reply = protocol.encode_reply(False, error=f"bad arguments: {e}")
+        except ProtocolError as e:  # not a request at all: answered, and counted like malformed frames
+            self.d.stats.inc("errors", kind="protocol")
+            reply = protocol.encode_reply(False, error=str(e))
         except RtikError as e:
             reply = protocol.encode_reply(False, error=str(e))
         sock.send_multipart([*envelope, reply])
