@@ -116,8 +116,34 @@ def verdict(results: dict) -> list[str]:
     return lines
 
 
+def overview(runs: Path) -> list[str]:
+    """One row per split: the strongest baselines (and the model, where measured) on clean and noise10 input."""
+    cols = [("analytic_prior", "clean"), ("analytic_prior", "noise10"), ("analytic_prior_oneeuro", "noise10")]
+    cols += [("model", "clean"), ("model", "noise10")]
+    head = " | ".join(f"{m} {c}" for m, c in cols)
+    lines = [
+        "Each cell: MPJPE mm / rot ° / jerk ×. The content folds train on the train split without those contents.",
+        "",
+        f"| split | clips | {head} |",
+        "|---|---:|" + "---|" * len(cols),
+    ]
+    for split in splits():
+        results, info = load(runs, split)
+        if not results:
+            continue
+        cells = []
+        for m, c in cols:
+            s = results.get(m, {}).get(c)
+            cells.append(
+                "–" if s is None else " / ".join(_fmt(s[k]) for k in ("mpjpe_mm", "rot_all_deg", "jerk_ratio"))
+            )
+        lines.append(f"| {split} | {info['clips']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render(runs: Path) -> str:
     out = [Path(__file__).with_name("results_intro.md").read_text().rstrip(), ""]
+    out += ["## Overview", "", *overview(runs), ""]
     for split in splits():
         results, info = load(runs, split)
         title = "Validation split (take % 10 == 0)" if split == "val" else f"Leave-content-out: `{split}`"
