@@ -31,14 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak import counters, load_note, model_path, rss_mb, sample_clip, start_daemon  # noqa: E402
 
 from rtik import protocol  # noqa: E402
-from rtik.client import Listener, Sender  # noqa: E402
+from rtik.client import Control, Listener, Sender  # noqa: E402
 from rtik.commands.send import load_positions  # noqa: E402
 from rtik.transports import osc  # noqa: E402
 
 
-def good_sender(endpoint, clip, rate, seconds, go, out) -> None:
+def good_sender(endpoint, clip, stream, rate, seconds, go, out) -> None:
     pos, _, _ = load_positions(clip)
-    with Sender("good", endpoint) as tx:
+    with Sender(stream, endpoint) as tx:
         go.wait()
         n, t0 = int(rate * seconds), time.perf_counter()
         for i in range(n):
@@ -49,16 +49,52 @@ def good_sender(endpoint, clip, rate, seconds, go, out) -> None:
         out.put({"sent": n, "refused": tx.dropped})
 
 
-def good_listener(endpoint, ready, seconds, out) -> None:
+def good_listener(endpoint, stream, ready, done, out) -> None:
     seqs = []
-    with Listener(endpoint, ["good"]) as rx:
+    with Listener(endpoint, [stream]) as rx:
         ready.set()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        quiet_since = None
+        while True:
             p = rx.recv(timeout=0.5)
             if p is not None:
                 seqs.append(p.seq)
+                quiet_since = None
+            elif done.is_set():
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > 1.0:
+                    break
     out.put(seqs)
+
+
+def good_stream(ep: dict, clip: Path, stream: str, rate: float, seconds: float, during=None) -> dict:
+    """Run one good stream for ``seconds`` (``during()`` runs meanwhile in this process); what came back."""
+    go, ready, done, q_tx, q_rx = mp.Event(), mp.Event(), mp.Event(), mp.Queue(), mp.Queue()
+    rx = mp.Process(target=good_listener, args=(ep["out"], stream, ready, done, q_rx))
+    rx.start()
+    ready.wait(30)
+    tx = mp.Process(target=good_sender, args=(ep["in"], str(clip), stream, rate, seconds, go, q_tx))
+    tx.start()
+    time.sleep(0.5)  # connections and the subscription settle
+    go.set()
+    extra = during() if during is not None else None
+    sent = q_tx.get(timeout=seconds + 120)
+    tx.join()
+    done.set()
+    seqs = q_rx.get(timeout=60)
+    rx.join()
+    missing = sorted(set(range(1, sent["sent"] + 1)) - set(seqs))
+    return {"stream": stream, "sent": sent["sent"], "refused": sent["refused"], "received": len(set(seqs)),
+            "missing": len(missing), "missing_first": missing[:20], "in_order": seqs == sorted(seqs),
+            "dropped_in_daemon": counters(ep, "dropped", stream), "during": extra}  # fmt: skip
+
+
+def udp_rcvbuf_errors() -> int:
+    """The kernel's count of UDP datagrams dropped for a full receive buffer (Linux; -1 elsewhere)."""
+    try:
+        lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines() if ln.startswith("Udp:")]
+        return int(lines[1][lines[0].index("RcvbufErrors")])
+    except (OSError, ValueError, IndexError):
+        return -1
 
 
 def malformed(rng: np.random.Generator, valid: list[bytes], k: int) -> bytes:
@@ -85,7 +121,8 @@ def malformed(rng: np.random.Generator, valid: list[bytes], k: int) -> bytes:
     return b"\x91" * int(rng.integers(1, 5000)) + b"\xc0"  # deep nesting
 
 
-def fire(ep: dict, count: int, seed: int = 0) -> dict:
+def fire(ep: dict, count: int, seed: int = 0, pace: float = 0.0) -> dict:
+    """Send ``count`` malformed messages, at ``pace`` messages per second (0 = as fast as possible)."""
     rng = np.random.default_rng(seed)
     pos = np.random.default_rng(1).normal(size=(21, 3))
     frame = protocol.make_frame("victim", 1, 0.0, pos)
@@ -102,6 +139,8 @@ def fire(ep: dict, count: int, seed: int = 0) -> dict:
     n_zmq = n_ctl = n_osc = 0
     t0 = time.perf_counter()
     for k in range(count):
+        if pace > 0 and k % 50 == 0 and (ahead := t0 + k / pace - time.perf_counter()) > 0:
+            time.sleep(ahead)
         if k % 2 == 0:
             payload = malformed(rng, valid_z, k // 2)
             if k % 20 == 0:
@@ -124,8 +163,6 @@ def fire(ep: dict, count: int, seed: int = 0) -> dict:
                                            rng.bytes(12 * int(rng.integers(1, 40))))  # fmt: skip
             udp.sendto(dgram, ep["osc"])
             n_osc += 1
-            if k % 64 == 1:
-                time.sleep(0.0005)  # let the daemon's UDP buffer drain now and then
     elapsed = time.perf_counter() - t0
     push.close(2000)
     ctl.close(0)
@@ -138,63 +175,65 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=100_000, help="malformed messages (default: %(default)s)")
     ap.add_argument("--rate", type=float, default=120.0, help="good stream rate, Hz (default: %(default)s)")
+    ap.add_argument("--pace", type=float, default=0.0, help="malformed messages per second (default: 0 = flood)")
+    ap.add_argument("--max-streams", type=int, default=16, help="the daemon's [streams] max_streams (default: 16)")
     ap.add_argument("--model", help="model pack folder (default: shipped default model, else the test pack)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args()
     model, clip = model_path(args.model), sample_clip()
-    print(f"fuzz: {args.count} malformed messages, good stream at {args.rate:g} Hz, model {model}, "
+    pace = f"{args.pace:g}/s" if args.pace else "as fast as possible"
+    print(f"fuzz: {args.count} malformed messages ({pace}), good stream at {args.rate:g} Hz, model {model}, "
           f"{os.cpu_count()} CPUs, {load_note()}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        proc, ep = start_daemon(model, Path(tmp), level="error")
+        proc, ep = start_daemon(model, Path(tmp), level="error", max_streams=args.max_streams)
         try:
             rss0 = rss_mb(proc.pid)
-            go, ready, q_tx, q_rx = mp.Event(), mp.Event(), mp.Queue(), mp.Queue()
-            budget = 60.0 + args.count / 2000.0  # generous: the good stream runs until the fuzzing is over
-            rx = mp.Process(target=good_listener, args=(ep["out"], ready, budget + 5.0, q_rx))
-            rx.start()
-            ready.wait(30)
-            time.sleep(0.5)
-            # the good stream runs for a fixed time long enough to cover the fuzzing (estimated from a probe)
-            probe = fire(ep, 2000, seed=99)
-            seconds = probe["seconds"] / 2000 * args.count + 3.0
-            tx = mp.Process(target=good_sender, args=(ep["in"], str(clip), args.rate, seconds, go, q_tx))
-            tx.start()
-            go.set()
+            probe = fire(ep, 2000, seed=99)  # how fast this machine fires: the good stream must outlast the fuzzing
+            fire_s = args.count / args.pace if args.pace > 0 else probe["seconds"] / 2000 * args.count
+            seconds = max(10.0, fire_s * 1.5 + 3.0)
+            base = good_stream(ep, clip, "baseline", args.rate, seconds)
+            print(
+                f"baseline (no fuzzing, {seconds:.0f} s): sent {base['sent']}, received {base['received']}, "
+                f"missing {base['missing']}, dropped in the daemon {base['dropped_in_daemon'] or 0}",
+                flush=True,
+            )
+            before = (counters(ep, "errors"), counters(ep, "dropped"), udp_rcvbuf_errors())
+            good = good_stream(ep, clip, "good", args.rate, seconds, lambda: fire(ep, args.count, pace=args.pace))
             time.sleep(1.0)
-            fired_box = fire(ep, args.count)
-            sent = q_tx.get(timeout=seconds + 60)
-            tx.join()
-            rx.join()
-            seqs = q_rx.get(timeout=30)
+            after = (counters(ep, "errors"), counters(ep, "dropped"), udp_rcvbuf_errors())
             alive = proc.poll() is None
             rss1 = rss_mb(proc.pid)
-            dropped, errors = counters(ep, "dropped"), counters(ep, "errors")
-            good_dropped = counters(ep, "dropped", "good")
+            with Control(ep["ctl"]) as ctl:
+                st = ctl.status()
         finally:
             proc.terminate()
             code = proc.wait(30)
-    got = set(seqs)
-    missing = sorted(set(range(1, sent["sent"] + 1)) - got)
+    f = good.pop("during")
+    delta = lambda a, b: {k: b.get(k, 0) - a.get(k, 0) for k in b if b.get(k, 0) != a.get(k, 0)}  # noqa: E731
     r = {
-        "malformed": fired_box, "probe": probe, "good_sent": sent["sent"], "good_refused": sent["refused"],
-        "good_received": len(got), "good_missing": len(missing), "good_missing_first": missing[:20],
-        "good_in_order": seqs == sorted(seqs), "good_dropped_in_daemon": good_dropped,
-        "daemon_alive": alive, "daemon_exit": code, "daemon_dropped": dropped, "daemon_errors": errors,
-        "rss_start_mb": rss0, "rss_end_mb": rss1, "load": load_note(),
+        "malformed": f, "baseline": base, "good": good, "daemon_alive": alive, "daemon_exit": code,
+        "errors_during": delta(before[0], after[0]), "dropped_during": delta(before[1], after[1]),
+        "kernel_udp_rcvbuf_drops": after[2] - before[2] if before[2] >= 0 else None,
+        "streams_open": st["streams"], "rss_start_mb": rss0, "rss_end_mb": rss1, "load": load_note(),
     }  # fmt: skip
-    f = fired_box
     total = f["zmq_ingest"] + f["zmq_control"] + f["osc"]
     print(f"fired {total} malformed messages in {f['seconds']:.1f} s ({total / f['seconds']:.0f}/s): "
           f"{f['zmq_ingest']} ZeroMQ ingest, {f['zmq_control']} ZeroMQ control, {f['osc']} OSC")  # fmt: skip
     print(
-        f"good stream: sent {r['good_sent']}, received {r['good_received']}, missing {r['good_missing']}, "
-        f"in order {r['good_in_order']}, dropped in the daemon {good_dropped or 0}, refused {r['good_refused']}"
+        f"good stream meanwhile: sent {good['sent']}, received {good['received']}, missing {good['missing']}, "
+        f"in order {good['in_order']}, dropped in the daemon {good['dropped_in_daemon'] or 0}"
     )
-    print(f"daemon: alive {alive}, exit {code}, errors {errors}, dropped {dropped}")
-    print(f"daemon RSS {rss0:.1f} MB -> {rss1:.1f} MB ({rss1 - rss0:+.1f} MB); {r['load']}")
+    print(
+        f"daemon counted meanwhile: errors {r['errors_during']}, dropped {r['dropped_during']}; "
+        f"datagrams the kernel dropped (receive buffer full): {r['kernel_udp_rcvbuf_drops']}"
+    )
+    print(
+        f"daemon: alive {alive}, exit {code}, streams open {st['streams']}; RSS {rss0:.1f} -> {rss1:.1f} MB "
+        f"({rss1 - rss0:+.1f} MB); {r['load']}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
-    return 0 if alive and code == 0 and not missing else 1
+    return 0 if alive and code == 0 and not good["missing"] else 1
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def model_path(arg: str | None) -> str:
     return str(pack.path)
 
 
-def start_daemon(model: str, tmp: Path, extra: str = "", level: str = "warning", hwm: int = 1000):
+def start_daemon(model: str, tmp: Path, extra: str = "", level: str = "warning", hwm: int = 1000,
+                 max_streams: int = 64):  # fmt: skip
     """``python -m rtik serve`` on loopback with ephemeral ports; ``(process, endpoints)``. ``extra`` is TOML
     appended to the config (more sections); ``hwm`` the ingest and feed queues (1000 = the default)."""
     ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
@@ -98,7 +99,7 @@ port = {free_port(socket.SOCK_DGRAM)}
 [control]
 bind = "{ep["ctl"]}"
 [streams]
-max_streams = 64
+max_streams = {max_streams}
 [recording]
 folder = "{(tmp / "rec").as_posix()}"
 [log]
