@@ -200,8 +200,10 @@ def soak(ep: dict, pid: int, clip: Path, streams: int, rate: float, minutes: flo
             break
     proc.join()
     sent = result.get(timeout=5)
+    rss.append((time.monotonic() - t0, rss_mb(pid)))  # still subscribed: queued poses count
     rx.close()
-    rss.append((time.monotonic() - t0, rss_mb(pid)))
+    time.sleep(1.0)
+    rss.append((time.monotonic() - t0, rss_mb(pid)))  # the subscriber gone: its queue freed
     n = sent["sent"]
     received = {name: int(seen[name][1 : n + 1].sum()) for name in names}
     warm = next((r for t, r in rss if t >= 60.0), rss[0][1])
@@ -219,6 +221,7 @@ def soak(ep: dict, pid: int, clip: Path, streams: int, rate: float, minutes: flo
         "per_minute": minutes_out,
         "rss_start_mb": rss[0][1], "rss_after_warmup_mb": warm, "rss_end_mb": rss[-1][1],
         "rss_growth_mb": rss[-1][1] - warm, "rss_growth_from_start_mb": rss[-1][1] - rss[0][1],
+        "rss_peak_mb": max(r for _, r in rss), "rss_subscribed_end_mb": rss[-2][1],
         "rss_samples": [(round(t, 1), round(r, 2)) for t, r in rss],
     }  # fmt: skip
 
@@ -261,7 +264,8 @@ def main() -> int:
     print(f"daemon dropped {r['daemon_dropped'] or 0}, errors {r['daemon_errors'] or 0}")
     print(
         f"daemon RSS: start {r['rss_start_mb']:.1f} MB, after 1 min {r['rss_after_warmup_mb']:.1f} MB, "
-        f"end {r['rss_end_mb']:.1f} MB: growth {r['rss_growth_mb']:+.2f} MB after warm-up "
+        f"peak {r['rss_peak_mb']:.1f} MB, end {r['rss_subscribed_end_mb']:.1f} MB subscribed / "
+        f"{r['rss_end_mb']:.1f} MB after the listener left: growth {r['rss_growth_mb']:+.2f} MB after warm-up "
         f"({r['rss_growth_from_start_mb']:+.2f} MB from start); {r['load_at_end']} at end; exit {r_exit}"
     )
     if args.json:
