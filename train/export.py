@@ -17,29 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from rtik import modelpack
 from rtik.normalize import NormSpec
 from rtik.skeleton import Skeleton
 from train.model import IKModel, ModelConfig
+from train.step import ExportStep
 
 OPSET = 17
 INPUT_NAMES = ("pos", "mask", "state")
 OUTPUT_NAMES = ("rot6d", "pos_clean", "state_out")
 #: licence of the Bandai Namco Research Motion Dataset 2, from which the shipped weights are learned
 DATA_LICENCE = "CC BY-NC-ND 4.0"
-
-
-class Step(nn.Module):
-    """The per-frame step of the model pack contract (see docs/architecture.md)."""
-
-    def __init__(self, model: IKModel):
-        super().__init__()
-        self.model = model
-
-    def forward(self, pos, mask, state):
-        return self.model.step(pos, mask, state)
 
 
 def example_inputs(model: IKModel, batch: int = 2, seed: int = 0):
@@ -53,7 +42,7 @@ def example_inputs(model: IKModel, batch: int = 2, seed: int = 0):
 
 def onnx_bytes(model: IKModel) -> bytes:
     """The step as an ONNX graph (opset 17, dynamic batch), loop-free GRU math."""
-    step = Step(model).eval()
+    step = ExportStep(model).eval()
     args = example_inputs(model)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
@@ -81,7 +70,7 @@ def onnx_bytes(model: IKModel) -> bytes:
 
 def torch_program_bytes(model: IKModel) -> bytes:
     """The step as a ``torch.export`` program (``.pt2``), dynamic batch."""
-    step = Step(model).eval()
+    step = ExportStep(model).eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
     ep = torch.export.export(step, example_inputs(model), dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
     buf = io.BytesIO()
