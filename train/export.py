@@ -40,41 +40,43 @@ def example_inputs(model: IKModel, batch: int = 2, seed: int = 0):
     return pos * mask[..., None], mask, state
 
 
-def onnx_bytes(model: IKModel) -> bytes:
-    """The step as an ONNX graph (opset 17, dynamic batch), loop-free GRU math."""
+def exported_program(model: IKModel) -> torch.export.ExportedProgram:
+    """The step (:class:`train.step.ExportStep`) as a ``torch.export`` program with a dynamic batch."""
     step = ExportStep(model).eval()
-    args = example_inputs(model)
     batch = torch.export.Dim("batch", min=1, max=4096)
+    with torch.no_grad():
+        return torch.export.export(step, example_inputs(model), dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
+
+
+def onnx_bytes(model: IKModel, program: torch.export.ExportedProgram | None = None) -> bytes:
+    """The step as an ONNX graph (opset 17, dynamic batch), loop-free GRU math."""
+    import onnx
+
+    program = program if program is not None else exported_program(model)
     with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = Path(d) / "step.onnx"
         torch.onnx.export(
-            step,
-            args,
+            program,
+            (),
             str(path),
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
             opset_version=OPSET,
-            dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
             dynamo=True,
             optimize=True,
             verbose=False,
         )
-        import onnx
-
         proto = onnx.load(str(path))
-        if any(n.op_type in ("GRU", "Loop", "Scan") for n in proto.graph.node):
-            raise RuntimeError("exported step contains a recurrent/loop op; the GRU must be cell math")
-        return proto.SerializeToString()
+    if any(n.op_type in ("GRU", "Loop", "Scan") for n in proto.graph.node):
+        raise RuntimeError("exported step contains a recurrent/loop op; the GRU must be cell math")
+    return proto.SerializeToString()
 
 
-def torch_program_bytes(model: IKModel) -> bytes:
+def torch_program_bytes(model: IKModel, program: torch.export.ExportedProgram | None = None) -> bytes:
     """The step as a ``torch.export`` program (``.pt2``), dynamic batch."""
-    step = ExportStep(model).eval()
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    ep = torch.export.export(step, example_inputs(model), dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
     buf = io.BytesIO()
-    torch.export.save(ep, buf)
+    torch.export.save(program if program is not None else exported_program(model), buf)
     return buf.getvalue()
 
 
@@ -100,9 +102,9 @@ def pack_meta(model: IKModel, name: str, prior_local=None, fps: float = 30.0, **
 def export_pack(model: IKModel, out_dir, meta: dict) -> modelpack.ModelPack:
     """Write ``model`` as a model pack in ``out_dir`` with metadata ``meta`` (see :func:`pack_meta`)."""
     model = model.eval()
-    with torch.no_grad():
-        onnx_b = onnx_bytes(model)
-    pt2_b = torch_program_bytes(model)
+    program = exported_program(model)
+    pt2_b = torch_program_bytes(model, program)
+    onnx_b = onnx_bytes(model, program)
     meta = {**meta, "state_size": model.state_size, "input_joints": list(model.input_joints)}
     return modelpack.save(out_dir, meta, onnx_b, {"torch": pt2_b})
 
