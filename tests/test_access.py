@@ -92,6 +92,12 @@ def test_keys_command(tmp_path, capsys):
     assert main(["keys", "show", str(tmp_path / "k")]) == 0
     shown = capsys.readouterr().out.splitlines()
     assert len(shown) == 2 and all(line.startswith(z85) for line in shown) and "(with secret key)" in shown[1]
+    (tmp_path / "c.toml").write_text(f'[security]\nserver_key = "{tmp_path}/k/server.key_secret"\n'
+                                     f'clients = "{tmp_path}/k"\n')  # fmt: skip
+    assert main(["keys", "show", "--config", str(tmp_path / "c.toml")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3  # the server key, then the folder's two files
+    assert main(["keys", "show"]) == 1
+    assert "needs a key file or folder, or --config" in capsys.readouterr().err
     assert main(["keys", "generate", str(tmp_path / "k")]) == 1  # never overwrites
     assert "exists" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="neither a key file nor"):

@@ -4,6 +4,7 @@
     rtik keys generate keys/clients --name stage-pc
     rtik keys show keys/server.key           # the public key (Z85), to give to clients
     rtik keys show keys/clients              # every key in a folder
+    rtik keys show --config rtik.toml        # the daemon's public key and the clients it allows
 
 The daemon: ``[security] server_key = "keys/server.key_secret"`` and ``clients = "keys/clients"`` (the allowed
 clients' ``*.key`` files). A client: ``--server-key keys/server.key --key stage-pc.key_secret``.
@@ -27,7 +28,8 @@ def register(sub) -> None:
     g.add_argument("dir", metavar="DIR", help="folder for the key files (created)")
     g.add_argument("--name", default="server", help="file name stem (default: %(default)s)")
     s = cmds.add_parser("show", help="print the public key of a key file, or of every key file in a folder")
-    s.add_argument("path", metavar="PATH", help="a NAME.key or NAME.key_secret file, or a folder of them")
+    s.add_argument("path", metavar="PATH", nargs="?", help="a NAME.key or NAME.key_secret file, or a folder of them")
+    s.add_argument("--config", metavar="TOML", help="instead: the server key and allowed clients of this config")
     p.set_defaults(func=run)
 
 
@@ -78,6 +80,18 @@ def run(args) -> int:
         print(f"public key  {load_public(pub).decode()}\n  {pub}  (give this file to the other side)\n"
               f"  {sec}  (private: keep it on this machine only)")  # fmt: skip
         return 0
-    for f, pub, has_secret in describe(args.path):
-        print(f"{pub}  {f}{'  (with secret key)' if has_secret else ''}")
+    if args.path:
+        paths = [args.path]
+    elif args.config:
+        from rtik import config
+
+        sec = config.load(args.config).security
+        if not sec.server_key:
+            raise ConfigError(f"{args.config}: no [security] server_key (CurveZMQ is off)")
+        paths = [sec.server_key, sec.clients]
+    else:
+        raise ConfigError("rtik keys show needs a key file or folder, or --config TOML")
+    for path in paths:
+        for f, pub, has_secret in describe(path):
+            print(f"{pub}  {f}{'  (with secret key)' if has_secret else ''}")
     return 0
