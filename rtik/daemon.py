@@ -403,6 +403,9 @@ class Daemon:
         if forget:
             self.slots.remove(name)
             self.outputs.stream_closed(name)
+            self.stats.fold_stream(name)  # its counters join "_closed": names that come and go stay bounded
+            for key in [k for k in self._log_times if k[1] == name]:
+                del self._log_times[key]
         self.stats.set("streams", len(self.streams))
 
     # ----------------------------------------------------------------------------------------- recording

@@ -95,6 +95,15 @@ class Stats:
         with self._lock:
             self.hists[name].observe(seconds)
 
+    def fold_stream(self, stream: str, into: str = "_closed") -> None:
+        """Merge every counter labelled ``stream`` into the same counter labelled ``into``: a closed stream's
+        counts stay in the totals, but names that come and go (new tracking ids, a sender cycling names) do not
+        add label sets for ever."""
+        with self._lock:
+            for key in [k for k in self.counters if ("stream", stream) in k[1]]:
+                merged = (key[0], tuple(sorted({**dict(key[1]), "stream": into}.items())))
+                self.counters[merged] = self.counters.get(merged, 0) + self.counters.pop(key)
+
     def total(self, name: str, **labels) -> int:
         """Sum of counter ``name`` over every label set that contains ``labels``."""
         want = set(labels.items())
