@@ -200,3 +200,27 @@ def test_overload_newest_frame_wins(clip):
         assert all(poses[k].recv >= poses[k - 2].pub for k in range(2, len(poses)))
     finally:
         d.stop()
+
+
+def test_streams_that_come_and_go_keep_the_counters_bounded(clip):
+    """Names that come and go (tracking ids, a sender cycling names): when a stream closes its counters are
+    merged under stream="_closed", so the totals stay and the label sets do not grow."""
+    from rtik.daemon import Daemon
+    from rtik.solver import Solver
+
+    d = Daemon(config.from_dict({"streams": {"fps": FPS}}), Solver(steppack.cached_pack()))
+    try:
+        sizes = []
+        for k in range(60):
+            name = f"person-{k}"
+            for i in range(3):
+                f = protocol.make_frame(name, i + 1, i / FPS, clip[i] if k % 3 else np.zeros((5, 3)))
+                assert d.slots.put(f, 0.0, "zmq")
+                d._tick(d.slots.take(0.0))
+            d._close_stream(name)
+            sizes.append(len(d.stats.counters))
+        assert sizes[-1] == sizes[10] and d.stats.total("frames_in") == 180  # bounded, nothing lost from the totals
+        assert d.stats.total("frames_out", stream="_closed") == 40 * 3
+        assert d.stats.total("errors", kind="input", stream="_closed") == 20 * 3 and not d._log_times
+    finally:
+        d.close()
