@@ -19,7 +19,10 @@ LATENCY_BUCKETS = (
 METRICS = {
     "frames_in": ("counter", "Frames received and accepted into a stream's slot."),
     "frames_out": ("counter", "Poses published."),
-    "dropped": ("counter", "Frames dropped, by reason (duplicate, stale, superseded, stream_limit, invalid)."),
+    "dropped": (
+        "counter",
+        "Frames dropped, by reason (duplicate, stale, superseded, stream_limit, rate_limit, not_allowed, too_large).",
+    ),
     "errors": ("counter", "Errors, by kind (input, protocol, record, publish, solver)."),
     "ignored": ("counter", "OSC messages with addresses other than /rtik/frame (ignored)."),
     "ticks": ("counter", "Solver ticks."),
