@@ -104,6 +104,8 @@ def read_csv(path: Path, units=None, fps=None) -> Clip:
         times = np.array([float(r[head.index("time")]) for r in rows[1:]]) if "time" in head else None
     except ValueError as e:
         raise InputError(f"{path}: not a number: {e}") from e
+    except IndexError:
+        raise InputError(f"{path}: a row has no 'time' cell (every row needs one when the header has 'time')") from None
     P = vals.reshape(len(vals), len(joints), 3)
     if not fps and times is not None and len(times) > 1:
         fps = 1.0 / float(np.median(np.diff(times)))
