@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -17,7 +18,13 @@ from rtik.commands import solve
 from rtik.commands.send import load_positions
 from rtik.errors import BVHError, RtikError
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# deterministic by default; RTIK_FUZZ_EXAMPLES=3000 RTIK_FUZZ_RANDOM=1 pytest ... explores further
+FUZZ = settings(
+    max_examples=int(os.environ.get("RTIK_FUZZ_EXAMPLES", 200)),
+    derandomize="RTIK_FUZZ_RANDOM" not in os.environ,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 GOLDEN = (Path(__file__).resolve().parent / "data" / "golden.bvh").read_text()
 TOKENS = ["HIERARCHY", "ROOT", "JOINT", "End", "Site", "OFFSET", "CHANNELS", "{", "}", "MOTION", "Frames:",
           "Frame", "Time:", "Xposition", "Zrotation", "6", "3", "-1", "1e309", "nan", "0.0333", "\n", " "]  # fmt: skip

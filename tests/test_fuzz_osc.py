@@ -3,6 +3,8 @@ argument lists raise ProtocolError or nothing."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,7 +14,12 @@ from rtik import protocol
 from rtik.errors import ProtocolError
 from rtik.transports import osc
 
-FUZZ = settings(max_examples=300, deadline=None)
+# deterministic by default; RTIK_FUZZ_EXAMPLES=3000 RTIK_FUZZ_RANDOM=1 pytest ... explores further
+FUZZ = settings(
+    max_examples=int(os.environ.get("RTIK_FUZZ_EXAMPLES", 300)),
+    derandomize="RTIK_FUZZ_RANDOM" not in os.environ,
+    deadline=None,
+)
 
 _F = protocol.make_frame("actor1", 9, 0.25, np.random.default_rng(0).normal(size=(21, 3)), np.ones(21, bool))
 VALID = [

@@ -4,6 +4,8 @@ the daemon's control handler and solver tick never raise (errors are counted).""
 
 from __future__ import annotations
 
+import os
+
 import msgpack
 import numpy as np
 import pytest
@@ -13,7 +15,13 @@ from hypothesis import strategies as st
 from rtik import config, protocol
 from rtik.errors import ProtocolError
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# deterministic by default; RTIK_FUZZ_EXAMPLES=3000 RTIK_FUZZ_RANDOM=1 pytest ... explores further
+FUZZ = settings(
+    max_examples=int(os.environ.get("RTIK_FUZZ_EXAMPLES", 200)),
+    derandomize="RTIK_FUZZ_RANDOM" not in os.environ,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 DECODERS = [protocol.decode_frame, protocol.decode_pose, protocol.decode_skeleton, protocol.decode_command,
             protocol.decode_reply]  # fmt: skip
