@@ -158,7 +158,7 @@ def pose_from_args(args: list) -> Pose:
             stream, int(seq), float(ts), float(sent), float(recv), 0.0, float(solve_us), bool(reset),
             np.frombuffer(root, dtype="<f4").reshape(3), np.frombuffer(quats, dtype="<f4").reshape(-1, 4),
         )  # fmt: skip
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OverflowError) as e:  # OverflowError: int(inf)
         raise ProtocolError(f"/rtik/pose: malformed arguments: {e}") from e
 
 
