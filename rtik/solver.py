@@ -29,6 +29,8 @@ from rtik.rotations import matrix_to_6d, quat_to_matrix
 from rtik.skeleton import Skeleton
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+#: a frame whose observed joints all lie closer together than this (m) is no body: it is refused
+MIN_SPAN = 0.05
 
 
 @dataclass(frozen=True)
@@ -329,6 +331,13 @@ class Solver:
             P, M = s.layout.apply(P, m)
             if not M.any():
                 raise InputError(f"stream {name!r}: no joint of the model is observed in this frame")
+            if M.sum() > 1:
+                span = float(np.ptp(P[M], axis=0).max()) * UNITS[s.units]
+                if span < MIN_SPAN:
+                    raise InputError(
+                        f"stream {name!r}: degenerate frame, the observed joints span {span * 100:.2f} cm "
+                        f"(less than {MIN_SPAN * 100:.0f} cm; wrong units?)"
+                    )
             if not M[self.root_in] and self._fresh[s.slot]:
                 raise InputError(
                     f"stream {name!r}: the root joint {self.pack.norm.root!r} is missing and there is no previous frame"

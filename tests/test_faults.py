@@ -224,8 +224,9 @@ def test_corrupt_model_at_start_exits_with_a_clear_error(pack, tmp_path, damage)
 
 
 def test_frames_without_body_size_never_publish_nan(pack, clip):
-    """Every joint on one point (a pose estimator that lost the person) gives the solver no body size: such a
-    stream's result is not published, counted, and the stream starts over; the next good frames solve cleanly."""
+    """Every joint on one point (a pose estimator that lost the person) gives the solver no body size: the solver
+    refuses such frames, the daemon counts them as input errors and publishes nothing for them; the next good
+    frames solve cleanly, and the other stream never notices."""
     from rtik.daemon import Daemon
     from rtik.solver import Solver
 
@@ -242,4 +243,4 @@ def test_frames_without_body_size_never_publish_nan(pack, clip):
         d.close()
     assert [sorted(r) for r in published] == [["good"]] * 2 + [["good", "zero"]] * 4
     assert all(np.isfinite(r.local_quats).all() for tick in published for r in tick.values())
-    assert d.stats.total("errors", kind="solver", stream="zero") == 2 and d.stats.total("errors", stream="good") == 0
+    assert d.stats.total("errors", kind="input", stream="zero") == 2 and d.stats.total("errors", stream="good") == 0

@@ -295,3 +295,16 @@ def test_non_finite_network_output_resets_only_that_stream(pack, clip):
         assert np.isfinite(s._state).all()
     finally:
         s.close()
+
+
+def test_degenerate_frame_is_refused_and_never_poisons_the_stream(pack, clip, solver):
+    X, fps = clip
+    solver.open_stream("a")
+    with pytest.raises(InputError, match="degenerate frame"):
+        solver.push("a", np.zeros_like(X[0]), 0.0)  # every joint on one point
+    with pytest.raises(InputError, match="wrong units"):
+        solver.push("a", X[0] * 0.01, 0.0)  # centimetres announced as metres... the other way round
+    solver.push("a", X[0], 0.0)
+    r = solver.tick()["a"]
+    assert np.isfinite(r.local_quats).all()
+    assert np.linalg.norm(r.positions[1:] - X[0], axis=-1).max() < 1e-3
