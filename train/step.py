@@ -33,7 +33,8 @@ def _cross(a, b):
 
 
 def _normalize(v):
-    return v / torch.sqrt((v * v).sum(1, keepdim=True) + geo.EPS)
+    # clamp_min, not "+ EPS": the dynamo exporter's optimiser drops the tiny addition (zero vectors -> NaN in ORT)
+    return v / torch.sqrt((v * v).sum(1, keepdim=True).clamp_min(geo.EPS))
 
 
 def _frame(a, b):
