@@ -49,3 +49,14 @@ def sample_motions(sample_clips):
 def bandai_skeleton(sample_motions):
     """The 22-joint Bandai Namco skeleton (centimetres)."""
     return sample_motions[0][1].skeleton
+
+
+@pytest.fixture(scope="session")
+def pack():
+    """The small random-weight test model pack of ``tests/steppack.py`` (built once, cached in ``cache/``)."""
+    import steppack
+
+    p = steppack.cached_pack()
+    if p is None:
+        pytest.skip("mocap sample not found (the test model pack's skeleton is built from it)")
+    return p

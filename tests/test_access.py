@@ -15,6 +15,7 @@ import steppack
 import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loopback import free_port
 
 from rtik import config, protocol, security
 from rtik.client import Control, ControlError, Listener, Sender, wait_for_daemon
@@ -24,12 +25,6 @@ from rtik.recorder import RecordError, resolve
 from rtik.transports import osc
 
 FPS = 30.0
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize(("endpoint", "local"), [

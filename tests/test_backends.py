@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import steppack
 
 from rtik.backends.base import BACKENDS, bucket, open_backend
 from rtik.errors import BackendError
-
-
-@pytest.fixture(scope="module")
-def pack():
-    p = steppack.cached_pack()
-    if p is None:
-        pytest.skip("mocap sample not found (needed for the test pack's skeleton)")
-    return p
 
 
 def _inputs(B: int, seed: int = 0):

@@ -13,7 +13,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-import steppack
+from loopback import free_port
 
 from rtik import bvh, config, protocol
 from rtik.client import Control, ControlError, Listener, Sender, wait_for_daemon
@@ -23,12 +23,6 @@ from rtik.stats import Stats
 from rtik.transports.osc import parse_datagram
 
 FPS = 30.0
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def udp_listener() -> socket.socket:
@@ -45,14 +39,6 @@ def drain(sock: socket.socket) -> list[tuple[str, list]]:
             out += parse_datagram(sock.recv(65536))
         except (TimeoutError, BlockingIOError):
             return out
-
-
-@pytest.fixture(scope="module")
-def pack():
-    p = steppack.cached_pack()
-    if p is None:
-        pytest.skip("mocap sample not found (the test model pack is built from it)")
-    return p
 
 
 @pytest.fixture(scope="module")

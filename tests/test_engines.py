@@ -14,14 +14,6 @@ from rtik.backends.base import engine_dir, open_backend
 from rtik.errors import BackendError
 
 
-@pytest.fixture(scope="module")
-def pack():
-    p = steppack.cached_pack()
-    if p is None:
-        pytest.skip("mocap sample not found (needed for the test pack's skeleton)")
-    return p
-
-
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RTIK_ENGINE_CACHE", str(tmp_path))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,27 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import steppack
+from loopback import free_port
 
 from rtik import bvh, config, protocol
 from rtik.client import Control, Listener, Sender, wait_for_daemon
 from rtik.commands.send import load_positions
 
 FPS = 30.0
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def pack():
-    p = steppack.cached_pack()
-    if p is None:
-        pytest.skip("mocap sample not found (the test model pack is built from it)")
-    return p
 
 
 @pytest.fixture(scope="module")

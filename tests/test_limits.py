@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import steppack
 import zmq
+from loopback import free_port
 
 from rtik import config, protocol
 from rtik.client import Listener, Sender
@@ -20,12 +21,6 @@ from rtik.stats import Stats
 from rtik.transports import osc
 
 FPS = 30.0
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
-import steppack
 
 from rtik import modelpack
 from rtik.errors import ModelError
-
-
-@pytest.fixture(scope="module")
-def pack():
-    p = steppack.cached_pack()
-    if p is None:
-        pytest.skip("mocap sample not found (needed for the test pack's skeleton)")
-    return p
 
 
 @pytest.fixture

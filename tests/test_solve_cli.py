@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import steppack
 
 from rtik import bvh
 from rtik.cli import main
-
-
-@pytest.fixture(scope="module")
-def pack():
-    p = steppack.cached_pack()
-    if p is None:
-        pytest.skip("mocap sample not found (needed for the test pack's skeleton)")
-    return p
 
 
 def _roundtrip_mm(src_positions, out_path, unit_to_mm):

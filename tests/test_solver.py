@@ -30,14 +30,6 @@ class Recording(Backend):
 
 
 @pytest.fixture(scope="module")
-def pack():
-    p = steppack.cached_pack()
-    if p is None:
-        pytest.skip("mocap sample not found (needed for the test pack's skeleton)")
-    return p
-
-
-@pytest.fixture(scope="module")
 def clip():
     m = bvh.read(steppack.mocap_sample())
     return m.positions()[:120, 1:] / 100.0, m.fps  # (F, 21, 3) metres, the model's input joints

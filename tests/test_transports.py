@@ -7,6 +7,7 @@ import socket
 import numpy as np
 import pytest
 import zmq
+from loopback import free_port
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from rtik import protocol
@@ -14,12 +15,6 @@ from rtik.errors import ProtocolError, TransportError
 from rtik.protocol import Pose
 from rtik.transports import osc
 from rtik.transports.zmq import PosePublisher, bind, connect, send_nowait, split_request
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------------- OSC
