@@ -21,8 +21,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,24 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rtik.client import Control, Listener, Sender, wait_for_daemon  # noqa: E402
+from daemonrig import model_path, sample_clip, start_daemon  # noqa: E402
+
+from rtik.client import Control, Listener, Sender  # noqa: E402
 from rtik.commands.send import load_positions  # noqa: E402
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sample_clip() -> Path:
-    root = ROOT.parent / "shared" / "mocap"
-    if not root.is_dir():
-        root = Path(os.environ.get("RTIK_MOCAP", root))
-    clips = sorted((root / "sample").glob("*.bvh"))
-    if not clips:
-        sys.exit(f"no sample clips under {root / 'sample'} (set RTIK_MOCAP)")
-    return clips[0]
 
 
 def sender(endpoint: str, clip: str, streams: int, rate: float, seconds: float, prefix: str, go) -> None:
@@ -112,37 +96,6 @@ def run_case(ep: dict, clip: Path, streams: int, rate: float, seconds: float, pr
     }  # fmt: skip
 
 
-def start_daemon(model: str | None, tmp: Path) -> tuple[subprocess.Popen, dict]:
-    ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
-    cfg = tmp / "rtik.toml"
-    model_line = f'path = "{Path(model).resolve().as_posix()}"' if model else ""
-    cfg.write_text(f"""
-[model]
-{model_line}
-[ingest.zmq]
-bind = "{ep["in"]}"
-hwm = 10000
-[ingest.osc]
-port = {free_port(socket.SOCK_DGRAM)}
-[output.zmq]
-bind = "{ep["out"]}"
-hwm = 10000
-[output.osc]
-port = {free_port(socket.SOCK_DGRAM)}
-[output.vmc]
-port = {free_port(socket.SOCK_DGRAM)}
-[control]
-bind = "{ep["ctl"]}"
-[streams]
-max_streams = 64
-[log]
-level = "warning"
-""")
-    proc = subprocess.Popen([sys.executable, "-m", "rtik", "serve", "--config", str(cfg)], cwd=tmp)
-    wait_for_daemon(ep["ctl"], timeout=120)
-    return proc, ep
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model pack folder (default: the shipped default model)")
@@ -152,7 +105,7 @@ def main() -> int:
     args = ap.parse_args()
     clip = sample_clip()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, ep = start_daemon(args.model, Path(tmp))
+        proc, ep = start_daemon(model_path(args.model), Path(tmp), hwm=10000)
         try:
             with Control(ep["ctl"]) as ctl:
                 model = ctl.status()["model"]

@@ -28,7 +28,7 @@ import numpy as np
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak import counters, load_note, model_path, rss_mb, sample_clip, start_daemon  # noqa: E402
+from daemonrig import counters, load_note, model_path, rss_mb, sample_clip, start_daemon  # noqa: E402
 
 from rtik import protocol  # noqa: E402
 from rtik.client import Control, Listener, Sender  # noqa: E402
