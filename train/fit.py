@@ -249,6 +249,23 @@ def main(argv=None) -> int:
     return 0
 
 
+def _code_version() -> str:
+    """Commit of the training code, ``-dirty`` when ``train/`` or the normalisation has uncommitted changes."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+
+    def git(*cmd):
+        return subprocess.run(["git", *cmd], cwd=here, capture_output=True, text=True, timeout=10, check=True)
+
+    try:
+        head = git("rev-parse", "--short", "HEAD").stdout.strip()
+        dirty = git("status", "--porcelain", "--", str(here), str(here.parent / "rtik" / "normalize.py")).stdout
+        return head + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def _meta(model, prior, train, command, exclude, val_metrics) -> dict:
     from train.export import pack_meta
 
@@ -264,6 +281,7 @@ def _meta(model, prior, train, command, exclude, val_metrics) -> dict:
             "split": "train (take % 10 != 0)" + (f", without content {', '.join(exclude)}" if exclude else ""),
             "clips": len(train),
             "frames": train.num_frames,
+            "code": _code_version(),
         },
         metrics={"val_clean_quick": val_metrics},
         licence=LICENCE,

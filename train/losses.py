@@ -20,11 +20,12 @@ def fk_positions(G, offsets, parent) -> torch.Tensor:
 
 
 def losses(out: dict, batch: dict, parent, weights: dict | None = None) -> dict:
-    """Named loss terms and their weighted ``total``.
+    """Named loss terms and their weighted ``total``: rotation errors (global and local), FK positions, denoised
+    positions and their acceleration, rotation velocity.
 
     ``out``: the model's :meth:`~train.model.IKModel.forward` dict; ``batch``: tensors ``pos_gt``, ``G``, ``L``,
     ``offsets`` (see :class:`train.batches.ExampleMaker`)."""
-    w = {"rot": 1.0, "local": 1.0, "fk": 10.0, "den": 10.0, "vel": 10.0, **(weights or {})}
+    w = {"rot": 1.0, "local": 1.0, "fk": 10.0, "den": 10.0, "vel": 10.0, "den_acc": 10.0, **(weights or {})}
     G, L = out["G"], out["L"]
     terms = {
         "rot": ((G - batch["G"]) ** 2).sum((-1, -2)).mean(),
@@ -36,6 +37,10 @@ def losses(out: dict, batch: dict, parent, weights: dict | None = None) -> dict:
     terms["fk"] = (fk + batch["pos_gt"][..., top : top + 1, :] - batch["pos_gt"]).norm(dim=-1).mean()
     dG, dGt = G[:, 1:] - G[:, :-1], batch["G"][:, 1:] - batch["G"][:, :-1]
     terms["vel"] = ((dG - dGt) ** 2).sum((-1, -2)).mean()
+    # the denoised positions' acceleration against the truth's: jitter costs, following real motion does not
+    c, g = out["pos_clean"], batch["pos_gt"]
+    acc = (c[:, 2:] - 2 * c[:, 1:-1] + c[:, :-2]) - (g[:, 2:] - 2 * g[:, 1:-1] + g[:, :-2])
+    terms["den_acc"] = acc.norm(dim=-1).mean()
     terms["total"] = sum(w[k] * v for k, v in terms.items())
     return terms
 
