@@ -49,11 +49,22 @@ def splits() -> list[str]:
     return ["val"] + ["content:" + ",".join(sorted(f)) for f in FOLDS]
 
 
+def write_model_meta(split: str, runs: Path, model: str) -> None:
+    """Record which pack a split's model JSON measures (name, creation time, path)."""
+    from rtik import modelpack
+
+    pack = modelpack.load(model)
+    meta = {"name": pack.name, "created": pack.meta.get("created", ""), "path": str(model)}
+    (runs / f"{split_name(split)}-model.meta.json").write_text(json.dumps(meta) + "\n")
+
+
 def run_eval(split: str, data: str, runs: Path, model: str | None) -> None:
     kind = "model" if model else "baselines"
     out = runs / f"{split_name(split)}-{kind}.json"
     if out.is_file():
         return
+    if model:
+        write_model_meta(split, runs, model)
     cmd = [sys.executable, "-c", RTIK, "eval", "--data", data, "--split", split, "--json", str(out)]
     cmd += ["--methods", "model", "--model", model] if model else ["--methods", ",".join(BASELINES)]
     if split == "val":
@@ -152,6 +163,10 @@ def render(runs: Path) -> str:
             out += ["Not measured yet.", ""]
             continue
         out.append(f"{info['clips']} clips, {info['frames']} frames: `rtik eval --data ARCHIVE --split {split}`.")
+        meta_file = runs / f"{split_name(split)}-model.meta.json"
+        if "model" in results and meta_file.is_file():
+            meta = json.loads(meta_file.read_text())
+            out.append(f"Model: `{meta['name']}` (created {meta['created']}, `{meta['path']}`), ONNX backend.")
         if "model" not in results:
             held = "the default model" if split == "val" else "a model trained without these contents"
             out.append(f"**Model: not measured yet (awaiting {held})** — baselines only.")
@@ -169,8 +184,12 @@ def main() -> int:
     ap.add_argument("--data", default=None, help="mocap archive, for --run")
     ap.add_argument("--model", default=None, help="model pack, for --run: evaluate the model instead of baselines")
     ap.add_argument("--split", action="append", default=None, help="with --run: only these splits (repeatable)")
+    ap.add_argument("--note-model", action="store_true", help="only record --model as the pack of each --split")
     args = ap.parse_args()
     runs = Path(args.runs)
+    if args.note_model:
+        for split in args.split or []:
+            write_model_meta(split, runs, args.model)
     if args.run:
         if not args.data:
             ap.error("--run needs --data")
