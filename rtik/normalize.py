@@ -58,7 +58,9 @@ def _idx(names, joint: str) -> int:
     try:
         return list(names).index(joint)
     except ValueError:
-        raise ModelError(f"normalisation joint {joint!r} is not an input joint. Input joints: {', '.join(names)}") from None
+        raise ModelError(
+            f"normalisation joint {joint!r} is not an input joint. Input joints: {', '.join(names)}"
+        ) from None
 
 
 def body_size(spec: NormSpec, names, lengths) -> float:
