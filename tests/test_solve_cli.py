@@ -54,6 +54,14 @@ def test_npz_with_mask_and_units(pack, sample_clips, tmp_path):
     assert err[mask].max() < 1.0  # mm, observed joints
 
 
+def test_npz_with_complex_positions_is_refused(pack, sample_clips, tmp_path, capsys):
+    m = bvh.read(sample_clips[0])
+    f = tmp_path / "clip.npz"
+    np.savez(f, positions=m.positions()[:5, 1:] / 100.0 + 0j, joints=np.array(m.skeleton.names[1:]), fps=30.0)
+    assert main(["solve", str(f), "-o", str(tmp_path / "out.bvh"), "--model", str(pack.path)]) == 1
+    assert "real numbers" in capsys.readouterr().err and not (tmp_path / "out.bvh").exists()
+
+
 def test_csv_input(pack, sample_clips, tmp_path):
     m = bvh.read(sample_clips[1])
     P = m.positions()[:40, 1:] / 100.0

@@ -65,6 +65,8 @@ def load_positions(path, file_units: str | None = None) -> tuple[np.ndarray, np.
     if p.suffix.lower() == ".npz":
         try:
             with np.load(p) as z:
+                if z["positions"].dtype.kind not in "fiu":
+                    raise ValueError(f"positions must be real numbers, got dtype {z['positions'].dtype}")
                 pos = np.asarray(z["positions"], dtype=np.float64) * SCALE[file_units or "m"]
                 mask = np.asarray(z["mask"], dtype=bool) if "mask" in z else None
                 fps = float(z["fps"]) if "fps" in z else 30.0

@@ -68,6 +68,8 @@ def _read_npz(path: Path, units=None, fps=None) -> Clip:
     for key in ("positions", "joints"):
         if key not in data:
             raise InputError(f"{path}: missing array {key!r} (has: {', '.join(data) or 'nothing'})")
+    if data["positions"].dtype.kind not in "fiu":
+        raise InputError(f"{path}: positions must be real numbers, got dtype {data['positions'].dtype}")
     P, joints = data["positions"].astype(np.float64), tuple(str(j) for j in data["joints"])
     if P.ndim != 3 or P.shape[1:] != (len(joints), 3):
         raise InputError(f"{path}: positions has shape {P.shape}, expected (F, {len(joints)}, 3)")
