@@ -94,7 +94,7 @@ def pack_meta(model: IKModel, name: str, prior_local=None, fps: float = 30.0, **
         "normalization": NormSpec().to_dict(),
         "prior_local": prior.tolist(),
         "fps": float(fps),
-        "architecture": {"type": "rtik-gru-ik", **model.cfg.to_dict()},
+        "architecture": {"type": f"rtik-{model.cfg.arch}-ik", **model.cfg.to_dict()},
         **extra,
     }
 

@@ -24,7 +24,7 @@ from rtik.kinematics import mean_local_rotations
 from train.batches import AugmentConfig, ExampleMaker, Streams
 from train.data import ClipSet, load_clips
 from train.losses import angle_errors, losses
-from train.model import IKModel, ModelConfig
+from train.model import ARCHS, IKModel, ModelConfig
 
 DATA_NAME = "Bandai Namco Research Motion Dataset 2"
 LICENCE = "weights learned from the Bandai Namco Research Motion Dataset 2 (CC BY-NC-ND 4.0): non-commercial use only"
@@ -127,6 +127,16 @@ def _plot(log: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _window(text: str) -> int:
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 2 frames, got {text!r}")
+    return k
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m train.fit", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=None, help="BVH folder or .tar.xz (default: the shared archive)")
@@ -137,6 +147,10 @@ def parse_args(argv=None):
     ap.add_argument("--hidden", type=int, default=ModelConfig.hidden, help="IK GRU width")
     ap.add_argument("--layers", type=int, default=ModelConfig.layers, help="IK GRU layers")
     ap.add_argument("--den-hidden", type=int, default=ModelConfig.den_hidden, help="denoiser GRU width")
+    ap.add_argument("--arch", default="gru", choices=ARCHS, help="IK network: GRU, or feed-forward over a window")
+    ap.add_argument("--ff-window", type=_window, default=ModelConfig.ff_window, help="frames seen by --arch ff")
+    ap.add_argument("--no-denoiser", action="store_true", help="no denoiser (identity; ablation)")
+    ap.add_argument("--no-fk-loss", action="store_true", help="drop the FK position loss term (ablation)")
     ap.add_argument("--batch", type=int, default=32, help="streams per batch (per rank)")
     ap.add_argument("--window", type=int, default=64, help="frames per truncated-BPTT window")
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay over the budget)")
@@ -165,7 +179,9 @@ def main(argv=None) -> int:
     exclude = tuple(s for s in args.exclude_content.split(",") if s)
     clips = load_clips(args.data, progress=rank == 0)
     train, val = clips.split(args.train_split, exclude), clips.split("val", exclude)
-    cfg = ModelConfig(args.hidden, args.layers, args.den_hidden)
+    sizes = (args.hidden, args.layers, args.den_hidden)
+    cfg = ModelConfig(*sizes, arch=args.arch, ff_window=args.ff_window, denoiser=not args.no_denoiser)
+    loss_weights = {"fk": 0.0} if args.no_fk_loss else None
     model = IKModel(clips.skeleton, cfg)
     calibrate(model, train)
     prior = mean_local_rotations(train.quats[:: max(1, train.num_frames // 50000)])
@@ -205,7 +221,7 @@ def main(argv=None) -> int:
             g["lr"] = lr
         state = state * (~reset)[:, None].float()
         res = net(batch["pos"], batch["mask"], state)
-        terms = losses(res, batch, model.rig.parent)
+        terms = losses(res, batch, model.rig.parent, loss_weights)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

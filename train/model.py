@@ -7,6 +7,8 @@ Per frame (all in the normalised heading frame, see :mod:`rtik.normalize`):
 2. **Geometric frames** ``F_j`` of every input joint from ``pos_clean`` (see :mod:`train.rig`).
 3. **IK** — features = clean positions, the mask, and each joint's neighbours, body axes and the up axis
    expressed in its own frame ``F_j``; an MLP and a multi-layer GRU predict a 6-D residual ``Δ_j`` per joint.
+   (Ablations: ``arch="ff"`` replaces the GRU by a feed-forward network over the embeddings of the last
+   ``ff_window`` frames, kept in the state as a shift buffer; ``denoiser=False`` makes step 1 the identity.)
    The global rotation is ``G_j = F_j · Δ_j · C_j`` with ``C_j`` the mean offset between the frame and the joint
    (calibrated from data) and ``Δ_j`` starting at identity, so the untrained network is already a geometric
    solver. Local rotations ``L_j = G_parent(j)ᵀ G_j``; the motion root's is in the heading frame.
@@ -32,6 +34,8 @@ from train.rig import build_rig
 POS_SCALE = 4.0
 #: vectors per joint: bone, bend pair (2), lateral, up, parent, child, grandchild
 NUM_VECTORS = 8
+#: IK network kinds (:class:`ModelConfig` ``arch``)
+ARCHS = ("gru", "ff")
 
 
 @dataclass(frozen=True)
@@ -43,12 +47,37 @@ class ModelConfig:
         layers: number of IK GRU layers.
         den_hidden: width of the denoiser GRU.
         blend: weight of the body axis beside the bend normal in a limb's frame (see :mod:`train.rig`).
+        arch: ``"gru"`` (the IK GRU) or ``"ff"`` (``layers`` feed-forward layers over the input embeddings of the
+            last ``ff_window`` frames, oldest first; the state holds the previous ``ff_window - 1`` of them).
+        ff_window: frames seen by the feed-forward network (``arch="ff"`` only), at least 2.
+        denoiser: False = no denoiser: ``pos_clean = pos·mask`` and the state has no denoiser part.
     """
 
     hidden: int = 192
     layers: int = 2
     den_hidden: int = 96
     blend: float = 0.3
+    arch: str = "gru"
+    ff_window: int = 8
+    denoiser: bool = True
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; valid: {', '.join(ARCHS)}")
+        if self.arch == "ff" and self.ff_window < 2:
+            raise ValueError(f"ff_window must be at least 2, got {self.ff_window}")
+
+    @property
+    def den_state(self) -> int:
+        """Width of the denoiser's part of the state (0 without a denoiser)."""
+        return self.den_hidden if self.denoiser else 0
+
+    @property
+    def ik_state(self) -> list[int]:
+        """Widths of the IK parts of the state: one per GRU layer, or the feed-forward window's buffer."""
+        if self.arch == "ff":
+            return [(self.ff_window - 1) * self.hidden]
+        return [self.hidden] * self.layers
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +93,20 @@ def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
     r, z = torch.split(torch.sigmoid(gi_rz + gh_rz), [H, H], dim=-1)
     n = torch.tanh(gi_n + r * gh_n)
     return n + z * (h - n)
+
+
+def ik_step(model, e, ik_s):
+    """One frame of the IK network (GRUCell math or the feed-forward window) on the embedding ``e (B, H)`` and
+    the IK part of the flat state ``ik_s``; returns ``(output (B, H), new IK state)``."""
+    if model.cfg.arch == "ff":
+        win = torch.cat([ik_s, e], dim=-1)  # (B, K*H), oldest first
+        return model.ik_ff(win), win[:, model.cfg.hidden :]
+    h, outs = e, []
+    for k, part in enumerate(torch.split(ik_s, model.cfg.ik_state, dim=1)):
+        w = [getattr(model.ik_gru, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        h = gru_cell(h, part, *w)
+        outs.append(h)
+    return h, torch.cat(outs, dim=-1)
 
 
 class IKModel(nn.Module):
@@ -92,22 +135,28 @@ class IKModel(nn.Module):
         self.register_buffer("w_body", torch.stack([det + (1.0 - det) * cfg.blend, torch.zeros(Ji)], -1))
         self.register_buffer("C", torch.eye(3).repeat(Ji, 1, 1))
         H, Hd = cfg.hidden, cfg.den_hidden
-        self.den_gru = nn.GRU(Ji * 4, Hd, 1, batch_first=True)
-        self.den_head = nn.Linear(Hd, Ji * 3)
+        if cfg.denoiser:
+            self.den_gru = nn.GRU(Ji * 4, Hd, 1, batch_first=True)
+            self.den_head = nn.Linear(Hd, Ji * 3)
+            nn.init.zeros_(self.den_head.weight)
+            nn.init.zeros_(self.den_head.bias)
         n_feat = Ji * 3 + Ji + Ji * (NUM_VECTORS - 3) * 3 + Ji * 3
         self.ik_in = nn.Sequential(nn.Linear(n_feat, H), nn.SiLU())
-        self.ik_gru = nn.GRU(H, H, cfg.layers, batch_first=True)
+        if cfg.arch == "gru":
+            self.ik_gru = nn.GRU(H, H, cfg.layers, batch_first=True)
+        else:
+            sizes = [cfg.ff_window * H] + [H] * cfg.layers
+            layers = [(nn.Linear(sizes[i], sizes[i + 1]), nn.SiLU()) for i in range(cfg.layers)]
+            self.ik_ff = nn.Sequential(*[m for pair in layers for m in pair])
         self.ik_head = nn.Linear(2 * H, Ji * 6)  # reads [GRU output, MLP embedding]
-        for lin in (self.den_head, self.ik_head):
-            nn.init.zeros_(lin.weight)
-        nn.init.zeros_(self.den_head.bias)
+        nn.init.zeros_(self.ik_head.weight)
         with torch.no_grad():
             self.ik_head.bias.copy_(torch.tensor(geo.IDENTITY_6D).repeat(Ji))
 
     # ------------------------------------------------------------------------------------------ sizes
     @property
     def state_size(self) -> int:
-        return self.cfg.den_hidden + self.cfg.layers * self.cfg.hidden
+        return self.cfg.den_state + sum(self.cfg.ik_state)
 
     @property
     def input_joints(self) -> tuple[str, ...]:
@@ -166,14 +215,34 @@ class IKModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------ sequences
     def split_state(self, state):
-        """Flat state ``(B, S)`` -> (denoiser ``(1, B, Hd)``, IK ``(layers, B, H)``)."""
-        Hd, H, Lk = self.cfg.den_hidden, self.cfg.hidden, self.cfg.layers
+        """Flat state ``(B, S)`` -> (denoiser ``(1, B, Hd)``, IK: GRU ``(layers, B, H)`` or feed-forward buffer
+        ``(B, ff_window - 1, H)``)."""
+        Hd, H, Lk = self.cfg.den_state, self.cfg.hidden, self.cfg.layers
         den = state[:, :Hd].unsqueeze(0).contiguous()
+        if self.cfg.arch == "ff":
+            return den, state[:, Hd:].reshape(len(state), -1, H)
         ik = state[:, Hd:].reshape(-1, Lk, H).transpose(0, 1).contiguous()
         return den, ik
 
     def join_state(self, den, ik):
-        return torch.cat([den[0], ik.transpose(0, 1).flatten(1)], dim=-1)
+        ik = ik.flatten(1) if self.cfg.arch == "ff" else ik.transpose(0, 1).flatten(1)
+        return torch.cat([den[0], ik], dim=-1)
+
+    def denoise(self, pm, mask, den_h):
+        """A sequence's denoised positions ``(B, T, Ji, 3)`` and the denoiser state, from masked positions
+        ``pm (B, T, Ji, 3)``; the identity without a denoiser."""
+        if not self.cfg.denoiser:
+            return pm, den_h
+        hd, den_h = self.den_gru(torch.cat([(pm * POS_SCALE).flatten(-2), mask], dim=-1), den_h)
+        return pm + self.den_head(hd).unflatten(-1, pm.shape[-2:]), den_h
+
+    def ik_sequence(self, e, ik_h):
+        """IK network outputs ``(B, T, H)`` and its state over a sequence of embeddings ``e (B, T, H)``."""
+        if self.cfg.arch == "gru":
+            return self.ik_gru(e, ik_h)
+        seq = torch.cat([ik_h, e], dim=1)  # (B, K - 1 + T, H), oldest first
+        win = seq.unfold(1, self.cfg.ff_window, 1).transpose(-1, -2).flatten(-2)  # (B, T, K*H)
+        return self.ik_ff(win), seq[:, seq.shape[1] - (self.cfg.ff_window - 1) :]
 
     def forward(self, pos, mask, state=None):
         """A whole sequence: ``pos (B, T, Ji, 3)``, ``mask (B, T, Ji)``, ``state (B, S)`` or None (zeros).
@@ -185,12 +254,10 @@ class IKModel(nn.Module):
         if state is None:
             state = pos.new_zeros(B, self.state_size)
         den_h, ik_h = self.split_state(state)
-        pm = pos * mask[..., None]
-        hd, den_h = self.den_gru(torch.cat([(pm * POS_SCALE).flatten(-2), mask], dim=-1), den_h)
-        clean = pm + self.den_head(hd).unflatten(-1, (Ji, 3))
+        clean, den_h = self.denoise(pos * mask[..., None], mask, den_h)
         x, Ft = self.features(clean.reshape(B * T, Ji, 3), mask.reshape(B * T, Ji))
         e = self.ik_in(x.reshape(B, T, -1))
-        hi, ik_h = self.ik_gru(e, ik_h)
+        hi, ik_h = self.ik_sequence(e, ik_h)
         G, Lt = self.decode(Ft, self.ik_head(torch.cat([hi, e], dim=-1)).reshape(B * T, -1))
         G, L = G.reshape(B, T, Ji, 3, 3), Lt.transpose(-1, -2).reshape(B, T, Ji, 3, 3)
         return {"pos_clean": clean, "G": G, "L": L, "state": self.join_state(den_h, ik_h)}
@@ -199,22 +266,23 @@ class IKModel(nn.Module):
     def step(self, pos, mask, state):
         """One frame, the runtime contract: ``pos (B, Ji, 3)``, ``mask (B, Ji)``, ``state (B, S)`` ->
         ``(rot6d (B, J, 6), pos_clean (B, Ji, 3), state_out (B, S))``. GRUCell math, no loops over time."""
-        Hd, H, Lk = self.cfg.den_hidden, self.cfg.hidden, self.cfg.layers
-        parts = torch.split(state, [Hd] + [H] * Lk, dim=1)
+        cfg = self.cfg
+        den_s, ik_s = torch.split(state, [cfg.den_state, sum(cfg.ik_state)], dim=1)
         pm = pos * mask[..., None]
-        g = self.den_gru
-        x = torch.cat([(pm * POS_SCALE).flatten(1), mask], dim=-1)
-        hd = gru_cell(x, parts[0], g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
-        clean = pm + self.den_head(hd).reshape(-1, self.num_inputs, 3)
+        outs = []
+        if cfg.denoiser:
+            g = self.den_gru
+            x = torch.cat([(pm * POS_SCALE).flatten(1), mask], dim=-1)
+            hd = gru_cell(x, den_s, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
+            clean = pm + self.den_head(hd).reshape(-1, self.num_inputs, 3)
+            outs.append(hd)
+        else:
+            clean = pm
         x, Ft = self.features(clean, mask)
         e = self.ik_in(x)
-        h, outs = e, [hd]
-        for k in range(Lk):
-            w = [getattr(self.ik_gru, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            h = gru_cell(h, parts[k + 1], *w)
-            outs.append(h)
+        h, ik_out = ik_step(self, e, ik_s)
         _, Lt = self.decode(Ft, self.ik_head(torch.cat([h, e], dim=-1)))
-        return self.rot6d(Lt), clean, torch.cat(outs, dim=-1)
+        return self.rot6d(Lt), clean, torch.cat([*outs, ik_out], dim=-1)
 
     # ---------------------------------------------------------------------------------------- calibration
     @torch.no_grad()

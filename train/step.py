@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from train import geometry as geo
-from train.model import NUM_VECTORS, POS_SCALE, IKModel, gru_cell
+from train.model import NUM_VECTORS, POS_SCALE, IKModel, gru_cell, ik_step
 
 _YZX = (1, 2, 0)
 _ZXY = (2, 0, 1)
@@ -91,7 +91,12 @@ class ExportStep(nn.Module):
         self.register_buffer("psel", torch.from_numpy(psel))
         self.register_buffer("ptop", (torch.eye(3).reshape(1, 3, 3, 1) * torch.as_tensor(top, dtype=torch.float32)))
         self.register_buffer("ident6", torch.tensor(geo.IDENTITY_6D).reshape(1, 1, 6))
-        self.den_gru, self.den_head, self.ik_gru = model.den_gru, model.den_head, model.ik_gru
+        if self.cfg.denoiser:
+            self.den_gru, self.den_head = model.den_gru, model.den_head
+        if self.cfg.arch == "gru":
+            self.ik_gru = model.ik_gru
+        else:
+            self.ik_ff = model.ik_ff
         lin = model.ik_in[0]
         self.ik_in = nn.Linear(lin.in_features, lin.out_features)
         self.ik_head = nn.Linear(model.ik_head.in_features, model.ik_head.out_features)
@@ -104,13 +109,17 @@ class ExportStep(nn.Module):
         self.act = model.ik_in[1]
 
     def forward(self, pos, mask, state):
-        Ji, Hd, H, Lk = self.Ji, self.cfg.den_hidden, self.cfg.hidden, self.cfg.layers
-        parts = torch.split(state, [Hd] + [H] * Lk, dim=1)
+        Ji = self.Ji
         pm = (pos * mask.unsqueeze(-1)).flatten(1)  # (B, 3*Ji), (j, c) order
-        g = self.den_gru
-        x = torch.cat([pm * POS_SCALE, mask], dim=-1)
-        hd = gru_cell(x, parts[0], g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
-        clean = pm + self.den_head(hd)  # (B, 3*Ji)
+        if self.cfg.denoiser:
+            den_s, ik_s = torch.split(state, [self.cfg.den_state, sum(self.cfg.ik_state)], dim=1)
+            g = self.den_gru
+            x = torch.cat([pm * POS_SCALE, mask], dim=-1)
+            hd = gru_cell(x, den_s, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
+            clean = pm + self.den_head(hd)  # (B, 3*Ji)
+            outs = [hd]
+        else:
+            ik_s, clean, outs = state, pm, []
         # geometry, coordinate first
         V = _normalize((clean @ self.sel).reshape(-1, 3, NUM_VECTORS * Ji))  # (B, 3, M)
         a, u, v, lat, up, nbs = torch.split(V, [Ji, Ji, Ji, Ji, Ji, 3 * Ji], dim=2)
@@ -120,11 +129,7 @@ class ExportStep(nn.Module):
         local = (W * Fs.unsqueeze(3)).sum(2)  # (B, 3 [frame axis], K, Ji): each vector in each joint's frame
         feats = torch.cat([clean * POS_SCALE, mask, local.flatten(1), Fs[:, :, 1].flatten(1)], dim=-1)
         e = self.act(self.ik_in(feats))
-        h, outs = e, [hd]
-        for k in range(Lk):
-            w = [getattr(self.ik_gru, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            h = gru_cell(h, parts[k + 1], *w)
-            outs.append(h)
+        h, ik_out = ik_step(self, e, ik_s)
         D = self.ik_head(torch.cat([h, e], dim=-1)).reshape(-1, 2, 3, 1, Ji)  # (B, column, i, 1, Ji)
         FD = (D * Fs.unsqueeze(1)).sum(2)  # (B, 2, 3, Ji): F times the residual's two columns
         G0 = _frame(FD[:, 0], FD[:, 1])  # (B, 3 [column], 3 [row], Ji)
@@ -134,4 +139,4 @@ class ExportStep(nn.Module):
         r6 = L.permute(0, 3, 1, 2).reshape(-1, Ji, 6)
         if self.dummy:
             r6 = torch.cat([r6[:, :1] * 0 + self.ident6, r6], dim=1)
-        return r6, clean.reshape(-1, Ji, 3), torch.cat(outs, dim=-1)
+        return r6, clean.reshape(-1, Ji, 3), torch.cat([*outs, ik_out], dim=-1)
