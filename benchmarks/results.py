@@ -3,6 +3,7 @@
 Files in the runs folder (default runs/eval), one per split and kind:
     val-baselines.json, val-model.json                         split val
     content-run+wave-left-hand-baselines.json, ...-model.json  split content:run,wave-left-hand
+    ablation-NAME-val.json, ablation-NAME-bench.json           an ablation's `rtik eval` on val and `rtik bench`
 
     python benchmarks/results.py                                   # tables from what exists
     python benchmarks/results.py --run --data ../shared/mocap/bandai-namco-motion-2.tar.xz   # baselines first
@@ -35,8 +36,26 @@ COLUMNS = (
     ("jerk_ratio", "jerk ×"),
     ("jerk_ratio_pooled", "pooled jerk ×"),
 )
-#: leave-content-out folds reported beside val (DESIGN's example first, then every single content)
-FOLDS = (("run", "wave-left-hand"),) + tuple((c,) for c in CONTENTS)
+#: leave-content-out folds, each with a model trained without its contents: together they hold out every content
+#: once (mirror pairs together, except the first: DESIGN's example, whose mirror wave-right-hand stayed in training)
+FOLDS = (
+    ("run", "wave-left-hand"),
+    ("walk-turn-left", "walk-turn-right"),
+    ("raise-up-left-hand", "raise-up-right-hand"),
+    ("raise-up-both-hands", "walk"),
+    ("wave-both-hands", "wave-right-hand"),
+)
+#: single contents: baselines only, in the overview (how hard each motion is for the classical solvers)
+SINGLE = tuple((c,) for c in CONTENTS)
+#: ablation runs (runs/abl-NAME) and what each changes against the reference
+ABLATIONS = (
+    ("gru128", "reference: GRU IK 2×128, denoiser 96, all losses"),
+    ("ff8", "feed-forward IK (2 layers of 128) over the embeddings of the last 8 frames"),
+    ("gru256", "GRU IK 2×256"),
+    ("gru512", "GRU IK 2×512"),
+    ("noden", "no denoiser (the IK network sees the input positions)"),
+    ("nofk", "no FK position loss"),
+)
 BASELINES = METHODS[1:]
 RTIK = "import sys; from rtik.cli import main; sys.exit(main())"  # the `rtik` command, whatever the PATH
 
@@ -45,8 +64,8 @@ def split_name(split: str) -> str:
     return "val" if split == "val" else "content-" + "+".join(sorted(split[len("content:") :].split(",")))
 
 
-def splits() -> list[str]:
-    return ["val"] + ["content:" + ",".join(sorted(f)) for f in FOLDS]
+def splits(single: bool = False) -> list[str]:
+    return ["val"] + ["content:" + ",".join(sorted(f)) for f in FOLDS + (SINGLE if single else ())]
 
 
 def write_model_meta(split: str, runs: Path, model: str) -> None:
@@ -138,7 +157,7 @@ def overview(runs: Path) -> list[str]:
         f"| split | clips | {head} |",
         "|---|---:|" + "---|" * len(cols),
     ]
-    for split in splits():
+    for split in splits(single=True):
         results, info = load(runs, split)
         if not results:
             continue
@@ -152,9 +171,98 @@ def overview(runs: Path) -> list[str]:
     return lines
 
 
+def training_run(pack_path: str) -> str:
+    """``"N steps, M min"`` of the run that wrote a pack (``runs/NAME/pack``: its ``log.jsonl``), or ``"?"``."""
+    log = (ROOT / pack_path).parent / "log.jsonl"
+    if not log.is_file():
+        return "?"
+    last = json.loads(log.read_text().splitlines()[-1])
+    return f"{last['step']:,} steps, {last['time'] / 60:.0f} min"
+
+
+def _pair(m: dict | None, b: dict | None, key: str) -> str:
+    return f"{_fmt(None if m is None else m.get(key))} / {_fmt(None if b is None else b.get(key))}"
+
+
+def fold_tables(runs: Path) -> list[str]:
+    """Per condition, every fold's model beside ``analytic_prior`` (the baseline of the same split), and the
+    unweighted mean over the folds whose model was measured."""
+    cols = [c for c in COLUMNS if c[0] != "jerk_ratio_pooled"]
+    lines = []
+    for cond in CONDITIONS:
+        rows, sums = [], {}
+        for fold in FOLDS:
+            split = "content:" + ",".join(sorted(fold))
+            results, info = load(runs, split)
+            m, b = results.get("model", {}).get(cond), results.get("analytic_prior", {}).get(cond)
+            if m is None:
+                continue
+            meta = json.loads((runs / f"{split_name(split)}-model.meta.json").read_text())
+            cells = [_pair(m, b, k) for k, _ in cols]
+            rows.append(f"| {', '.join(fold)} | {info['clips']} | {training_run(meta['path'])} | " + " | ".join(cells))
+            for k, _ in cols:
+                sums.setdefault(k, []).append((m[k], b[k]))
+        if not rows:
+            continue
+        n = len(rows)
+        mean = [f"{_fmt(sum(a for a, _ in v) / n)} / {_fmt(sum(b for _, b in v) / n)}" for v in sums.values()]
+        lines += [f"**{cond}** (model / analytic_prior)", ""]
+        lines.append("| held out | clips | model trained | " + " | ".join(h for _, h in cols) + " |")
+        lines.append("|---|---:|---|" + "---:|" * len(cols))
+        lines += [r + " |" for r in rows]
+        lines += [f"| **mean of {n} folds** | | | " + " | ".join(mean) + " |", ""]
+    return lines
+
+
+def ablation_table(runs: Path) -> list[str]:
+    """The ablation runs on val (clean, noise10) with their latency from ``rtik bench`` (1 and 16 streams)."""
+    head = (
+        "| variant | state | trained | clean rot ° | clean limb ° | clean leaf ° | noise10 MPJPE mm | noise10 rot ° "
+        "| noise10 jerk × | network µs 1 / 16 | solve µs 1 / 16 |"
+    )
+    lines = [head, "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    load_avg = set()
+    for name, what in ABLATIONS:
+        f = runs / f"ablation-{name}-val.json"
+        if not f.is_file():
+            continue
+        res = json.loads(f.read_text())["model"]
+        c, n = res.get("clean", {}), res.get("noise10", {})
+        pack = f"runs/abl-{name}/pack"
+        state = json.loads((ROOT / pack / "model.json").read_text())["state_size"]
+        bench_f = runs / f"ablation-{name}-bench.json"
+        net = solve = "–"
+        if bench_f.is_file():
+            bench = json.loads(bench_f.read_text())
+            by = {r["streams"]: r for r in bench["results"]}
+            net = " / ".join(f"{by[k]['backend_p50_us']:.0f}" for k in (1, 16) if k in by)
+            solve = " / ".join(f"{by[k]['p50_us']:.0f}" for k in (1, 16) if k in by)
+            load_avg.add(bench["load_avg"][0])
+        cells = [c.get("rot_all_deg"), c.get("rot_limb_deg"), c.get("rot_leaf_deg"), n.get("mpjpe_mm")]
+        cells += [n.get("rot_all_deg"), n.get("jerk_ratio")]
+        lines.append(
+            f"| `{name}`: {what} | {state} | {training_run(pack)} | " + " | ".join(_fmt(v) for v in cells)
+            + f" | {net} | {solve} |"
+        )  # fmt: skip
+    if len(lines) == 2:
+        return []
+    if load_avg:
+        lines += ["", f"Latency: p50 over 2,000 ticks, ONNX backend; 1-minute load average at the start of each "
+                  f"bench {min(load_avg)}–{max(load_avg)}."]  # fmt: skip
+    return lines
+
+
 def render(runs: Path) -> str:
     out = [Path(__file__).with_name("results_intro.md").read_text().rstrip(), ""]
     out += ["## Overview", "", *overview(runs), ""]
+    folds = fold_tables(runs)
+    if folds:
+        out += ["## Leave-content-out folds", "", Path(__file__).with_name("results_folds.md").read_text().rstrip()]
+        out += ["", *folds]
+    abl = ablation_table(runs)
+    if abl:
+        out += ["## Ablations", "", Path(__file__).with_name("results_ablations.md").read_text().rstrip(), ""]
+        out += [*abl, ""]
     for split in splits():
         results, info = load(runs, split)
         title = "Validation split (take % 10 == 0)" if split == "val" else f"Leave-content-out: `{split}`"
