@@ -15,6 +15,8 @@ unit (m, cm, mm) at its edge. Arrays are float64 unless stated; the wire types a
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +49,8 @@ class SolverOptions:
         sigma_network: input noise (m) at which the network's bone direction and the observed one weigh equally.
         calib_rate: first-frame step of the running bone-length estimate, as a fraction of the length.
         calib_floor: smallest per-frame step of that estimate (m).
+        kernels: the pre- and post-processing around the network: ``"numba"`` (compiled loops,
+            :mod:`rtik.kernels`), ``"numpy"`` (the vectorised reference) or ``"auto"`` (numba when installed).
     """
 
     gap_s: float = 0.5
@@ -58,6 +62,7 @@ class SolverOptions:
     sigma_network: float = 0.02
     calib_rate: float = 0.05
     calib_floor: float = 1e-4
+    kernels: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,10 @@ class StreamInfo:
     bad_run: int = 0  # rejected frames in a row
     last_error: str = ""
     extra: dict = field(default_factory=dict)
+
+
+def _all_finite(r6, clean, st) -> bool:
+    return bool(np.isfinite(r6).all() and np.isfinite(clean).all() and np.isfinite(st).all())
 
 
 class Solver:
@@ -155,6 +164,60 @@ class Solver:
         self._ready: dict[int, StreamInfo] = {}
         self._carry = None  # (slots, state_out) of the last backend call
         self._alloc(8)
+        self._kern = self._load_kernels(self.options.kernels)
+
+    def _load_kernels(self, which: str):
+        """The compiled kernels and their constant arguments, or None for the numpy path."""
+        if which not in ("auto", "numba", "numpy"):
+            raise InputError(f"unknown kernels {which!r}; valid: auto, numba, numpy")
+        have = importlib.util.find_spec("numba") is not None
+        if which == "numpy" or (which == "auto" and not have):
+            return None
+        if not have:
+            raise InputError("kernels='numba' needs numba: pip install numba (or use kernels='numpy')")
+        from rtik import kernels
+
+        o, t = self.options, self.tables
+        i64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
+        f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+        order = np.concatenate(t.levels) if t.levels else np.zeros(0)
+        order_par = np.concatenate(t.level_parents) if t.levels else np.zeros(0)
+        root_inner = int(t.inner[0]) if len(t.inner) and t.parents[t.inner[0]] < 0 else -1
+        self._kpre = (
+            self.root_in, i64(self.b_joint), i64(self.b_child), i64(self.b_parent), f64(self.b_rest),
+            f64(self.b_dir), f64(self.b_size), i64(self.left), i64(self.right), self.J,
+            f64([o.gap_s, o.max_speed, o.teleport_slack, o.calib_rate, o.calib_floor, self.pack.norm.min_lateral]),
+        )  # fmt: skip
+        self._kpost = (
+            i64(self.in_idx), f64(self.bone_in), self.root_in, int(t.motion_root), int(t.dummy), i64(order),
+            i64(order_par), i64(t.pair_joint), i64(t.pair_child), i64(t.inner), i64(t.det), f64(t.second_w),
+            i64(t.local_joint), i64(t.local_parent), root_inner, i64(t.bone_parent), i64(t.bones),
+            f64(t.bone_paths), f64(t.below_root), f64(rf._QA), f64(rf._QB),
+            f64([o.noise_rate, o.sigma_denoise, o.sigma_network]),
+        )  # fmt: skip
+        pre, post = kernels.pre, kernels.post
+        # compile (or load from the cache) now, not on a live stream's first frame: an empty batch
+        none = np.zeros(0, np.int64)
+        out = pre(
+            none, np.zeros((0, self.Ji, 3)), np.zeros((0, self.Ji), bool), np.zeros(0), np.zeros(0, bool),
+            *self._slot_arrays_pre(), *self._kpre,
+        )  # fmt: skip
+        post(
+            np.zeros((0, self.J, 6), np.float32), np.zeros((0, self.Ji, 3), np.float32), np.zeros((0, self.Ji), bool),
+            *out[3:], none, *self._slot_arrays_post(), np.zeros(0), *self._kpost,
+        )  # fmt: skip
+        e3 = np.zeros((0, 1, 1), np.float32)
+        kernels.all_finite(e3, e3, np.zeros((0, 1), np.float32))
+        return pre, post, kernels.all_finite
+
+    def _slot_arrays_pre(self):
+        return (
+            self._scale, self._last_ts, self._last_root, self._last_tgt, self._fresh, self._blen, self._nobs,
+            self._locked, self._cs, self._state,
+        )  # fmt: skip
+
+    def _slot_arrays_post(self):
+        return self._noise, self._last_ts, self._last_root, self._last_tgt, self._cs, self._fresh
 
     @classmethod
     def from_path(cls, path=None, backend="onnx", **kw) -> Solver:
@@ -312,12 +375,11 @@ class Solver:
                     f"for layout {s.layout.layout.name!r}"
                 )
             ts = float(timestamp)
-            if not np.isfinite(ts):
+            if not math.isfinite(ts):
                 raise InputError(f"stream {name!r}: timestamp {timestamp!r} is not finite")
             if mask is None:
-                finite = np.isfinite(P).all(axis=1)
-                if not finite.all():
-                    bad = [s.layout.layout.joints[i] for i in np.flatnonzero(~finite)]
+                if not np.isfinite(P).all():
+                    bad = [s.layout.layout.joints[i] for i in np.flatnonzero(~np.isfinite(P).all(axis=1))]
                     raise InputError(f"stream {name!r}: NaN or inf at {', '.join(bad)} (mask them as missing)")
                 m = None
             else:
@@ -329,10 +391,12 @@ class Solver:
                     bad = [s.layout.layout.joints[i] for i in np.flatnonzero(m & ~finite)]
                     raise InputError(f"stream {name!r}: NaN or inf at observed joints {', '.join(bad)}")
             P, M = s.layout.apply(P, m)
-            if not M.any():
+            n_obs = int(np.count_nonzero(M))
+            if not n_obs:
                 raise InputError(f"stream {name!r}: no joint of the model is observed in this frame")
-            if M.sum() > 1:
-                span = float(np.ptp(P[M], axis=0).max()) * UNITS[s.units]
+            if n_obs > 1:
+                Q = P if n_obs == len(M) else P[M]
+                span = float((Q.max(axis=0) - Q.min(axis=0)).max()) * UNITS[s.units]
                 if span < MIN_SPAN:
                     raise InputError(
                         f"stream {name!r}: degenerate frame, the observed joints span {span * 100:.2f} cm "
@@ -386,6 +450,48 @@ class Solver:
         }
 
     def _solve(self, slots, P_in, M_in, ts, forced, infos):
+        if self._kern is None:
+            return self._solve_numpy(slots, P_in, M_in, ts, forced, infos)
+        pre, post, _ = self._kern
+        pos, mask, reset, fresh, P, root, cs, size, off, dev, seen = pre(
+            slots, P_in, M_in, ts, forced, *self._slot_arrays_pre(), *self._kpre
+        )
+        if reset.any():
+            for i in np.flatnonzero(reset & ~fresh & ~forced):
+                infos[i].resets += 1
+        r6, clean, reset = self._network(slots, pos, mask, reset, infos)
+        q, root_pos, X, noise = post(
+            r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, slots, *self._slot_arrays_post(), ts,
+            *self._kpost,
+        )  # fmt: skip
+        for sinfo in infos:
+            sinfo.frames += 1
+        return q, root_pos, X, reset, noise
+
+    def _network(self, slots, pos, mask, reset, infos):
+        """One backend call for the batch; streams whose output is not finite are reset. -> ``(r6, clean, reset)``"""
+        key = slots.tobytes()  # the same streams as last tick and no reset: hand the backend its own state_out back
+        last = self._carry
+        carry = last is not None and last[0] == key and not reset.any()
+        r6, clean, st = self.backend.step(pos, mask, last[1] if carry else self._state[slots])
+        finite = self._kern[2] if self._kern else _all_finite
+        if not finite(r6, clean, st):
+            # a network output that is not finite must never poison a stream's state: those streams start
+            # afresh and take the mean pose (refined onto the observed bones) and their raw positions this frame
+            bad = ~(np.isfinite(r6).all((1, 2)) & np.isfinite(st).all(1) & np.isfinite(clean).all((1, 2)))
+            r6, clean, st = r6.copy(), clean.copy(), st.copy()
+            r6[bad] = self._prior6
+            clean[bad] = pos[bad]
+            st[bad] = 0.0
+            reset = reset | bad
+            for i in np.flatnonzero(bad):
+                infos[i].resets += 1
+                infos[i].last_error = "network output was not finite; stream state reset"
+        self._state[slots] = st
+        self._carry = (key, st)
+        return np.ascontiguousarray(r6, np.float32), np.ascontiguousarray(clean, np.float32), reset
+
+    def _solve_numpy(self, slots, P_in, M_in, ts, forced, infos):
         """The per-frame path for ``B`` streams. Written for few numpy calls: work in input-joint space, bones in
         bone space, a fast path when every joint is observed; no per-stream Python loop."""
         o, t = self.options, self.tables
@@ -418,15 +524,16 @@ class Solver:
         n = self._nobs[sb_idx]
         dev = np.abs(d - L0)  # nan where not yet known
         locked = self._locked[slots]
+        seen = np.ones_like(dev, bool) if full else M_in[:, self.b_child] & M_in[:, self.b_parent]  # (B, Nb)
         if not locked.all():
-            seen = ~locked[:, None] if full else (M_in[:, self.b_child] & M_in[:, self.b_parent] & ~locked[:, None])
+            upd = seen & ~locked[:, None]
             eta = np.maximum(o.calib_rate * 10.0 * L0 / (10.0 + n), o.calib_floor)
             L = np.where(n == 0, d, L0 + np.clip(d - L0, -eta, eta))
-            L = np.where(seen, L, L0)
+            L = np.where(upd, L, L0)
             self._blen[sb_idx] = L
-            self._nobs[sb_idx] = n + seen
+            self._nobs[sb_idx] = n + upd
         else:
-            seen, L = (True if full else M_in[:, self.b_child] & M_in[:, self.b_parent]), L0
+            L = L0
         known = np.isfinite(L)
         if not known.all():  # bones never seen: rest length times the stream's mean measured/rest ratio
             ratio = np.where(known, L / self.b_rest, 0.0)
@@ -450,37 +557,17 @@ class Solver:
         pos *= (1.0 / size)[:, None, None]
         if not full:
             pos *= M_in[..., None]
-        # ---- the network; the same streams as last tick and no reset: hand the backend its own state_out back
-        last = self._carry
-        carry = last is not None and len(last[0]) == B and not reset.any() and np.array_equal(last[0], slots)
-        r6, clean, st = self.backend.step(
-            pos.astype(np.float32), M_in.astype(np.float32), last[1] if carry else self._state[slots]
-        )
-        if not (np.isfinite(r6).all() and np.isfinite(st).all() and np.isfinite(clean).all()):
-            # a network output that is not finite must never poison a stream's state: those streams start
-            # afresh and take the mean pose (refined onto the observed bones) and their raw positions this frame
-            bad = ~(np.isfinite(r6).all((1, 2)) & np.isfinite(st).all(1) & np.isfinite(clean).all((1, 2)))
-            r6, clean, st = r6.copy(), clean.copy(), st.copy()
-            r6[bad] = self._prior6
-            clean[bad] = pos[bad]
-            st[bad] = 0.0
-            reset = reset | bad
-            for i in np.flatnonzero(bad):
-                infos[i].resets += 1
-                infos[i].last_error = "network output was not finite; stream state reset"
-        self._state[slots] = st
-        self._carry = (slots, st)
+        # ---- the network
+        r6, clean, reset = self._network(slots, pos.astype(np.float32), M_in.astype(np.float32), reset, infos)
         # ---- denoised positions in the world, input-noise estimate, targets
         den = (clean @ np.swapaxes(Ry, 1, 2)) * size[:, None, None] + root[:, None]
         e = P - den
         ed = np.sqrt(np.einsum("bji,bji->bj", e, e))
-        if full:
-            r_den = ed.sum(1) * (1.0 / (1.6 * ed.shape[1]))
-            r_bone = np.where(np.isnan(dev), 0.0, dev).sum(1) * (1.0 / (1.13 * dev.shape[1]))
-        else:
-            r_den = (ed * M_in).sum(1) / np.maximum(M_in.sum(1), 1) / 1.6
-            sb = seen & ~np.isnan(dev)
-            r_bone = np.where(sb, dev, 0.0).sum(1) / np.maximum(sb.sum(1), 1) / 1.13
+        # noise: robust scale of the raw-to-denoised distances and of the bone-length deviations (bones with a
+        # length estimate, seen this frame)
+        r_den = (ed.sum(1) / ed.shape[1] if full else (ed * M_in).sum(1) / np.maximum(M_in.sum(1), 1)) / 1.6
+        sb = seen & ~np.isnan(dev)
+        r_bone = np.where(sb, dev, 0.0).sum(1) / np.maximum(sb.sum(1), 1) / 1.13
         sigma = np.minimum(r_den, r_bone)
         noise = self._noise[slots]
         noise = np.where(fresh, sigma, noise + o.noise_rate * (sigma - noise))
