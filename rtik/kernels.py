@@ -36,6 +36,22 @@ def _matmul3(A, Bm, out):
 
 
 @jit
+def _eye3(out):
+    out[:] = 0.0
+    out[0, 0] = out[1, 1] = out[2, 2] = 1.0
+
+
+@jit
+def _mv3(M, x, y, z):
+    """``M @ (x, y, z)`` for a 3x3 ``M``, as three scalars."""
+    return (
+        M[0, 0] * x + M[0, 1] * y + M[0, 2] * z,
+        M[1, 0] * x + M[1, 1] * y + M[1, 2] * z,
+        M[2, 0] * x + M[2, 1] * y + M[2, 2] * z,
+    )
+
+
+@jit
 def pre(
     slots, P_in, M_in, ts, forced, scale, last_ts, last_root, last_tgt, fresh_a, blen, nobs, locked_a, cs_a,
     state, ri, b_joint, b_child, b_parent, b_rest, b_dir, b_size, left, right, J, o_f,
@@ -263,17 +279,14 @@ def post(
         _matmul3(Ry, L[mr], tmp)
         L[mr] = tmp
         if dummy >= 0:
-            L[dummy] = 0.0
-            L[dummy, 0, 0] = L[dummy, 1, 1] = L[dummy, 2, 2] = 1.0
+            _eye3(L[dummy])
         G[:] = L
         for n in range(order.shape[0]):
             _matmul3(G[order_par[n]], L[order[n]], G[order[n]])
         # refinement: every (joint, child bone) pair's network and target directions
         for v in range(V):
             pj, pc = pair_joint[v], pair_child[v]
-            gx = G[pj, 0, 0] * off[b, pc, 0] + G[pj, 0, 1] * off[b, pc, 1] + G[pj, 0, 2] * off[b, pc, 2]
-            gy = G[pj, 1, 0] * off[b, pc, 0] + G[pj, 1, 1] * off[b, pc, 1] + G[pj, 1, 2] * off[b, pc, 2]
-            gz = G[pj, 2, 0] * off[b, pc, 0] + G[pj, 2, 1] * off[b, pc, 1] + G[pj, 2, 2] * off[b, pc, 2]
+            gx, gy, gz = _mv3(G[pj], off[b, pc, 0], off[b, pc, 1], off[b, pc, 2])
             nx, ny, nz_ = _unit3(gx, gy, gz)
             wx, wy, wz = _unit3(tgt[pc, 0] - tgt[pj, 0], tgt[pc, 1] - tgt[pj, 1], tgt[pc, 2] - tgt[pj, 2])
             bt = beta[pc]
@@ -290,9 +303,7 @@ def post(
             ss, cc = 0.0, 0.0
             for k in range(K):
                 v = A + dd * K + k
-                ux = S[a_i, 0, 0] * net[v, 0] + S[a_i, 0, 1] * net[v, 1] + S[a_i, 0, 2] * net[v, 2]
-                uy = S[a_i, 1, 0] * net[v, 0] + S[a_i, 1, 1] * net[v, 1] + S[a_i, 1, 2] * net[v, 2]
-                uz = S[a_i, 2, 0] * net[v, 0] + S[a_i, 2, 1] * net[v, 1] + S[a_i, 2, 2] * net[v, 2]
+                ux, uy, uz = _mv3(S[a_i], net[v, 0], net[v, 1], net[v, 2])
                 vx, vy, vz = want[v, 0], want[v, 1], want[v, 2]
                 cx, cy, cz = ay * uz - az * uy, az * ux - ax * uz, ax * uy - ay * ux
                 ua, va = ux * ax + uy * ay + uz * az, vx * ax + vy * ay + vz * az
@@ -309,8 +320,7 @@ def post(
             _matmul3(T, Go[dj], tmp)
             Go[dj] = tmp
         if dummy >= 0:
-            Go[dummy] = 0.0
-            Go[dummy, 0, 0] = Go[dummy, 1, 1] = Go[dummy, 2, 2] = 1.0
+            _eye3(Go[dummy])
         Lo[:] = L
         for n in range(local_joint.shape[0]):
             jj, pp = local_joint[n], local_parent[n]
@@ -324,8 +334,7 @@ def post(
         # forward kinematics: bone vectors summed along each joint's path
         for n in range(bones.shape[0]):
             g, c = bone_parent[n], bones[n]
-            for i in range(3):
-                bv[n, i] = Go[g, i, 0] * off[b, c, 0] + Go[g, i, 1] * off[b, c, 1] + Go[g, i, 2] * off[b, c, 2]
+            bv[n, 0], bv[n, 1], bv[n, 2] = _mv3(Go[g], off[b, c, 0], off[b, c, 1], off[b, c, 2])
         for j in range(J):
             for i in range(3):
                 acc = tgt_in[ri, i] * below_root[j, 0]
