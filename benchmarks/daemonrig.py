@@ -49,15 +49,17 @@ def model_path(arg: str | None) -> str:
 
 
 def start_daemon(model: str, tmp: Path, extra: str = "", level: str = "warning", hwm: int = 1000,
-                 max_streams: int = 64):  # fmt: skip
+                 max_streams: int = 64, kernels: str = "auto"):  # fmt: skip
     """``python -m rtik serve`` on loopback with ephemeral ports; ``(process, endpoints)``. ``extra`` is TOML
-    appended to the config (more sections); ``hwm`` the ingest and feed queues (1000 = the default)."""
+    appended to the config (more sections); ``hwm`` the ingest and feed queues (1000 = the default); ``kernels``
+    the solver's pre/post-processing (``[model] kernels``)."""
     ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
     ep["osc"] = ("127.0.0.1", free_port(socket.SOCK_DGRAM))
     cfg = tmp / "rtik.toml"
     cfg.write_text(f"""
 [model]
 path = "{Path(model).as_posix()}"
+kernels = "{kernels}"
 [ingest.zmq]
 bind = "{ep["in"]}"
 hwm = {hwm}

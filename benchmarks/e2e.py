@@ -100,17 +100,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model pack folder (default: the shipped default model)")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of each latency case (default: %(default)s)")
-    ap.add_argument("--rates", default="500,1000,1500,2000,3000", help="single-stream rates to try (Hz)")
+    ap.add_argument("--rates", default="250,500,1000,1500,2000,3000", help="single-stream rates to try (Hz)")
+    ap.add_argument("--kernels", default="auto", choices=("auto", "numba", "numpy"),
+                    help="the solver's pre/post-processing (default: %(default)s)")  # fmt: skip
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args()
     clip = sample_clip()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, ep = start_daemon(model_path(args.model), Path(tmp), hwm=10000)
+        proc, ep = start_daemon(model_path(args.model), Path(tmp), hwm=10000, kernels=args.kernels)
         try:
             with Control(ep["ctl"]) as ctl:
                 model = ctl.status()["model"]
             results = {"model": model, "cpu_count": os.cpu_count(), "cases": []}
-            print(f"model {model}, {os.cpu_count()} CPUs, clip {clip.name}")
+            results["kernels"] = args.kernels
+            print(f"model {model}, kernels {args.kernels}, {os.cpu_count()} CPUs, clip {clip.name}")
             for streams in (1, 16):
                 r = run_case(ep, clip, streams, 120.0, args.seconds, f"lat{streams}-")
                 results["cases"].append(r)

@@ -21,6 +21,7 @@ else:  # pragma: no cover
 from rtik.errors import ConfigError
 
 BACKENDS = ("onnx", "torch", "tensorrt")
+KERNELS = ("auto", "numba", "numpy")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RECORD_UNITS = ("cm", "m")
@@ -30,6 +31,7 @@ RECORD_UNITS = ("cm", "m")
 class ModelConfig:
     path: str = ""  # model pack folder; "" = the shipped default model
     backend: str = "onnx"  # one of BACKENDS
+    kernels: str = "auto"  # solver pre/post-processing: auto, numba, numpy (rtik.solver.SolverOptions)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,7 @@ def load(path=None) -> Config:
 def validate(cfg: Config) -> None:
     """Cross-field checks: choices, port ranges, positive limits."""
     _choice("model", "backend", cfg.model.backend, BACKENDS)
+    _choice("model", "kernels", cfg.model.kernels, KERNELS)
     _choice("recording", "units", cfg.recording.units, RECORD_UNITS)
     _choice("log", "level", cfg.log.level, LOG_LEVELS)
     _choice("log", "format", cfg.log.format, LOG_FORMATS)

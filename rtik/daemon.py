@@ -60,9 +60,11 @@ class Daemon:
     def __init__(self, cfg: Config, solver=None):
         self.cfg = cfg
         if solver is None:
-            from rtik.solver import Solver
+            from rtik.solver import Solver, SolverOptions
 
-            solver = Solver.from_path(cfg.model.path or None, backend=cfg.model.backend)
+            solver = Solver.from_path(
+                cfg.model.path or None, backend=cfg.model.backend, options=SolverOptions(kernels=cfg.model.kernels)
+            )
         self.solver = solver
         self.stats = Stats()
         self.slots = Slots(cfg.streams.max_streams, self.stats, cfg.limits.max_rate)

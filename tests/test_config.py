@@ -63,7 +63,8 @@ streams = ["*"]
     [
         ("[modle]\npath = ''", r"unknown section \[modle\]; valid sections: \[model\]"),
         ("[model]\nbackend = 'cuda'", r"\[model\] backend = 'cuda' is not valid; choose one of: onnx, torch, tensorrt"),
-        ("[model]\npaht = ''", r"unknown key 'paht' in \[model\]; valid keys: path, backend"),
+        ("[model]\npaht = ''", r"unknown key 'paht' in \[model\]; valid keys: path, backend, kernels"),
+        ("[model]\nkernels = 'c'", r"\[model\] kernels = 'c' is not valid; choose one of: auto, numba, numpy"),
         ("[ingest.osc]\nport = 'x'", r"\[ingest.osc\] port must be a int"),
         ("[ingest.osc]\nport = 70000", r"port must be in 1..65535"),
         ("[output.zmq]\nbind = '127.0.0.1:7701'", "must look like tcp://HOST:PORT"),
