@@ -379,3 +379,40 @@ def all_finite(r6, clean, st):
             if not np.isfinite(x):
                 return False
     return True
+
+
+@jit
+def push_frame(P, mask, index, scale, min_span, root, fresh, p_pos, p_mask, slot):
+    """Validate one frame of an index layout and, if it is usable, write it into the slot's pending frame.
+
+    ``P (Js, 3)`` float64 source positions, ``mask (Js,)`` bool (all true when the source gave none), ``index
+    (Ji,)`` source row of each model joint (-1 = never observed), ``scale`` metres per stream unit, ``root`` the
+    root's input index, ``fresh`` whether the stream has no previous frame. Returns True when the frame was
+    stored; False leaves the slot untouched (the caller's numpy path then names what is wrong)."""
+    for r in range(P.shape[0]):
+        if mask[r]:
+            for k in range(3):
+                if not np.isfinite(P[r, k]):
+                    return False
+    Ji = index.shape[0]
+    n = 0
+    lo = np.full(3, np.inf)
+    hi = np.full(3, -np.inf)
+    for i in range(Ji):
+        r = index[i]
+        if r >= 0 and mask[r]:
+            n += 1
+            for k in range(3):
+                lo[k] = min(lo[k], P[r, k])
+                hi[k] = max(hi[k], P[r, k])
+    if n == 0 or (fresh and (index[root] < 0 or not mask[index[root]])):
+        return False
+    if n > 1 and max(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]) * scale < min_span:
+        return False
+    for i in range(Ji):
+        r = index[i]
+        ok = r >= 0 and mask[r]
+        p_mask[slot, i] = ok
+        for k in range(3):
+            p_pos[slot, i, k] = P[r, k] if ok else 0.0
+    return True

@@ -164,6 +164,7 @@ class Solver:
         self._ready: dict[int, StreamInfo] = {}
         self._carry = None  # (slots, state_out) of the last backend call
         self._alloc(8)
+        self._all_observed: dict[int, np.ndarray] = {}
         self._kern = self._load_kernels(self.options.kernels)
 
     def _load_kernels(self, which: str):
@@ -208,7 +209,11 @@ class Solver:
         )  # fmt: skip
         e3 = np.zeros((0, 1, 1), np.float32)
         kernels.all_finite(e3, e3, np.zeros((0, 1), np.float32))
-        return pre, post, kernels.all_finite
+        kernels.push_frame(
+            np.zeros((0, 3)), np.zeros(0, bool), np.full(self.Ji, -1, np.int64), 1.0, MIN_SPAN, self.root_in, True,
+            self._p_pos, self._p_mask, 0,
+        )  # fmt: skip
+        return pre, post, kernels.all_finite, kernels.push_frame
 
     def _slot_arrays_pre(self):
         return (
@@ -366,6 +371,8 @@ class Solver:
         ``mask (Js,)`` (true/1 = observed; missing joints may hold anything, NaN included). Raises
         :class:`InputError` (and counts the frame as rejected) when the frame is unusable."""
         s = self._get(name)
+        if self._kern is not None and s.layout.index is not None and self._push_fast(s, positions, timestamp, mask):
+            return
         try:
             P = np.asarray(positions, dtype=np.float64)
             Js = s.layout.num_source_joints
@@ -420,11 +427,49 @@ class Solver:
             slot = s.slot
             self._p_pos[slot] = P
             self._p_mask[slot] = M
-            self._p_ts[slot] = ts
-            s.bad_run = 0
-            if slot in self._ready:
-                s.dropped += 1
-            self._ready[slot] = s
+            self._queue(s, ts)
+
+    def _queue(self, s: StreamInfo, ts: float) -> None:
+        slot = s.slot
+        self._p_ts[slot] = ts
+        s.bad_run = 0
+        if slot in self._ready:
+            s.dropped += 1
+        self._ready[slot] = s
+
+    def _push_fast(self, s: StreamInfo, positions, timestamp, mask) -> bool:
+        """The compiled path of :meth:`push` for the usual frame (a pure-selection layout): True when the frame was
+        valid and is queued; False sends it through the numpy path, which queues it or names what is wrong."""
+        try:
+            P = np.ascontiguousarray(positions, dtype=np.float64)
+            ts = float(timestamp)
+        except (TypeError, ValueError):
+            return False
+        Js = s.layout.num_source_joints
+        if P.shape != (Js, 3) or not math.isfinite(ts):
+            return False
+        if mask is None:
+            m = self._all_observed.get(Js)
+            if m is None:
+                m = self._all_observed[Js] = np.ones(Js, bool)
+        else:
+            try:
+                m = np.asarray(mask)
+                if m.dtype != np.bool_ or m.ndim != 1 or not m.flags.c_contiguous:
+                    m = np.ascontiguousarray(m.reshape(-1), dtype=bool)
+            except (TypeError, ValueError):
+                return False
+            if m.shape != (Js,):
+                return False
+        with self._lock:
+            slot = s.slot
+            if not self._kern[3](
+                P, m, s.layout.index, UNITS[s.units], MIN_SPAN, self.root_in, bool(self._fresh[slot]), self._p_pos,
+                self._p_mask, slot,
+            ):  # fmt: skip
+                return False
+            self._queue(s, ts)
+        return True
 
     # ---------------------------------------------------------------------------------------------- tick
     def tick(self) -> dict[str, SolveResult]:
@@ -452,7 +497,7 @@ class Solver:
     def _solve(self, slots, P_in, M_in, ts, forced, infos):
         if self._kern is None:
             return self._solve_numpy(slots, P_in, M_in, ts, forced, infos)
-        pre, post, _ = self._kern
+        pre, post = self._kern[:2]
         pos, mask, reset, fresh, P, root, cs, size, off, dev, seen = pre(
             slots, P_in, M_in, ts, forced, *self._slot_arrays_pre(), *self._kpre
         )

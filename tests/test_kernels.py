@@ -113,3 +113,28 @@ def test_kernel_choice_is_checked(pack, monkeypatch):
     with pytest.raises(InputError, match="pip install numba"):
         Solver(pack, options=SolverOptions(kernels="numba"))
     assert Solver(pack)._kern is None  # auto falls back to numpy
+
+
+def test_usual_frames_take_the_compiled_push_and_bad_ones_still_name_the_problem(pack, clip, monkeypatch):
+    from rtik import layouts
+
+    X, fps = clip
+    calls = []
+    real = layouts.LayoutMap.apply
+    monkeypatch.setattr(layouts.LayoutMap, "apply", lambda self, P, m: calls.append(1) or real(self, P, m))
+    s = Solver(pack, options=SolverOptions(kernels="numba"))
+    s.open_stream("a", units="cm")
+    for f in range(5):
+        m = np.ones(X.shape[1], np.uint8) if f % 2 else None  # masks of any dtype
+        s.push("a", X[f] * 100.0, f / fps, m)
+        assert s.tick()["a"].seq == f
+    assert calls == []  # the numpy validation never ran
+    bad = X[5] * 100.0
+    bad[3] = np.nan
+    with pytest.raises(InputError, match="NaN or inf at"):
+        s.push("a", bad, 5 / fps)
+    with pytest.raises(InputError, match="degenerate frame"):
+        s.push("a", np.zeros_like(bad) + 1.0, 5 / fps)
+    assert s.stream("a").rejected == 2 and len(calls) == 1  # the NaN is named before the layout is applied
+    s.push("a", X[5] * 100.0, 5 / fps)  # a good frame after bad ones is queued as usual
+    assert s.stream("a").bad_run == 0 and s.tick()["a"].seq == 5
