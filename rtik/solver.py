@@ -20,6 +20,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -65,9 +66,8 @@ class SolverOptions:
     kernels: str = "auto"
 
 
-@dataclass(frozen=True)
-class SolveResult:
-    """One solved frame of one stream.
+class SolveResult(NamedTuple):
+    """One solved frame of one stream (immutable; a named tuple because a tick makes one per stream).
 
     Fields:
         stream: stream name; seq: frame number in the stream (counts pushed frames that were solved).
