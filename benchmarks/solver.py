@@ -30,12 +30,14 @@ def main(argv=None) -> int:
     ap.add_argument("--streams", default="1,16,64", help="comma-separated stream counts")
     ap.add_argument("--frames", type=int, default=2000, help="timed ticks per stream count")
     ap.add_argument("--clip", type=Path, default=None, help="a BVH clip in the model's skeleton (default: synthetic)")
+    ap.add_argument("--kernels", default="auto", choices=("auto", "numba", "numpy"), help="pre/post-processing")
+    ap.add_argument("--rate", type=float, default=0.0, help="pace the ticks at this rate (Hz); 0 = back to back")
     ap.add_argument("--json", action="store_true", help="one JSON object per backend, one per line")
     args = ap.parse_args(argv)
     streams = tuple(int(s) for s in args.streams.split(","))
     for name in args.backends.split(","):
         try:
-            info = run_bench(args.model, name, streams, args.frames, args.clip)
+            info = run_bench(args.model, name, streams, args.frames, args.clip, args.kernels, args.rate)
         except RtikError as e:
             print(json.dumps({"backend": name, "skipped": str(e)}) if args.json else f"{name}: skipped: {e}\n")
             continue

@@ -107,3 +107,14 @@ def test_bench_json(pack, capsys):
     for r in info["results"]:
         assert r["p50_us"] > 0 and r["p99_us"] >= r["p50_us"] and r["frames_per_s"] > 0
         assert r["memory_per_stream_bytes"] > 0
+
+
+def test_bench_paced_and_kernel_choice(pack, capsys):
+    import json
+
+    args = ["bench", "--model", str(pack.path), "--streams", "1", "--frames", "10", "--json"]
+    assert main([*args, "--rate", "200", "--kernels", "numpy"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["rate_hz"] == 200.0 and info["kernels"] == "numpy" and info["results"][0]["p50_us"] > 0
+    assert main([*args, "--rate", "-5"]) == 1
+    assert "--rate must be a rate in Hz" in capsys.readouterr().err

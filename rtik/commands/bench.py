@@ -10,6 +10,7 @@ competes for the CPU are inflated, the minimum much less so.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -48,8 +49,9 @@ def _memory_per_stream(solver) -> int:
     return int(sum(a.nbytes for a in arrays) / max(solver._cap, 1))
 
 
-def measure(solver, positions: np.ndarray, streams: int, frames: int, warmup: int = 50) -> dict:
-    """Latency of ``frames`` ticks with ``streams`` streams, after ``warmup`` ticks."""
+def measure(solver, positions: np.ndarray, streams: int, frames: int, warmup: int = 50, rate: float = 0.0) -> dict:
+    """Latency of ``frames`` ticks with ``streams`` streams, after ``warmup`` ticks; back to back, or paced at
+    ``rate`` ticks per second as live input arrives (the CPU's caches then go cold between ticks)."""
     names = [f"bench{i}" for i in range(streams)]
     for n in names:
         solver.open_stream(n)
@@ -66,8 +68,12 @@ def measure(solver, positions: np.ndarray, streams: int, frames: int, warmup: in
     be.step = timed
     F = len(positions)
     lat = np.zeros(frames)
+    period, due = (1.0 / rate if rate > 0 else 0.0), time.perf_counter()
     try:
         for i in range(warmup + frames):
+            if period:
+                due += period
+                time.sleep(max(0.0, due - time.perf_counter()))
             t0 = time.perf_counter()
             for k, n in enumerate(names):
                 solver.push(n, positions[(i + 37 * k) % F], i / 30.0)
@@ -90,16 +96,19 @@ def measure(solver, positions: np.ndarray, streams: int, frames: int, warmup: in
     }
 
 
-def run_bench(model=None, backend="onnx", streams=(1, 16, 64), frames=2000, clip=None) -> dict:
+def run_bench(model=None, backend="onnx", streams=(1, 16, 64), frames=2000, clip=None, kernels="auto",
+              rate=0.0) -> dict:  # fmt: skip
     from rtik.backends.base import pin_threads
-    from rtik.solver import Solver
+    from rtik.solver import Solver, SolverOptions
 
     pin_threads()
-    solver = Solver.from_path(model, backend=backend)
+    solver = Solver.from_path(model, backend=backend, options=SolverOptions(kernels=kernels))
     P = motion(solver.pack, max(frames, 300), clip)
-    results = [measure(solver, P, n, frames) for n in streams]
+    results = [measure(solver, P, n, frames, rate=rate) for n in streams]
     info = {
         "backend": backend,
+        "kernels": "numpy" if solver._kern is None else "numba",
+        "rate_hz": rate,
         "describe": solver.backend.describe(),
         "model": solver.pack.name,
         "state_size": solver.pack.state_size,
@@ -114,8 +123,10 @@ def run_bench(model=None, backend="onnx", streams=(1, 16, 64), frames=2000, clip
 
 
 def table(info: dict) -> str:
+    pace = f"at {info['rate_hz']:g} Hz" if info["rate_hz"] else "back to back"
     lines = [
-        f"backend {info['describe']}; model {info['model']} (state {info['state_size']}); {info['frames']} ticks; "
+        f"backend {info['describe']}; kernels {info['kernels']}; model {info['model']} (state {info['state_size']}); "
+        f"{info['frames']} ticks {pace}; "
         f"{info['cpus']} CPUs, load {info['load_avg'][0]}",
         f"{'streams':>8} {'p50 µs':>9} {'p99 µs':>9} {'min µs':>8} {'backend µs':>11} {'frames/s':>10} "
         f"{'mem/stream':>11}",
@@ -148,6 +159,10 @@ def register(sub) -> None:
     p.add_argument("--streams", type=_streams, default=(1, 16, 64), help="stream counts, e.g. 1,16,64")
     p.add_argument("--frames", type=int, default=2000, help="timed ticks per stream count")
     p.add_argument("--clip", type=Path, default=None, help="a BVH clip in the model's skeleton (default: synthetic)")
+    p.add_argument("--kernels", default="auto", choices=("auto", "numba", "numpy"),
+                   help="the solver's pre/post-processing (default: auto = numba when installed)")  # fmt: skip
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="pace the ticks at this rate (Hz), as live input arrives; 0 = back to back")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run)
 
@@ -155,7 +170,9 @@ def register(sub) -> None:
 def run(args) -> int:
     if args.frames < 1:
         raise InputError(f"--frames must be >= 1, got {args.frames}")
-    info = run_bench(args.model, args.backend, args.streams, args.frames, args.clip)
+    if not (math.isfinite(args.rate) and args.rate >= 0):
+        raise InputError(f"--rate must be a rate in Hz (0 = back to back), got {args.rate}")
+    info = run_bench(args.model, args.backend, args.streams, args.frames, args.clip, args.kernels, args.rate)
     if args.json:
         print(
             json.dumps(
