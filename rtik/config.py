@@ -85,6 +85,7 @@ class StreamsConfig:
     max_streams: int = 16  # streams opened automatically on their first frame, at most
     fps: float = 0.0  # nominal input rate passed to the solver; 0 = the model's
     idle_timeout: float = 30.0  # s without frames after which a stream is closed; 0 = never
+    queue: int = 4  # frames waiting per stream; when full the oldest is dropped (superseded); 1 = latest only
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,8 @@ def validate(cfg: Config) -> None:
                       *(("ingest.zmq", c) for c in cfg.zmq_in.connect)):  # fmt: skip
         if not isinstance(ep, str) or "://" not in ep:
             raise ConfigError(f"[{where}] endpoint {ep!r} must look like tcp://HOST:PORT or ipc://PATH")
+    if cfg.streams.queue < 1:
+        raise ConfigError(f"[streams] queue must be at least 1, got {cfg.streams.queue}")
     if cfg.streams.max_streams < 1:
         raise ConfigError(f"[streams] max_streams must be at least 1, got {cfg.streams.max_streams}")
     if cfg.streams.fps < 0 or cfg.streams.idle_timeout < 0 or cfg.zmq_out.skeleton_interval < 0:

@@ -3,12 +3,12 @@
 Threads (see docs/daemon.md):
     I/O      a ``zmq.Poller`` over the ingest sockets (PULL bind, SUB connect) and the control ROUTER
     OSC      a UDP socket; datagrams parsed with python-osc
-    solver   waits on a condition until a stream has a new frame, then pushes every new frame and runs one
-             batched ``solver.tick()``, publishes, records
+    solver   waits on a condition until a stream has a new frame, then pushes the oldest waiting frame of every
+             stream and runs one batched ``solver.tick()``, publishes, records
     main     lifecycle: readiness and watchdog pings to systemd, signals, shutdown
 
-A frame's way: receive -> decode + validate -> the stream's latest-frame slot (newest wins; duplicates and older
-sequence numbers are dropped and counted; :mod:`rtik.ingest`) -> tick -> publish + record. Solver calls,
+A frame's way: receive -> decode + validate -> the stream's queue (in order; when full the oldest is dropped;
+duplicates and older sequence numbers are dropped and counted; :mod:`rtik.ingest`) -> tick -> publish + record. Solver calls,
 recordings and control commands (:mod:`rtik.control`) hold one lock, so they never interleave.
 """
 
@@ -67,7 +67,7 @@ class Daemon:
             )
         self.solver = solver
         self.stats = Stats()
-        self.slots = Slots(cfg.streams.max_streams, self.stats, cfg.limits.max_rate)
+        self.slots = Slots(cfg.streams.max_streams, self.stats, cfg.limits.max_rate, cfg.streams.queue)
         self.lock = threading.RLock()  # solver, streams and recordings
         self.streams: dict[str, _Stream] = {}
         self.stop_event = threading.Event()

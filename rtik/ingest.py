@@ -1,15 +1,20 @@
-"""Frame intake: one latest-frame slot per stream, shared by the receiving threads and the solver thread.
+"""Frame intake: a short queue per stream, shared by the receiving threads and the solver thread.
 
-The newest frame wins (a frame not yet solved is replaced and counted as ``superseded``); a duplicate or older
-sequence number is dropped and counted (``duplicate``, ``stale``); streams are opened on their first frame up to
-a limit (``stream_limit``). A source whose numbering jumps back by more than :data:`RESTART_SEQ_GAP`, or after
-:data:`RESTART_SILENCE_S` of silence, has restarted: its frame is taken and the stream reset.
+Each stream holds up to ``depth`` frames not yet solved; the solver takes the oldest of every stream per tick,
+so frames that arrive together (a burst from a backed-up socket, a tick that ran long) are all solved, in order.
+When the queue is full the newest frame wins: the oldest waiting frame is dropped and counted as
+``superseded``, so a frame waits for at most ``depth`` ticks (``depth=1``: only the latest frame is kept). A
+duplicate or older sequence number is dropped and counted (``duplicate``, ``stale``); streams are opened on
+their first frame up to a limit (``stream_limit``). A source whose numbering jumps back by more than
+:data:`RESTART_SEQ_GAP`, or after :data:`RESTART_SILENCE_S` of silence, has restarted: its frame is taken and
+the stream reset.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from rtik import protocol
@@ -23,12 +28,12 @@ RESTART_SILENCE_S = 1.0
 
 @dataclass
 class _Slot:
-    """One stream's latest-frame slot and bookkeeping (guarded by :class:`Slots`' lock)."""
+    """One stream's queue and bookkeeping (guarded by :class:`Slots`' lock)."""
 
     name: str
-    frame: protocol.Frame | None = None
-    recv: float = 0.0  # wall-clock receive time of ``frame``
-    restart: bool = False  # the source restarted its numbering: reset the stream before this frame
+    # waiting frames, oldest first: (frame, wall-clock receive time, restart: the source restarted its numbering,
+    # reset the stream before this frame)
+    queue: deque = field(default_factory=deque)
     last_seq: int = -1
     last_seen: float = 0.0  # monotonic
     counts: dict = field(default_factory=lambda: {"in": 0, "out": 0, "dropped": 0, "errors": 0})
@@ -36,9 +41,12 @@ class _Slot:
 
 
 class Slots:
-    """Per-stream latest-frame slots shared by the receiving threads and the solver thread."""
+    """Per-stream frame queues shared by the receiving threads and the solver thread; ``depth`` frames each."""
 
-    def __init__(self, max_streams: int, stats: Stats, max_rate: float = 0.0):
+    def __init__(self, max_streams: int, stats: Stats, max_rate: float = 0.0, depth: int = 1):
+        if depth < 1:
+            raise ValueError(f"queue depth must be at least 1, got {depth}")
+        self.depth = depth
         self.max_streams = max_streams
         self.max_rate = max_rate  # frames per second accepted per stream (over it: dropped "rate_limit"); 0 = any
         self.stats = stats
@@ -74,11 +82,13 @@ class Slots:
                     slot.counts["dropped"] += 1
                     self.stats.inc("dropped", stream=f.stream, reason=reason)
                     return False
-            if slot.frame is not None:
+            if len(slot.queue) >= self.depth:
+                _, _, was_restart = slot.queue.popleft()
+                restart = restart or was_restart  # a restart still resets the stream before the frames after it
                 slot.counts["dropped"] += 1
                 self.stats.inc("dropped", stream=f.stream, reason="superseded")
-            slot.frame, slot.recv, slot.last_seq, slot.last_seen = f, recv, f.seq, now
-            slot.restart = slot.restart or restart
+            slot.queue.append((f, recv, restart))
+            slot.last_seq, slot.last_seen = f.seq, now
             slot.counts["in"] += 1
             self.stats.inc("frames_in", stream=f.stream, transport=transport)
             self._dirty = True
@@ -87,16 +97,13 @@ class Slots:
         return True
 
     def take(self, timeout: float) -> list[tuple[protocol.Frame, float, bool]]:
-        """Wait up to ``timeout`` s for new frames; ``[(frame, recv, restart)]``, one per stream, slots emptied."""
+        """Wait up to ``timeout`` s for new frames; ``[(frame, recv, restart)]``: the oldest waiting frame of every
+        stream that has one (frames left behind make the next call return at once)."""
         with self.cond:
             if not self._dirty:
                 self.cond.wait(timeout)
-            out = []
-            for s in self.slots.values():
-                if s.frame is not None:
-                    out.append((s.frame, s.recv, s.restart))
-                    s.frame, s.restart = None, False
-            self._dirty = False
+            out = [s.queue.popleft() for s in self.slots.values() if s.queue]
+            self._dirty = any(s.queue for s in self.slots.values())
             return out
 
     def wake(self) -> None:
@@ -112,7 +119,7 @@ class Slots:
     def idle(self, seconds: float) -> list[str]:
         now = time.monotonic()
         with self.cond:
-            return [n for n, s in self.slots.items() if s.frame is None and now - s.last_seen > seconds]
+            return [n for n, s in self.slots.items() if not s.queue and now - s.last_seen > seconds]
 
     def remove(self, name: str) -> None:
         with self.cond:

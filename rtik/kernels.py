@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-jit = njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
+jit = njit(cache=True, nogil=False, fastmath=False, error_model="numpy")
 
 
 @jit

@@ -291,6 +291,21 @@ def test_slots_newest_frame_wins():
     assert stats.total("dropped", reason="superseded") == 1 and stats.total("frames_in") == 2
 
 
+def test_slots_queue_keeps_a_burst_in_order_and_drops_the_oldest_when_full():
+    stats = Stats()
+    slots = Slots(4, stats, depth=3)
+    for seq in range(1, 6):  # five frames of "s" before a tick: 1 and 2 are superseded
+        assert slots.put(_f(seq=seq), float(seq), "zmq")
+    slots.put(_f("t", 1), 0.0, "zmq")
+    first = slots.take(0.0)
+    assert [(f.stream, f.seq) for f, _, _ in first] == [("s", 3), ("t", 1)]
+    assert [f.seq for f, _, _ in slots.take(0.0)] == [4]  # the backlog is taken tick by tick, without waiting
+    assert [f.seq for f, _, _ in slots.take(0.0)] == [5] and slots.take(0.0) == []
+    assert stats.total("dropped", reason="superseded") == 2 and stats.total("frames_in") == 6
+    with pytest.raises(ValueError, match="at least 1"):
+        Slots(4, stats, depth=0)
+
+
 def test_slots_drop_duplicates_and_stale_but_accept_a_restart():
     stats = Stats()
     slots = Slots(4, stats)

@@ -172,13 +172,15 @@ class SlowSolver:
         return self._s.tick()
 
 
-def test_overload_newest_frame_wins(clip):
-    """Frames at ~500 Hz into a solver that manages ~20 ticks a second: every tick solves the newest frame, the
-    rest are counted as superseded, the last frame sent is solved, and no frame waits for more than the tick in
-    progress plus its own (each pose's frame arrived after the pose two before it was published)."""
+@pytest.mark.parametrize("depth", [1, 4])
+def test_overload_newest_frames_win(clip, depth):
+    """Frames at ~500 Hz into a solver that manages ~20 ticks a second, with a queue of ``depth`` frames per
+    stream: the oldest waiting frames are counted as superseded, poses come out in order, the last frame sent is
+    solved, and no frame waits for more than the tick in progress plus ``depth`` (each pose's frame arrived after
+    the pose ``depth + 1`` before it was published)."""
     from rtik.solver import Solver
 
-    d, ep = start({}, {}, SlowSolver(Solver(steppack.cached_pack())))
+    d, ep = start({}, {"queue": depth}, SlowSolver(Solver(steppack.cached_pack())))
     try:
         with Listener(ep["out"], ["busy"]) as rx, Sender("busy", ep["in"]) as tx:
             time.sleep(0.2)
@@ -189,10 +191,11 @@ def test_overload_newest_frame_wins(clip):
             while (p := rx.recv(timeout=1.0)) is not None:
                 poses.append(p)
         seqs = [p.seq for p in poses]
-        assert seqs == sorted(set(seqs)) and seqs[-1] == 300 and len(seqs) < 150
+        assert seqs == sorted(set(seqs)) and seqs[-1] == 300 and len(seqs) < 150 + 3 * depth
         superseded = d.stats.total("dropped", stream="busy", reason="superseded")
         assert superseded == d.stats.total("frames_in", stream="busy") - len(poses)
-        assert all(poses[k].recv >= poses[k - 2].pub for k in range(2, len(poses)))
+        assert superseded > 0
+        assert all(poses[k].recv >= poses[k - depth - 1].pub for k in range(depth + 1, len(poses)))
     finally:
         d.stop()
 
