@@ -186,8 +186,10 @@ def _pair(m: dict | None, b: dict | None, key: str) -> str:
 
 def fold_tables(runs: Path) -> list[str]:
     """Per condition, every fold's model beside ``analytic_prior`` (the baseline of the same split), and the
-    unweighted mean over the folds whose model was measured."""
+    unweighted mean over the folds; only the conditions measured on as many folds as the best-covered one."""
     cols = [c for c in COLUMNS if c[0] != "jerk_ratio_pooled"]
+    measured = [load(runs, "content:" + ",".join(sorted(f)))[0].get("model", {}) for f in FOLDS]
+    max_folds = max(sum(cond in m for m in measured) for cond in CONDITIONS)
     lines = []
     for cond in CONDITIONS:
         rows, sums = [], {}
@@ -202,9 +204,9 @@ def fold_tables(runs: Path) -> list[str]:
             rows.append(f"| {', '.join(fold)} | {info['clips']} | {training_run(meta['path'])} | " + " | ".join(cells))
             for k, _ in cols:
                 sums.setdefault(k, []).append((m[k], b[k]))
-        if not rows:
-            continue
         n = len(rows)
+        if n == 0 or n < max_folds:  # a mean over only some folds would not compare with the others
+            continue
         mean = [f"{_fmt(sum(a for a, _ in v) / n)} / {_fmt(sum(b for _, b in v) / n)}" for v in sums.values()]
         lines += [f"**{cond}** (model / analytic_prior)", ""]
         lines.append("| held out | clips | model trained | " + " | ".join(h for _, h in cols) + " |")
