@@ -47,6 +47,7 @@ def good_sender(endpoint, clip, stream, rate, seconds, go, out) -> None:
                 time.sleep(delay)
             tx.send(pos[i % len(pos)], timestamp=i / rate, seq=i + 1)
         out.put({"sent": n, "refused": tx.dropped})
+    zmq.Context.instance().term()  # waits for queued frames to leave: a child process ends with os._exit
 
 
 def good_listener(endpoint, stream, ready, done, out) -> None:

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,6 +61,7 @@ def sender(endpoint: str, clip: str, streams: int, rate: float, seconds: float, 
     result.put({"sent": n, "refused": sum(tx.dropped for tx in txs), "late_periods": late})
     for tx in txs:
         tx.close()
+    zmq.Context.instance().term()  # waits for queued frames to leave: a child process ends with os._exit
 
 
 def soak(ep: dict, pid: int, clip: Path, streams: int, rate: float, minutes: float, prefix: str = "soak") -> dict:
