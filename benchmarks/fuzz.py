@@ -40,13 +40,15 @@ def good_sender(endpoint, clip, stream, rate, seconds, go, out) -> None:
     pos, _, _ = load_positions(clip)
     with Sender(stream, endpoint) as tx:
         go.wait()
-        n, t0 = int(rate * seconds), time.perf_counter()
+        n, t0, late = int(rate * seconds), time.perf_counter(), 0
         for i in range(n):
             delay = t0 + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+            elif delay < -4.0 / rate:  # this frame leaves in a burst with the ones before it
+                late += 1
             tx.send(pos[i % len(pos)], timestamp=i / rate, seq=i + 1)
-        out.put({"sent": n, "refused": tx.dropped})
+        out.put({"sent": n, "refused": tx.dropped, "late": late})
     zmq.Context.instance().term()  # waits for queued frames to leave: a child process ends with os._exit
 
 
@@ -84,7 +86,8 @@ def good_stream(ep: dict, clip: Path, stream: str, rate: float, seconds: float, 
     seqs = q_rx.get(timeout=60)
     rx.join()
     missing = sorted(set(range(1, sent["sent"] + 1)) - set(seqs))
-    return {"stream": stream, "sent": sent["sent"], "refused": sent["refused"], "received": len(set(seqs)),
+    return {"stream": stream, "sent": sent["sent"], "refused": sent["refused"], "late": sent["late"],
+            "received": len(set(seqs)),
             "missing": len(missing), "missing_first": missing[:20], "in_order": seqs == sorted(seqs),
             "dropped_in_daemon": counters(ep, "dropped", stream), "during": extra}  # fmt: skip
 
@@ -195,7 +198,8 @@ def main() -> int:
             base = good_stream(ep, clip, "baseline", args.rate, seconds)
             print(
                 f"baseline (no fuzzing, {seconds:.0f} s): sent {base['sent']}, received {base['received']}, "
-                f"missing {base['missing']}, dropped in the daemon {base['dropped_in_daemon'] or 0}",
+                f"missing {base['missing']}, dropped in the daemon {base['dropped_in_daemon'] or 0}, "
+                f"sent late {base['late']}",
                 flush=True,
             )
             before = (counters(ep, "errors"), counters(ep, "dropped"), udp_rcvbuf_errors())
@@ -222,7 +226,8 @@ def main() -> int:
           f"{f['zmq_ingest']} ZeroMQ ingest, {f['zmq_control']} ZeroMQ control, {f['osc']} OSC")  # fmt: skip
     print(
         f"good stream meanwhile: sent {good['sent']}, received {good['received']}, missing {good['missing']}, "
-        f"in order {good['in_order']}, dropped in the daemon {good['dropped_in_daemon'] or 0}"
+        f"in order {good['in_order']}, dropped in the daemon {good['dropped_in_daemon'] or 0}, "
+        f"sent more than 4 periods late (in bursts) {good['late']}"
     )
     print(
         f"daemon counted meanwhile: errors {r['errors_during']}, dropped {r['dropped_during']}; "

@@ -8,8 +8,8 @@ Threads (see docs/daemon.md):
     main     lifecycle: readiness and watchdog pings to systemd, signals, shutdown
 
 A frame's way: receive -> decode + validate -> the stream's queue (in order; when full the oldest is dropped;
-duplicates and older sequence numbers are dropped and counted; :mod:`rtik.ingest`) -> tick -> publish + record. Solver calls,
-recordings and control commands (:mod:`rtik.control`) hold one lock, so they never interleave.
+duplicates and older sequence numbers are dropped and counted; :mod:`rtik.ingest`) -> tick -> publish + record.
+Solver calls, recordings and control commands (:mod:`rtik.control`) hold one lock, so they never interleave.
 """
 
 from __future__ import annotations
@@ -53,6 +53,34 @@ class _Stream:
     input_errors: int = 0
 
 
+#: the longest a receiving thread waits for a tick in progress before it goes on anyway (s)
+TICK_WAIT_S = 0.05
+
+
+class _Waker:
+    """Wakes the solver thread for the frames of a receive burst: once at the end, so that one tick solves every
+    stream that arrived together, but no later than :attr:`AFTER` seconds after the burst's first frame, so that
+    a long burst (a backlog, a flood of other traffic) never holds a frame back while the solver sits idle."""
+
+    AFTER = 0.0005
+
+    def __init__(self, slots: Slots):
+        self.slots, self.first = slots, 0.0
+
+    def got(self) -> None:
+        now = time.perf_counter()
+        if not self.first:
+            self.first = now
+        elif now - self.first > self.AFTER:
+            self.slots.wake()
+            self.first = 0.0
+
+    def done(self) -> None:
+        if self.first:
+            self.slots.wake()
+            self.first = 0.0
+
+
 class Daemon:
     """The running daemon. ``start()`` binds everything and starts the threads; ``stop()`` ends them and
     finalises recordings. ``solver`` is an :class:`rtik.solver.Solver` (built from the config if None)."""
@@ -69,6 +97,11 @@ class Daemon:
         self.stats = Stats()
         self.slots = Slots(cfg.streams.max_streams, self.stats, cfg.limits.max_rate, cfg.streams.queue)
         self.lock = threading.RLock()  # solver, streams and recordings
+        # clear while the solver thread ticks: the receiving threads wait for it before the next message, so the
+        # tick has the interpreter to itself (under a flood of input, hostile or not, ticks otherwise stretch from
+        # milliseconds to a tenth of a second waiting for the interpreter lock); frames wait in the sockets meanwhile
+        self.not_solving = threading.Event()
+        self.not_solving.set()
         self.streams: dict[str, _Stream] = {}
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -186,18 +219,18 @@ class Daemon:
             poller.register(s, zmq.POLLIN)
         while not self.stop_event.is_set():
             for sock, _ in poller.poll(100):
-                got = False
+                waker = _Waker(self.slots)
                 for _ in range(256):  # drain, but let the other sockets have their turn
+                    self.not_solving.wait(TICK_WAIT_S)
                     try:
                         parts = sock.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
                     if sock is control:
                         self.commands.handle(sock, parts)
-                    else:
-                        got = self._ingest(parts[-1], "zmq") or got
-                if got:
-                    self.slots.wake()  # once per burst: one tick solves every stream that arrived together
+                    elif self._ingest(parts[-1], "zmq"):
+                        waker.got()
+                waker.done()
 
     def _osc_loop(self, sock) -> None:
         while not self.stop_event.is_set():
@@ -211,8 +244,9 @@ class Daemon:
                 if self.stop_event.is_set():
                     return
                 raise
-            recv, got = time.time(), False
+            recv, waker = time.time(), _Waker(self.slots)
             for dgram, source in dgrams:
+                self.not_solving.wait(TICK_WAIT_S)
                 allowed = self.guard.osc_allows(source)
                 if not allowed or len(dgram) > self.guard.max_bytes:  # counted, never parsed
                     self.stats.inc("dropped", transport="osc", reason="too_large" if allowed else "not_allowed")
@@ -227,11 +261,11 @@ class Daemon:
                         self.stats.inc("ignored", transport="osc")
                         continue
                     try:
-                        got = self.slots.put(osc.frame_from_args(args), recv, "osc", notify=False) or got
+                        if self.slots.put(osc.frame_from_args(args), recv, "osc", notify=False):
+                            waker.got()
                     except ProtocolError as e:
                         self._error("protocol", None, e)
-            if got:
-                self.slots.wake()
+            waker.done()
 
     def _ingest(self, payload: bytes, transport: str) -> bool:
         recv = time.time()
@@ -258,8 +292,12 @@ class Daemon:
             batch = self.slots.take(0.1)
             self.heartbeat = time.monotonic()
             if batch:
-                with self.lock:
-                    self._tick(batch)
+                self.not_solving.clear()
+                try:
+                    with self.lock:
+                        self._tick(batch)
+                finally:
+                    self.not_solving.set()
             self._housekeeping()
 
     def _tick(self, batch) -> None:

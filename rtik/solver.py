@@ -16,6 +16,7 @@ unit (m, cm, mm) at its edge. Arrays are float64 unless stated; the wire types a
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import threading
 import time
@@ -30,6 +31,8 @@ from rtik.errors import InputError
 from rtik.modelpack import ModelPack
 from rtik.rotations import matrix_to_6d, quat_to_matrix
 from rtik.skeleton import Skeleton
+
+log = logging.getLogger("rtik.solver")
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
 #: a frame whose observed joints all lie closer together than this (m) is no body: it is refused
@@ -176,6 +179,15 @@ class Solver:
             return None
         if not have:
             raise InputError("kernels='numba' needs numba: pip install numba (or use kernels='numpy')")
+        try:
+            return self._compile_kernels()
+        except Exception as e:  # numba cannot compile or cache here (no writable cache folder, ...)
+            if which == "numba":
+                raise InputError(f"the compiled solver kernels are not usable here: {e}") from e
+            log.warning("compiled solver kernels unavailable (%s); using the numpy path", e)
+            return None
+
+    def _compile_kernels(self):
         from rtik import kernels
 
         o, t = self.options, self.tables

@@ -128,3 +128,5 @@ def test_shipped_systemd_files():
     assert settings["Type"] == "notify" and int(settings["WatchdogSec"]) > 0
     assert settings["ExecStart"].endswith("rtik serve --config /etc/rtik/rtik.toml")
     assert settings["NoNewPrivileges"] == "yes" and settings["ProtectSystem"] == "strict"
+    # the sandbox leaves no writable place beside the package: the compiled kernels are cached in CacheDirectory
+    assert settings["CacheDirectory"] == "rtik" and "Environment=NUMBA_CACHE_DIR=/var/cache/rtik" in unit

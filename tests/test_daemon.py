@@ -435,3 +435,26 @@ def test_failed_start_releases_everything(pack):
             again.bind(("127.0.0.1", int(ep_in.rsplit(":", 1)[1])))
     finally:
         taken.close()
+
+
+def test_a_long_receive_burst_wakes_the_solver_without_waiting_for_its_end():
+    from rtik.daemon import _Waker
+
+    class Counting(Slots):
+        wakes = 0
+
+        def wake(self):
+            Counting.wakes += 1
+
+    w = _Waker(Counting(4, Stats()))
+    w.got()
+    w.got()  # frames of one short burst: no wake until its end
+    assert Counting.wakes == 0
+    w.done()
+    assert Counting.wakes == 1
+    w.done()  # nothing new since: no second wake
+    assert Counting.wakes == 1
+    w.got()
+    time.sleep(2 * _Waker.AFTER)
+    w.got()  # the burst goes on: the solver is woken for what arrived so far
+    assert Counting.wakes == 2

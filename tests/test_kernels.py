@@ -138,3 +138,15 @@ def test_usual_frames_take_the_compiled_push_and_bad_ones_still_name_the_problem
     assert s.stream("a").rejected == 2 and len(calls) == 1  # the NaN is named before the layout is applied
     s.push("a", X[5] * 100.0, 5 / fps)  # a good frame after bad ones is queued as usual
     assert s.stream("a").bad_run == 0 and s.tick()["a"].seq == 5
+
+
+def test_kernels_that_cannot_compile_fall_back_to_numpy_unless_asked_for(pack, monkeypatch, caplog):
+    def broken(self):
+        raise RuntimeError("cannot cache function: no locator available")
+
+    monkeypatch.setattr(Solver, "_compile_kernels", broken)
+    with caplog.at_level("WARNING", logger="rtik.solver"):
+        s = Solver(pack)
+    assert s._kern is None and "using the numpy path" in caplog.text
+    with pytest.raises(InputError, match="not usable here: cannot cache function"):
+        Solver(pack, options=SolverOptions(kernels="numba"))
