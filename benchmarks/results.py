@@ -188,8 +188,9 @@ def fold_tables(runs: Path) -> list[str]:
     """Per condition, every fold's model beside ``analytic_prior`` (the baseline of the same split), and the
     unweighted mean over the folds; only the conditions measured on as many folds as the best-covered one."""
     cols = [c for c in COLUMNS if c[0] != "jerk_ratio_pooled"]
-    measured = [load(runs, "content:" + ",".join(sorted(f)))[0].get("model", {}) for f in FOLDS]
-    max_folds = max(sum(cond in m for m in measured) for cond in CONDITIONS)
+    measured = [load(runs, "content:" + ",".join(sorted(f)))[0] for f in FOLDS]
+    both = [set(r.get("model", {})) & set(r.get("analytic_prior", {})) for r in measured]
+    max_folds = max(sum(cond in c for c in both) for cond in CONDITIONS)
     lines = []
     for cond in CONDITIONS:
         rows, sums = [], {}
@@ -197,7 +198,7 @@ def fold_tables(runs: Path) -> list[str]:
             split = "content:" + ",".join(sorted(fold))
             results, info = load(runs, split)
             m, b = results.get("model", {}).get(cond), results.get("analytic_prior", {}).get(cond)
-            if m is None:
+            if m is None or b is None:
                 continue
             meta = json.loads((runs / f"{split_name(split)}-model.meta.json").read_text())
             cells = [_pair(m, b, k) for k, _ in cols]
@@ -209,7 +210,8 @@ def fold_tables(runs: Path) -> list[str]:
             continue
         mean = [f"{_fmt(sum(a for a, _ in v) / n)} / {_fmt(sum(b for _, b in v) / n)}" for v in sums.values()]
         lines += [f"**{cond}** (model / analytic_prior)", ""]
-        lines.append("| held out | clips | model trained | " + " | ".join(h for _, h in cols) + " |")
+        head = "| held out | clips | model trained (steps, wall clock incl. pauses) | "
+        lines.append(head + " | ".join(h for _, h in cols) + " |")
         lines.append("|---|---:|---|" + "---:|" * len(cols))
         lines += [r + " |" for r in rows]
         lines += [f"| **mean of {n} folds** | | | " + " | ".join(mean) + " |", ""]
