@@ -1,11 +1,12 @@
-"""Compiled per-frame kernels: the solver's pre- and post-processing as two loops over streams and joints.
+"""Compiled per-frame kernels: the solver's push validation, pre- and post-processing as loops over streams and joints.
 
 The solver's numpy path (:meth:`rtik.solver.Solver._solve` with ``kernels="numpy"``, :mod:`rtik.refine`) is the
 reference: vectorised, readable, about a hundred array operations per tick, each a few microseconds on small
 arrays whatever the batch. These kernels compute the same thing with `numba <https://numba.pydata.org>`_ in
-plain loops (one call before the network, one after), so the per-frame cost is the arithmetic, not the calls.
-They read and update the solver's per-slot arrays in place; results equal the numpy path to rounding
-(``tests/test_kernels.py``).
+plain loops (one call per pushed frame, one before the network, one after), so the per-frame cost is the
+arithmetic, not the calls. They read and update the solver's per-slot arrays in place; results equal the numpy
+path to rounding (``tests/test_kernels.py``). They keep the interpreter lock (``nogil=False``): each runs for
+microseconds, and a thread that lets go of the lock may wait a switch interval to get it back.
 
 Importing this module needs numba. Compiled on first use (about 20 s) and cached on disk (``__pycache__`` beside
 this file, or numba's user cache when that is read-only), after which loading takes well under a second.
