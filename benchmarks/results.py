@@ -225,7 +225,7 @@ def ablation_table(runs: Path) -> list[str]:
         "| noise10 jerk × | network µs 1 / 16 | solve µs 1 / 16 |"
     )
     lines = [head, "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    load_avg = set()
+    load_avg, passes = set(), (1, 0)
     for name, what in ABLATIONS:
         f = runs / f"ablation-{name}-val.json"
         if not f.is_file():
@@ -242,6 +242,7 @@ def ablation_table(runs: Path) -> list[str]:
             net = " / ".join(f"{by[k]['backend_p50_us']:.0f}" for k in (1, 16) if k in by)
             solve = " / ".join(f"{by[k]['p50_us']:.0f}" for k in (1, 16) if k in by)
             load_avg.add(bench["load_avg"][0])
+            passes = (bench.get("passes", 1), bench["frames"])
         cells = [c.get("rot_all_deg"), c.get("rot_limb_deg"), c.get("rot_leaf_deg"), n.get("mpjpe_mm")]
         cells += [n.get("rot_all_deg"), n.get("jerk_ratio")]
         lines.append(
@@ -251,8 +252,9 @@ def ablation_table(runs: Path) -> list[str]:
     if len(lines) == 2:
         return []
     if load_avg:
-        lines += ["", f"Latency: p50 over 2,000 ticks, ONNX backend; 1-minute load average at the start of each "
-                  f"bench {min(load_avg)}–{max(load_avg)}."]  # fmt: skip
+        lo, hi = min(load_avg), max(load_avg)
+        lines += ["", f"Latency: p50 per tick over {passes[1]:,} ticks, the median of {passes[0]} passes, ONNX "
+                  f"backend; 1-minute load average at the start of the benches {lo}–{hi}."]  # fmt: skip
     return lines
 
 
