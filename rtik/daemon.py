@@ -57,30 +57,6 @@ class _Stream:
 TICK_WAIT_S = 0.05
 
 
-class _Waker:
-    """Wakes the solver thread for the frames of a receive burst: once at the end, so that one tick solves every
-    stream that arrived together, but no later than :attr:`AFTER` seconds after the burst's first frame, so that
-    a long burst (a backlog, a flood of other traffic) never holds a frame back while the solver sits idle."""
-
-    AFTER = 0.0005
-
-    def __init__(self, slots: Slots):
-        self.slots, self.first = slots, 0.0
-
-    def got(self) -> None:
-        now = time.perf_counter()
-        if not self.first:
-            self.first = now
-        elif now - self.first > self.AFTER:
-            self.slots.wake()
-            self.first = 0.0
-
-    def done(self) -> None:
-        if self.first:
-            self.slots.wake()
-            self.first = 0.0
-
-
 class Daemon:
     """The running daemon. ``start()`` binds everything and starts the threads; ``stop()`` ends them and
     finalises recordings. ``solver`` is an :class:`rtik.solver.Solver` (built from the config if None)."""
@@ -219,7 +195,7 @@ class Daemon:
             poller.register(s, zmq.POLLIN)
         while not self.stop_event.is_set():
             for sock, _ in poller.poll(100):
-                waker = _Waker(self.slots)
+                got = False
                 for _ in range(256):  # drain, but let the other sockets have their turn
                     self.not_solving.wait(TICK_WAIT_S)
                     try:
@@ -228,9 +204,10 @@ class Daemon:
                         break
                     if sock is control:
                         self.commands.handle(sock, parts)
-                    elif self._ingest(parts[-1], "zmq"):
-                        waker.got()
-                waker.done()
+                    else:
+                        got = self._ingest(parts[-1], "zmq") or got
+                if got:
+                    self.slots.wake()  # once per burst: one tick solves every stream that arrived together
 
     def _osc_loop(self, sock) -> None:
         while not self.stop_event.is_set():
@@ -244,7 +221,7 @@ class Daemon:
                 if self.stop_event.is_set():
                     return
                 raise
-            recv, waker = time.time(), _Waker(self.slots)
+            recv, got = time.time(), False
             for dgram, source in dgrams:
                 self.not_solving.wait(TICK_WAIT_S)
                 allowed = self.guard.osc_allows(source)
@@ -261,11 +238,11 @@ class Daemon:
                         self.stats.inc("ignored", transport="osc")
                         continue
                     try:
-                        if self.slots.put(osc.frame_from_args(args), recv, "osc", notify=False):
-                            waker.got()
+                        got = self.slots.put(osc.frame_from_args(args), recv, "osc", notify=False) or got
                     except ProtocolError as e:
                         self._error("protocol", None, e)
-            waker.done()
+            if got:
+                self.slots.wake()
 
     def _ingest(self, payload: bytes, transport: str) -> bool:
         recv = time.time()

@@ -43,6 +43,10 @@ class _Slot:
 class Slots:
     """Per-stream frame queues shared by the receiving threads and the solver thread; ``depth`` frames each."""
 
+    #: a receiver draining a long burst with ``notify=False`` still wakes the solver this long (s) after the first
+    #: frame it held back, so a backlog or a flood of other traffic never keeps a frame from an idle solver
+    WAKE_AFTER_S = 0.0005
+
     def __init__(self, max_streams: int, stats: Stats, max_rate: float = 0.0, depth: int = 1):
         if depth < 1:
             raise ValueError(f"queue depth must be at least 1, got {depth}")
@@ -53,6 +57,7 @@ class Slots:
         self.cond = threading.Condition()
         self.slots: dict[str, _Slot] = {}
         self._dirty = False
+        self._held_since = 0.0  # monotonic time of the first frame put without a wake-up since the last one
 
     def put(self, f: protocol.Frame, recv: float, transport: str, notify: bool = True) -> bool:
         """Offer a frame; False (and a counted drop) if it is a duplicate, older, or over the stream limit.
@@ -92,8 +97,10 @@ class Slots:
             slot.counts["in"] += 1
             self.stats.inc("frames_in", stream=f.stream, transport=transport)
             self._dirty = True
-            if notify:
-                self.cond.notify()
+            if notify or (self._held_since and now - self._held_since > self.WAKE_AFTER_S):
+                self._wake()
+            elif not self._held_since:
+                self._held_since = now
         return True
 
     def take(self, timeout: float) -> list[tuple[protocol.Frame, float, bool]]:
@@ -109,7 +116,11 @@ class Slots:
     def wake(self) -> None:
         """Wake the solver thread (after puts with ``notify=False``, and at shutdown)."""
         with self.cond:
-            self.cond.notify_all()
+            self._wake()
+
+    def _wake(self) -> None:
+        self._held_since = 0.0
+        self.cond.notify_all()
 
     def forget_seq(self, name: str) -> None:
         with self.cond:

@@ -76,6 +76,8 @@ def pre(
     off = np.zeros((B, J, 3))
     dev = np.full((B, Nb), np.nan)
     seen = np.zeros((B, Nb), np.bool_)
+    Lb = np.empty(Nb)
+    sh = np.empty(3)
     for b in range(B):
         s = slots[b]
         sc = scale[s]
@@ -85,7 +87,7 @@ def pre(
                 P[b, i, k] = P_in[b, i, k] * sc
         if not M_in[b, ri]:  # root missing: move the last root with the observed joints
             cnt = 0
-            sh = np.zeros(3)
+            sh[:] = 0.0
             for i in range(Ji):
                 if M_in[b, i]:
                     cnt += 1
@@ -108,7 +110,6 @@ def pre(
         # bone lengths: running robust estimate, steps clipped to eta
         lk = locked_a[s]
         nknown, ratio = 0, 0.0
-        Lb = np.empty(Nb)
         for k in range(Nb):
             c, p, j = b_child[k], b_parent[k], b_joint[k]
             dx = P[b, c, 0] - P[b, p, 0]
@@ -230,6 +231,8 @@ def post(
     S = np.empty((A, 3, 3))
     Ry = np.zeros((3, 3))
     tmp = np.empty((3, 3))
+    T = np.empty((3, 3))
+    Q = np.empty(16)
     beta = np.empty(J)
     bv = np.empty((bones.shape[0], 3))
     for b in range(B):
@@ -313,7 +316,6 @@ def post(
             nn = np.hypot(ss, cc) + 1e-12
             ss, cc = ss / nn, cc / nn
             e = 1.0 - cc
-            T = np.empty((3, 3))
             T[0, 0], T[0, 1], T[0, 2] = cc + e * ax * ax, -ss * az + e * ax * ay, ss * ay + e * ax * az
             T[1, 0], T[1, 1], T[1, 2] = ss * az + e * ay * ax, cc + e * ay * ay, -ss * ax + e * ay * az
             T[2, 0], T[2, 1], T[2, 2] = -ss * ay + e * az * ax, ss * ax + e * az * ay, cc + e * az * az
@@ -347,7 +349,6 @@ def post(
             rp_out[b, i] = tgt_in[ri, i]
         # quaternions (branch-free Shepperd, as rtik.refine.matrix_to_quat), w >= 0
         for j in range(J):
-            Q = np.zeros(16)
             for c in range(16):
                 acc = QB[c]
                 for r in range(9):

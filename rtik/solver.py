@@ -170,8 +170,13 @@ class Solver:
         self._all_observed: dict[int, np.ndarray] = {}
         self._kern = self._load_kernels(self.options.kernels)
 
+    @property
+    def kernels(self) -> str:
+        """Which pre/post-processing runs: ``"numba"`` (compiled, :mod:`rtik.kernels`) or ``"numpy"``."""
+        return "numpy" if self._kern is None else "numba"
+
     def _load_kernels(self, which: str):
-        """The compiled kernels and their constant arguments, or None for the numpy path."""
+        """The :mod:`rtik.kernels` module (its constant arguments prepared and compiled), or None for numpy."""
         if which not in ("auto", "numba", "numpy"):
             raise InputError(f"unknown kernels {which!r}; valid: auto, numba, numpy")
         have = importlib.util.find_spec("numba") is not None
@@ -208,14 +213,13 @@ class Solver:
             f64(t.bone_paths), f64(t.below_root), f64(rf._QA), f64(rf._QB),
             f64([o.noise_rate, o.sigma_denoise, o.sigma_network]),
         )  # fmt: skip
-        pre, post = kernels.pre, kernels.post
         # compile (or load from the cache) now, not on a live stream's first frame: an empty batch
         none = np.zeros(0, np.int64)
-        out = pre(
+        out = kernels.pre(
             none, np.zeros((0, self.Ji, 3)), np.zeros((0, self.Ji), bool), np.zeros(0), np.zeros(0, bool),
             *self._slot_arrays_pre(), *self._kpre,
         )  # fmt: skip
-        post(
+        kernels.post(
             np.zeros((0, self.J, 6), np.float32), np.zeros((0, self.Ji, 3), np.float32), np.zeros((0, self.Ji), bool),
             *out[3:], none, *self._slot_arrays_post(), np.zeros(0), *self._kpost,
         )  # fmt: skip
@@ -225,7 +229,7 @@ class Solver:
             np.zeros((0, 3)), np.zeros(0, bool), np.full(self.Ji, -1, np.int64), 1.0, MIN_SPAN, self.root_in, True,
             self._p_pos, self._p_mask, 0,
         )  # fmt: skip
-        return pre, post, kernels.all_finite, kernels.push_frame
+        return kernels
 
     def _slot_arrays_pre(self):
         return (
@@ -475,7 +479,7 @@ class Solver:
                 return False
         with self._lock:
             slot = s.slot
-            if not self._kern[3](
+            if not self._kern.push_frame(
                 P, m, s.layout.index, UNITS[s.units], MIN_SPAN, self.root_in, bool(self._fresh[slot]), self._p_pos,
                 self._p_mask, slot,
             ):  # fmt: skip
@@ -509,15 +513,14 @@ class Solver:
     def _solve(self, slots, P_in, M_in, ts, forced, infos):
         if self._kern is None:
             return self._solve_numpy(slots, P_in, M_in, ts, forced, infos)
-        pre, post = self._kern[:2]
-        pos, mask, reset, fresh, P, root, cs, size, off, dev, seen = pre(
+        pos, mask, reset, fresh, P, root, cs, size, off, dev, seen = self._kern.pre(
             slots, P_in, M_in, ts, forced, *self._slot_arrays_pre(), *self._kpre
         )
         if reset.any():
             for i in np.flatnonzero(reset & ~fresh & ~forced):
                 infos[i].resets += 1
         r6, clean, reset = self._network(slots, pos, mask, reset, infos)
-        q, root_pos, X, noise = post(
+        q, root_pos, X, noise = self._kern.post(
             r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, slots, *self._slot_arrays_post(), ts,
             *self._kpost,
         )  # fmt: skip
@@ -531,7 +534,7 @@ class Solver:
         last = self._carry
         carry = last is not None and last[0] == key and not reset.any()
         r6, clean, st = self.backend.step(pos, mask, last[1] if carry else self._state[slots])
-        finite = self._kern[2] if self._kern else _all_finite
+        finite = _all_finite if self._kern is None else self._kern.all_finite
         if not finite(r6, clean, st):
             # a network output that is not finite must never poison a stream's state: those streams start
             # afresh and take the mean pose (refined onto the observed bones) and their raw positions this frame

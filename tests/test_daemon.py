@@ -438,23 +438,21 @@ def test_failed_start_releases_everything(pack):
 
 
 def test_a_long_receive_burst_wakes_the_solver_without_waiting_for_its_end():
-    from rtik.daemon import _Waker
-
     class Counting(Slots):
         wakes = 0
 
-        def wake(self):
+        def _wake(self):
             Counting.wakes += 1
+            super()._wake()
 
-    w = _Waker(Counting(4, Stats()))
-    w.got()
-    w.got()  # frames of one short burst: no wake until its end
+    slots = Counting(4, Stats())
+    slots.put(_f(seq=1), 0.0, "zmq", notify=False)
+    slots.put(_f(seq=2), 0.0, "zmq", notify=False)  # frames of one short burst: no wake until its end
     assert Counting.wakes == 0
-    w.done()
+    slots.wake()  # the receiver's wake at the end of the burst
     assert Counting.wakes == 1
-    w.done()  # nothing new since: no second wake
-    assert Counting.wakes == 1
-    w.got()
-    time.sleep(2 * _Waker.AFTER)
-    w.got()  # the burst goes on: the solver is woken for what arrived so far
+    slots.take(0.0)
+    slots.put(_f(seq=3), 0.0, "zmq", notify=False)
+    time.sleep(2 * Slots.WAKE_AFTER_S)
+    slots.put(_f(seq=4), 0.0, "zmq", notify=False)  # the burst goes on: the solver is woken for what arrived so far
     assert Counting.wakes == 2

@@ -48,7 +48,7 @@ def _script(X, fps):
 
 def _run(pack, ticks, kernels, X):
     s = Solver(pack, options=SolverOptions(kernels=kernels))
-    assert (s._kern is not None) == (kernels == "numba")
+    assert s.kernels == kernels
     for i in range(5):
         s.open_stream(f"s{i}", units="cm" if i == 3 else "m")
     s.calibrate("s2", X[:30])  # locked
@@ -112,7 +112,7 @@ def test_kernel_choice_is_checked(pack, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba" else real(name, *a))
     with pytest.raises(InputError, match="pip install numba"):
         Solver(pack, options=SolverOptions(kernels="numba"))
-    assert Solver(pack)._kern is None  # auto falls back to numpy
+    assert Solver(pack).kernels == "numpy"  # auto falls back to numpy
 
 
 def test_usual_frames_take_the_compiled_push_and_bad_ones_still_name_the_problem(pack, clip, monkeypatch):
@@ -147,6 +147,6 @@ def test_kernels_that_cannot_compile_fall_back_to_numpy_unless_asked_for(pack, m
     monkeypatch.setattr(Solver, "_compile_kernels", broken)
     with caplog.at_level("WARNING", logger="rtik.solver"):
         s = Solver(pack)
-    assert s._kern is None and "using the numpy path" in caplog.text
+    assert s.kernels == "numpy" and "using the numpy path" in caplog.text
     with pytest.raises(InputError, match="not usable here: cannot cache function"):
         Solver(pack, options=SolverOptions(kernels="numba"))

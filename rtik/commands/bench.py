@@ -107,7 +107,7 @@ def run_bench(model=None, backend="onnx", streams=(1, 16, 64), frames=2000, clip
     results = [measure(solver, P, n, frames, rate=rate) for n in streams]
     info = {
         "backend": backend,
-        "kernels": "numpy" if solver._kern is None else "numba",
+        "kernels": solver.kernels,
         "rate_hz": rate,
         "describe": solver.backend.describe(),
         "model": solver.pack.name,
