@@ -52,7 +52,8 @@ def start_daemon(model: str, tmp: Path, extra: str = "", level: str = "warning",
                  max_streams: int = 64, kernels: str = "auto"):  # fmt: skip
     """``python -m rtik serve`` on loopback with ephemeral ports; ``(process, endpoints)``. ``extra`` is TOML
     appended to the config (more sections); ``hwm`` the ingest and feed queues (1000 = the default); ``kernels``
-    the solver's pre/post-processing (``[model] kernels``)."""
+    the solver's pre/post-processing (``[model] kernels``). The daemon's log goes to ``$RTIK_DAEMON_LOG`` when
+    set (kept after the run), else into ``tmp``."""
     ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
     ep["osc"] = ("127.0.0.1", free_port(socket.SOCK_DGRAM))
     cfg = tmp / "rtik.toml"
@@ -82,7 +83,7 @@ folder = "{(tmp / "rec").as_posix()}"
 level = "{level}"
 {extra}
 """)
-    log = open(tmp / "daemon.log", "w")
+    log = open(os.environ.get("RTIK_DAEMON_LOG", tmp / "daemon.log"), "w")
     proc = subprocess.Popen([sys.executable, "-m", "rtik", "serve", "--config", str(cfg)], cwd=tmp,
                             stdout=log, stderr=log)  # fmt: skip
     try:

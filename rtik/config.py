@@ -85,7 +85,8 @@ class StreamsConfig:
     max_streams: int = 16  # streams opened automatically on their first frame, at most
     fps: float = 0.0  # nominal input rate passed to the solver; 0 = the model's
     idle_timeout: float = 30.0  # s without frames after which a stream is closed; 0 = never
-    queue: int = 4  # frames waiting per stream; when full the oldest is dropped (superseded); 1 = latest only
+    queue: int = 64  # frames waiting per stream, at most; when full the oldest is dropped (superseded); 1 = latest only
+    max_wait: float = 0.05  # s a frame may wait behind a newer one before it is dropped (superseded); 0 = no limit
 
 
 @dataclass(frozen=True)
@@ -218,8 +219,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"[streams] queue must be at least 1, got {cfg.streams.queue}")
     if cfg.streams.max_streams < 1:
         raise ConfigError(f"[streams] max_streams must be at least 1, got {cfg.streams.max_streams}")
-    if cfg.streams.fps < 0 or cfg.streams.idle_timeout < 0 or cfg.zmq_out.skeleton_interval < 0:
-        raise ConfigError("[streams] fps, idle_timeout and [output.zmq] skeleton_interval cannot be negative")
+    if min(cfg.streams.fps, cfg.streams.idle_timeout, cfg.streams.max_wait, cfg.zmq_out.skeleton_interval) < 0:
+        raise ConfigError("[streams] fps, idle_timeout, max_wait and [output.zmq] skeleton_interval cannot be negative")
     if cfg.recording.flush_interval <= 0 or cfg.recording.flush_interval > 1.0:
         raise ConfigError(f"[recording] flush_interval must be in (0, 1] s, got {cfg.recording.flush_interval}")
     if cfg.zmq_in.hwm < 1 or cfg.zmq_out.hwm < 1:

@@ -71,11 +71,14 @@ class Daemon:
             )
         self.solver = solver
         self.stats = Stats()
-        self.slots = Slots(cfg.streams.max_streams, self.stats, cfg.limits.max_rate, cfg.streams.queue)
+        self.slots = Slots(
+            cfg.streams.max_streams, self.stats, cfg.limits.max_rate, cfg.streams.queue, cfg.streams.max_wait
+        )
         self.lock = threading.RLock()  # solver, streams and recordings
-        # clear while the solver thread ticks: the receiving threads wait for it before the next message, so the
-        # tick has the interpreter to itself (under a flood of input, hostile or not, ticks otherwise stretch from
-        # milliseconds to a tenth of a second waiting for the interpreter lock); frames wait in the sockets meanwhile
+        # clear while the solver thread ticks: a receiving thread waits for it before each burst it drains (up to 256
+        # messages), so a tick mostly has the interpreter to itself, yet every tick lets each receiver drain its
+        # socket into the queues, where the newest frames win (waiting per message kept frames in the sockets
+        # instead, one taken per tick, whatever their age, when ticks ran back to back)
         self.not_solving = threading.Event()
         self.not_solving.set()
         self.streams: dict[str, _Stream] = {}
@@ -196,8 +199,8 @@ class Daemon:
         while not self.stop_event.is_set():
             for sock, _ in poller.poll(100):
                 got = False
+                self.not_solving.wait(TICK_WAIT_S)
                 for _ in range(256):  # drain, but let the other sockets have their turn
-                    self.not_solving.wait(TICK_WAIT_S)
                     try:
                         parts = sock.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
@@ -221,9 +224,9 @@ class Daemon:
                 if self.stop_event.is_set():
                     return
                 raise
+            self.not_solving.wait(TICK_WAIT_S)
             recv, got = time.time(), False
             for dgram, source in dgrams:
-                self.not_solving.wait(TICK_WAIT_S)
                 allowed = self.guard.osc_allows(source)
                 if not allowed or len(dgram) > self.guard.max_bytes:  # counted, never parsed
                     self.stats.inc("dropped", transport="osc", reason="too_large" if allowed else "not_allowed")

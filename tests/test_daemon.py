@@ -319,6 +319,64 @@ def test_slots_drop_duplicates_and_stale_but_accept_a_restart():
     assert frame.seq == 1 and restart
 
 
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_slots_solve_a_burst_that_arrives_at_once_without_dropping_any():
+    """Frames held up on the way (a stalled sender, a backed-up socket) arrive together: they are solved one per
+    tick, back to back, none lost, however many more than a few frames the burst holds."""
+    stats, clock = Stats(), _Clock()
+    slots = Slots(4, stats, depth=64, max_wait=0.05, clock=clock)
+    for seq in range(1, 31):
+        assert slots.put(_f(seq=seq), 0.0, "zmq")
+    taken = []
+    while batch := slots.take(0.0):
+        clock.t += 0.001  # a tick
+        taken += [f.seq for f, _, _ in batch]
+    assert taken == list(range(1, 31)) and stats.total("dropped") == 0
+
+
+def test_slots_drop_frames_that_waited_too_long_behind_newer_ones():
+    """A solver that falls behind: frames older than max_wait are superseded by the newer ones at the next tick;
+    the newest frame is always solved, however long it waited."""
+    stats, clock = Stats(), _Clock()
+    slots = Slots(4, stats, depth=64, max_wait=0.05, clock=clock)
+    for seq in range(1, 11):  # a frame every 10 ms, no tick meanwhile
+        slots.put(_f(seq=seq), 0.0, "zmq")
+        clock.t += 0.01
+    clock.t -= 0.005  # now 100.095: frames 1-5 (received at 100.00-100.04) waited over 50 ms behind newer ones
+    assert [f.seq for f, _, _ in slots.take(0.0)] == [6]
+    assert stats.total("dropped", stream="s", reason="superseded") == 5
+    clock.t += 1.0  # a very late tick: everything but the newest frame is dropped
+    assert [f.seq for f, _, _ in slots.take(0.0)] == [10] and slots.take(0.0) == []
+    assert stats.total("dropped", reason="superseded") == 8
+    with pytest.raises(ValueError, match="negative"):
+        Slots(4, stats, max_wait=-1.0)
+
+
+def test_slots_a_superseded_restart_still_resets_the_stream_before_the_next_frame():
+    stats, clock = Stats(), _Clock()
+    for depth, max_wait in ((2, 0.0), (64, 0.05)):
+        slots = Slots(4, stats, depth=depth, max_wait=max_wait, clock=clock)
+        slots.put(_f(seq=RESTART_SEQ_GAP + 50), 0.0, "zmq")
+        slots.take(0.0)
+        for seq in (1, 2, 3):  # numbering starts over at 1: a restart, then dropped (queue full, or waited too long)
+            slots.put(_f(seq=seq), 0.0, "zmq")
+            clock.t += 0.04
+        got = [(f.seq, restart) for f, _, restart in slots.take(0.0)] + [
+            (f.seq, restart) for f, _, restart in slots.take(0.0)
+        ]
+        assert got[0][1] and not any(r for _, r in got[1:]), (depth, got)  # reset before the first frame solved
+        assert [seq for seq, _ in got] == sorted(seq for seq, _ in got) and got[-1][0] == 3
+
+
 def test_slots_stream_limit_and_wakeup():
     import threading
 

@@ -172,15 +172,16 @@ class SlowSolver:
         return self._s.tick()
 
 
-@pytest.mark.parametrize("depth", [1, 4])
-def test_overload_newest_frames_win(clip, depth):
+@pytest.mark.parametrize(("depth", "max_wait"), [(1, 0.0), (4, 0.0), (64, 0.02)])
+def test_overload_newest_frames_win(clip, depth, max_wait):
     """Frames at ~500 Hz into a solver that manages ~20 ticks a second, with a queue of ``depth`` frames per
     stream: the oldest waiting frames are counted as superseded, poses come out in order, the last frame sent is
     solved, and no frame waits for more than the tick in progress plus ``depth`` (each pose's frame arrived after
-    the pose ``depth + 1`` before it was published)."""
+    the pose ``depth + 1`` before it was published); with ``max_wait`` shorter than a tick, a queue as deep as 64
+    frames still holds no backlog."""
     from rtik.solver import Solver
 
-    d, ep = start({}, {"queue": depth}, SlowSolver(Solver(steppack.cached_pack())))
+    d, ep = start({}, {"queue": depth, "max_wait": max_wait}, SlowSolver(Solver(steppack.cached_pack())))
     try:
         with Listener(ep["out"], ["busy"]) as rx, Sender("busy", ep["in"]) as tx:
             time.sleep(0.2)
@@ -196,6 +197,9 @@ def test_overload_newest_frames_win(clip, depth):
         assert superseded == d.stats.total("frames_in", stream="busy") - len(poses)
         assert superseded > 0
         assert all(poses[k].recv >= poses[k - depth - 1].pub for k in range(depth + 1, len(poses)))
+        if max_wait:  # a backlog is never worked through: once the last frame is in, the tick in progress, one
+            # tick for the frames still fresh (< max_wait old), and the last frame itself, everything else superseded
+            assert sum(p.pub > poses[-1].recv for p in poses) <= 3
     finally:
         d.stop()
 
