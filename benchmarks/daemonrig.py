@@ -83,14 +83,15 @@ folder = "{(tmp / "rec").as_posix()}"
 level = "{level}"
 {extra}
 """)
-    log = open(os.environ.get("RTIK_DAEMON_LOG", tmp / "daemon.log"), "w")
+    log_path = Path(os.environ.get("RTIK_DAEMON_LOG", tmp / "daemon.log"))
+    log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "rtik", "serve", "--config", str(cfg)], cwd=tmp,
                             stdout=log, stderr=log)  # fmt: skip
     try:
         wait_for_daemon(ep["ctl"], timeout=120)
     except Exception:
         proc.kill()
-        sys.exit("daemon did not start:\n" + (tmp / "daemon.log").read_text())
+        sys.exit("daemon did not start:\n" + log_path.read_text())
     return proc, ep
 
 

@@ -55,6 +55,8 @@ class _Stream:
 
 #: the longest a receiving thread waits for a tick in progress before it goes on anyway (s)
 TICK_WAIT_S = 0.05
+#: after waiting for a tick, a receiving thread handles this many messages before it waits for another one
+RECV_AFTER_TICK = 32
 
 
 class Daemon:
@@ -75,10 +77,7 @@ class Daemon:
             cfg.streams.max_streams, self.stats, cfg.limits.max_rate, cfg.streams.queue, cfg.streams.max_wait
         )
         self.lock = threading.RLock()  # solver, streams and recordings
-        # clear while the solver thread ticks: a receiving thread waits for it before each burst it drains (up to 256
-        # messages), so a tick mostly has the interpreter to itself, yet every tick lets each receiver drain its
-        # socket into the queues, where the newest frames win (waiting per message kept frames in the sockets
-        # instead, one taken per tick, whatever their age, when ticks ran back to back)
+        # clear while the solver thread ticks: the receiving threads wait for it (see _pause_for_tick)
         self.not_solving = threading.Event()
         self.not_solving.set()
         self.streams: dict[str, _Stream] = {}
@@ -196,11 +195,12 @@ class Daemon:
         poller = zmq.Poller()
         for s in ingest + ([control] if control is not None else []):
             poller.register(s, zmq.POLLIN)
+        free = 0
         while not self.stop_event.is_set():
             for sock, _ in poller.poll(100):
                 got = False
-                self.not_solving.wait(TICK_WAIT_S)
                 for _ in range(256):  # drain, but let the other sockets have their turn
+                    free = self._pause_for_tick(free)
                     try:
                         parts = sock.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
@@ -213,6 +213,7 @@ class Daemon:
                     self.slots.wake()  # once per burst: one tick solves every stream that arrived together
 
     def _osc_loop(self, sock) -> None:
+        free = 0
         while not self.stop_event.is_set():
             try:
                 dgrams = [sock.recvfrom(65536)]
@@ -224,9 +225,9 @@ class Daemon:
                 if self.stop_event.is_set():
                     return
                 raise
-            self.not_solving.wait(TICK_WAIT_S)
             recv, got = time.time(), False
             for dgram, source in dgrams:
+                free = self._pause_for_tick(free)
                 allowed = self.guard.osc_allows(source)
                 if not allowed or len(dgram) > self.guard.max_bytes:  # counted, never parsed
                     self.stats.inc("dropped", transport="osc", reason="too_large" if allowed else "not_allowed")
@@ -246,6 +247,18 @@ class Daemon:
                         self._error("protocol", None, e)
             if got:
                 self.slots.wake()
+
+    def _pause_for_tick(self, free: int) -> int:
+        """Called by a receiving thread before each message, with what is left of its allowance; the new one.
+        While a tick runs the receivers wait for it, so the tick has the interpreter to itself; after a wait a
+        receiver handles :data:`RECV_AFTER_TICK` messages before it waits again, so ticks back to back (a solver
+        catching up) still let every socket drain into the queues, where the newest frames win."""
+        if free > 0:
+            return free - 1
+        if self.not_solving.is_set():
+            return 0
+        self.not_solving.wait(TICK_WAIT_S)
+        return RECV_AFTER_TICK
 
     def _ingest(self, payload: bytes, transport: str) -> bool:
         recv = time.time()

@@ -377,6 +377,33 @@ def test_slots_a_superseded_restart_still_resets_the_stream_before_the_next_fram
         assert [seq for seq, _ in got] == sorted(seq for seq, _ in got) and got[-1][0] == 3
 
 
+def test_receivers_wait_for_a_tick_then_drain_a_window(pack, monkeypatch):
+    """A receiving thread waits for the tick in progress before its next message, then handles RECV_AFTER_TICK
+    messages even if the next tick has started (ticks back to back must not keep frames in the sockets)."""
+    import threading
+
+    from rtik import daemon as daemon_mod
+    from rtik.daemon import RECV_AFTER_TICK, Daemon
+    from rtik.solver import Solver
+
+    monkeypatch.setattr(daemon_mod, "TICK_WAIT_S", 30.0)  # (in service a receiver gives up on a tick after 50 ms)
+    d = Daemon(config.from_dict({"streams": {"fps": FPS}}), Solver(pack))
+    try:
+        assert d._pause_for_tick(0) == 0  # no tick: go on
+        d.not_solving.clear()  # a tick runs
+        assert d._pause_for_tick(5) == 4  # inside its window a receiver does not wait
+        done = []
+        waiter = threading.Thread(target=lambda: done.append(d._pause_for_tick(0)))
+        waiter.start()
+        waiter.join(0.2)
+        assert waiter.is_alive() and not done  # waits for the tick ...
+        d.not_solving.set()  # ... until it ends
+        waiter.join(5.0)
+        assert done == [RECV_AFTER_TICK]
+    finally:
+        d.close()
+
+
 def test_slots_stream_limit_and_wakeup():
     import threading
 
