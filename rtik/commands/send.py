@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from zipfile import BadZipFile
 
 import numpy as np
 
@@ -63,14 +62,14 @@ def load_positions(path, file_units: str | None = None) -> tuple[np.ndarray, np.
             pos = np.delete(pos, dummy, axis=1)
         return pos, None, motion.fps
     if p.suffix.lower() == ".npz":
+        from rtik.commands.solve import npz_arrays
+
+        z = npz_arrays(p)
         try:
-            with np.load(p) as z:
-                if z["positions"].dtype.kind not in "fiu":
-                    raise ValueError(f"positions must be real numbers, got dtype {z['positions'].dtype}")
-                pos = np.asarray(z["positions"], dtype=np.float64) * SCALE[file_units or "m"]
-                mask = np.asarray(z["mask"], dtype=bool) if "mask" in z else None
-                fps = float(z["fps"]) if "fps" in z else 30.0
-        except (OSError, KeyError, ValueError, TypeError, EOFError, AttributeError, MemoryError, BadZipFile) as e:
+            pos = z["positions"].astype(np.float64) * SCALE[file_units or "m"]
+            mask = z["mask"].astype(bool) if "mask" in z else None
+            fps = float(z["fps"]) if "fps" in z else 30.0
+        except (ValueError, TypeError) as e:  # a mask or fps that is no such thing
             raise InputError(f"{p}: cannot read positions: {e}") from e
         if pos.ndim != 3 or pos.shape[2] != 3:
             raise InputError(f"{p}: positions have shape {pos.shape}, expected (F, n, 3)")

@@ -55,6 +55,22 @@ def read_bvh(path: Path, units=None, fps=None) -> Clip:
 _NPZ_ERRORS = (OSError, ValueError, TypeError, EOFError, AttributeError, MemoryError, zipfile.BadZipFile)
 
 
+def npz_arrays(path: Path, required=("positions",)) -> dict[str, np.ndarray]:
+    """Every array of an npz file (no pickles), after checking that ``required`` are there and that ``positions``
+    holds real numbers; a damaged or hostile file raises :class:`InputError` naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except _NPZ_ERRORS as e:
+        raise InputError(f"{path}: cannot read: {e}") from e
+    for key in required:
+        if key not in data:
+            raise InputError(f"{path}: missing array {key!r} (has: {', '.join(data) or 'nothing'})")
+    if "positions" in data and data["positions"].dtype.kind not in "fiu":
+        raise InputError(f"{path}: positions must be real numbers, got dtype {data['positions'].dtype}")
+    return data
+
+
 def read_npz(path: Path, units=None, fps=None) -> Clip:
     try:
         return _read_npz(path, units, fps)
@@ -63,13 +79,7 @@ def read_npz(path: Path, units=None, fps=None) -> Clip:
 
 
 def _read_npz(path: Path, units=None, fps=None) -> Clip:
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
-    for key in ("positions", "joints"):
-        if key not in data:
-            raise InputError(f"{path}: missing array {key!r} (has: {', '.join(data) or 'nothing'})")
-    if data["positions"].dtype.kind not in "fiu":
-        raise InputError(f"{path}: positions must be real numbers, got dtype {data['positions'].dtype}")
+    data = npz_arrays(path, ("positions", "joints"))
     P, joints = data["positions"].astype(np.float64), tuple(str(j) for j in data["joints"])
     if P.ndim != 3 or P.shape[1:] != (len(joints), 3):
         raise InputError(f"{path}: positions has shape {P.shape}, expected (F, {len(joints)}, 3)")
