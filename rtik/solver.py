@@ -9,13 +9,14 @@ normalise (root-relative, heading-aligned, body-size scaled; :mod:`rtik.normaliz
 Per stream the solver keeps the recurrent state, a bone-length calibration (a robust running estimate over the
 observed frames, or fixed by :meth:`Solver.calibrate`), heading, an input-noise estimate and counters. A gap
 (> ``gap_s``), a teleport (root faster than ``max_speed``), a time going backwards or a burst of bad frames
-resets the stream's state; one stream's bad frame never affects another. Units: metres inside, the stream's
+resets the stream's state; one stream's bad frame never affects another. The pre- and post-processing around
+the network runs compiled (:mod:`rtik.kernels`, prepared by :mod:`rtik.compiled`) or as numpy
+(:mod:`rtik.numpath`, the reference), with the same results. Units: metres inside, the stream's
 unit (m, cm, mm) at its edge. Arrays are float64 unless stated; the wire types are float32.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import threading
@@ -25,18 +26,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rtik import layouts
+from rtik import compiled, layouts, numpath
 from rtik import refine as rf
 from rtik.errors import InputError
 from rtik.modelpack import ModelPack
+from rtik.numpath import MIN_SPAN, UNITS
 from rtik.rotations import matrix_to_6d, quat_to_matrix
 from rtik.skeleton import Skeleton
 
 log = logging.getLogger("rtik.solver")
-
-UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
-#: a frame whose observed joints all lie closer together than this (m) is no body: it is refused
-MIN_SPAN = 0.05
 
 
 @dataclass(frozen=True)
@@ -152,12 +150,6 @@ class Solver:
         self.b_size = np.isin(self.b_joint, self.size_idx).astype(np.float64)
         if self.b_size.sum() != len(self.size_idx):
             raise InputError("the model's body-size joints must end bones between input joints")
-        # R_y(yaw) flat = [c, s] @ _ry_cs + _ry_0
-        self._ry_cs = np.zeros((2, 9))
-        self._ry_cs[0, [0, 8]] = 1.0
-        self._ry_cs[1, 2], self._ry_cs[1, 6] = 1.0, -1.0
-        self._ry_0 = np.zeros(9)
-        self._ry_0[4] = 1.0
         is_in = np.zeros(self.J, bool)
         is_in[self.in_idx] = True
         self.bone_in = (is_in & is_in[np.maximum(skel.parents, 0)]).astype(np.float64)  # bones with observed ends
@@ -168,68 +160,12 @@ class Solver:
         self._carry = None  # (slots, state_out) of the last backend call
         self._alloc(8)
         self._all_observed: dict[int, np.ndarray] = {}
-        self._kern = self._load_kernels(self.options.kernels)
+        self._kern = compiled.load(self, self.options.kernels)  # rtik.kernels, or None: the numpy path
 
     @property
     def kernels(self) -> str:
         """Which pre/post-processing runs: ``"numba"`` (compiled, :mod:`rtik.kernels`) or ``"numpy"``."""
         return "numpy" if self._kern is None else "numba"
-
-    def _load_kernels(self, which: str):
-        """The :mod:`rtik.kernels` module (its constant arguments prepared and compiled), or None for numpy."""
-        if which not in ("auto", "numba", "numpy"):
-            raise InputError(f"unknown kernels {which!r}; valid: auto, numba, numpy")
-        have = importlib.util.find_spec("numba") is not None
-        if which == "numpy" or (which == "auto" and not have):
-            return None
-        if not have:
-            raise InputError("kernels='numba' needs numba: pip install numba (or use kernels='numpy')")
-        try:
-            return self._compile_kernels()
-        except Exception as e:  # numba cannot compile or cache here (no writable cache folder, ...)
-            if which == "numba":
-                raise InputError(f"the compiled solver kernels are not usable here: {e}") from e
-            log.warning("compiled solver kernels unavailable (%s); using the numpy path", e)
-            return None
-
-    def _compile_kernels(self):
-        from rtik import kernels
-
-        o, t = self.options, self.tables
-        i64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
-        f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
-        order = np.concatenate(t.levels) if t.levels else np.zeros(0)
-        order_par = np.concatenate(t.level_parents) if t.levels else np.zeros(0)
-        root_inner = int(t.inner[0]) if len(t.inner) and t.parents[t.inner[0]] < 0 else -1
-        self._kpre = (
-            self.root_in, i64(self.b_joint), i64(self.b_child), i64(self.b_parent), f64(self.b_rest),
-            f64(self.b_dir), f64(self.b_size), i64(self.left), i64(self.right), self.J,
-            f64([o.gap_s, o.max_speed, o.teleport_slack, o.calib_rate, o.calib_floor, self.pack.norm.min_lateral]),
-        )  # fmt: skip
-        self._kpost = (
-            i64(self.in_idx), f64(self.bone_in), self.root_in, int(t.motion_root), int(t.dummy), i64(order),
-            i64(order_par), i64(t.pair_joint), i64(t.pair_child), i64(t.inner), i64(t.det), f64(t.second_w),
-            i64(t.local_joint), i64(t.local_parent), root_inner, i64(t.bone_parent), i64(t.bones),
-            f64(t.bone_paths), f64(t.below_root), f64(rf._QA), f64(rf._QB),
-            f64([o.noise_rate, o.sigma_denoise, o.sigma_network]),
-        )  # fmt: skip
-        # compile (or load from the cache) now, not on a live stream's first frame: an empty batch
-        none = np.zeros(0, np.int64)
-        out = kernels.pre(
-            none, np.zeros((0, self.Ji, 3)), np.zeros((0, self.Ji), bool), np.zeros(0), np.zeros(0, bool),
-            *self._slot_arrays_pre(), *self._kpre,
-        )  # fmt: skip
-        kernels.post(
-            np.zeros((0, self.J, 6), np.float32), np.zeros((0, self.Ji, 3), np.float32), np.zeros((0, self.Ji), bool),
-            *out[3:], none, *self._slot_arrays_post(), np.zeros(0), *self._kpost,
-        )  # fmt: skip
-        e3 = np.zeros((0, 1, 1), np.float32)
-        kernels.all_finite(e3, e3, np.zeros((0, 1), np.float32))
-        kernels.push_frame(
-            np.zeros((0, 3)), np.zeros(0, bool), np.full(self.Ji, -1, np.int64), 1.0, MIN_SPAN, self.root_in, True,
-            self._p_pos, self._p_mask, 0,
-        )  # fmt: skip
-        return kernels
 
     def _slot_arrays_pre(self):
         return (
@@ -390,45 +326,7 @@ class Solver:
         if self._kern is not None and s.layout.index is not None and self._push_fast(s, positions, timestamp, mask):
             return
         try:
-            P = np.asarray(positions, dtype=np.float64)
-            Js = s.layout.num_source_joints
-            if P.shape != (Js, 3):
-                raise InputError(
-                    f"stream {name!r}: frame has shape {P.shape}, expected ({Js}, 3) "
-                    f"for layout {s.layout.layout.name!r}"
-                )
-            ts = float(timestamp)
-            if not math.isfinite(ts):
-                raise InputError(f"stream {name!r}: timestamp {timestamp!r} is not finite")
-            if mask is None:
-                if not np.isfinite(P).all():
-                    bad = [s.layout.layout.joints[i] for i in np.flatnonzero(~np.isfinite(P).all(axis=1))]
-                    raise InputError(f"stream {name!r}: NaN or inf at {', '.join(bad)} (mask them as missing)")
-                m = None
-            else:
-                m = np.asarray(mask).reshape(-1).astype(bool)
-                if m.shape != (Js,):
-                    raise InputError(f"stream {name!r}: mask has {m.size} entries, expected {Js}")
-                finite = np.isfinite(P).all(axis=1)
-                if (m & ~finite).any():
-                    bad = [s.layout.layout.joints[i] for i in np.flatnonzero(m & ~finite)]
-                    raise InputError(f"stream {name!r}: NaN or inf at observed joints {', '.join(bad)}")
-            P, M = s.layout.apply(P, m)
-            n_obs = int(np.count_nonzero(M))
-            if not n_obs:
-                raise InputError(f"stream {name!r}: no joint of the model is observed in this frame")
-            if n_obs > 1:
-                Q = P if n_obs == len(M) else P[M]
-                span = float((Q.max(axis=0) - Q.min(axis=0)).max()) * UNITS[s.units]
-                if span < MIN_SPAN:
-                    raise InputError(
-                        f"stream {name!r}: degenerate frame, the observed joints span {span * 100:.2f} cm "
-                        f"(less than {MIN_SPAN * 100:.0f} cm; wrong units?)"
-                    )
-            if not M[self.root_in] and self._fresh[s.slot]:
-                raise InputError(
-                    f"stream {name!r}: the root joint {self.pack.norm.root!r} is missing and there is no previous frame"
-                )
+            P, M, ts = numpath.check_frame(self, s, positions, timestamp, mask)
         except InputError as e:
             with self._lock:
                 s.rejected += 1
@@ -512,7 +410,7 @@ class Solver:
 
     def _solve(self, slots, P_in, M_in, ts, forced, infos):
         if self._kern is None:
-            return self._solve_numpy(slots, P_in, M_in, ts, forced, infos)
+            return numpath.solve(self, slots, P_in, M_in, ts, forced, infos)
         pos, mask, reset, fresh, P, root, cs, size, off, dev, seen = self._kern.pre(
             slots, P_in, M_in, ts, forced, *self._slot_arrays_pre(), *self._kpre
         )
@@ -550,115 +448,6 @@ class Solver:
         self._state[slots] = st
         self._carry = (key, st)
         return np.ascontiguousarray(r6, np.float32), np.ascontiguousarray(clean, np.float32), reset
-
-    def _solve_numpy(self, slots, P_in, M_in, ts, forced, infos):
-        """The per-frame path for ``B`` streams. Written for few numpy calls: work in input-joint space, bones in
-        bone space, a fast path when every joint is observed; no per-stream Python loop."""
-        o, t = self.options, self.tables
-        B, ri = len(slots), self.root_in
-        full = M_in.all()
-        P = P_in * self._scale[slots][:, None, None]  # (B, Ji, 3) metres
-        root = P[:, ri]
-        if not full and not M_in[:, ri].all():  # root missing: move the last root with the observed joints
-            miss = ~M_in[:, ri]
-            prev = self._last_tgt[slots]
-            w = M_in[:, :, None]
-            shift = np.where(w, P - prev, 0.0).sum(1) / np.maximum(w.sum(1), 1)
-            root = np.where(miss[:, None], self._last_root[slots] + shift, root)
-            P[:, ri] = root
-        # ---- resets: first frame, reset(), NaN burst, gap, time going backwards, teleport
-        dt = ts - self._last_ts[slots]
-        dr = root - self._last_root[slots]
-        lim = o.max_speed * np.maximum(dt, 0.0) + o.teleport_slack
-        fresh = self._fresh[slots]
-        reset = fresh | forced | (dt > o.gap_s) | (dt < 0) | (np.einsum("bi,bi->b", dr, dr) > lim * lim)
-        if reset.any():
-            self._state[slots[reset]] = 0.0
-            for i in np.flatnonzero(reset & ~fresh & ~forced):
-                infos[i].resets += 1
-        # ---- bone lengths: measured this frame, running robust estimate (steps clipped to eta)
-        bv = P[:, self.b_child] - P[:, self.b_parent]
-        d = np.sqrt(np.einsum("bki,bki->bk", bv, bv))  # (B, Nb)
-        sb_idx = (slots[:, None], self.b_joint)
-        L0 = self._blen[sb_idx]
-        n = self._nobs[sb_idx]
-        dev = np.abs(d - L0)  # nan where not yet known
-        locked = self._locked[slots]
-        seen = np.ones_like(dev, bool) if full else M_in[:, self.b_child] & M_in[:, self.b_parent]  # (B, Nb)
-        if not locked.all():
-            upd = seen & ~locked[:, None]
-            eta = np.maximum(o.calib_rate * 10.0 * L0 / (10.0 + n), o.calib_floor)
-            L = np.where(n == 0, d, L0 + np.clip(d - L0, -eta, eta))
-            L = np.where(upd, L, L0)
-            self._blen[sb_idx] = L
-            self._nobs[sb_idx] = n + upd
-        else:
-            L = L0
-        known = np.isfinite(L)
-        if not known.all():  # bones never seen: rest length times the stream's mean measured/rest ratio
-            ratio = np.where(known, L / self.b_rest, 0.0)
-            mean = np.where(known.any(1), ratio.sum(1) / np.maximum(known.sum(1), 1), 1.0)
-            L = np.where(known, L, self.b_rest * mean[:, None])
-        off = np.zeros((B, self.J, 3))
-        off[:, self.b_joint] = self.b_dir * L[..., None]  # calibrated offsets, metres
-        size = L @ self.b_size  # (B,) body size
-        # ---- heading from the left-right vectors (kept from the last frame when not observable)
-        lat = P[:, self.left] - P[:, self.right]
-        if not full:
-            lat *= (M_in[:, self.left] & M_in[:, self.right])[..., None]
-        lat = lat.sum(1)
-        nrm = np.hypot(lat[:, 0], lat[:, 2])
-        ok = nrm > self.pack.norm.min_lateral * size
-        cs = np.where(ok[:, None], lat[:, ::2] * [1.0, -1.0] / np.maximum(nrm, 1e-12)[:, None], self._cs[slots])
-        Ry = (cs @ self._ry_cs + self._ry_0).reshape(B, 3, 3)  # R_y(yaw): the heading
-        # ---- normalise: R_y(-yaw) (p - root) / size, missing joints zero
-        rel = P - root[:, None]
-        pos = rel @ Ry  # row vectors: (Ry^T v)^T = v^T Ry
-        pos *= (1.0 / size)[:, None, None]
-        if not full:
-            pos *= M_in[..., None]
-        # ---- the network
-        r6, clean, reset = self._network(slots, pos.astype(np.float32), M_in.astype(np.float32), reset, infos)
-        # ---- denoised positions in the world, input-noise estimate, targets
-        den = (clean @ np.swapaxes(Ry, 1, 2)) * size[:, None, None] + root[:, None]
-        e = P - den
-        ed = np.sqrt(np.einsum("bji,bji->bj", e, e))
-        # noise: robust scale of the raw-to-denoised distances and of the bone-length deviations (bones with a
-        # length estimate, seen this frame)
-        r_den = (ed.sum(1) / ed.shape[1] if full else (ed * M_in).sum(1) / np.maximum(M_in.sum(1), 1)) / 1.6
-        sb = seen & ~np.isnan(dev)
-        r_bone = np.where(sb, dev, 0.0).sum(1) / np.maximum(sb.sum(1), 1) / 1.13
-        sigma = np.minimum(r_den, r_bone)
-        noise = self._noise[slots]
-        noise = np.where(fresh, sigma, noise + o.noise_rate * (sigma - noise))
-        self._noise[slots] = noise
-        v2 = noise * noise
-        alpha = v2 / (v2 + o.sigma_denoise**2)  # weight of the denoised position
-        alpha = alpha[:, None, None] if full else np.where(M_in, alpha[:, None], 1.0)[..., None]
-        tgt_in = P + alpha * (den - P)
-        tgt = np.zeros((B, self.J, 3))
-        tgt[:, self.in_idx] = tgt_in
-        beta = (o.sigma_network**2 / (v2 + o.sigma_network**2))[:, None] * self.bone_in  # (B, J)
-        # ---- rotations: 6-D -> matrices, root back to world heading, refinement
-        Lm = rf.sixd_to_matrix(r6)
-        mr = t.motion_root
-        Lm[:, mr] = Ry @ Lm[:, mr]
-        if t.dummy >= 0:
-            Lm[:, t.dummy] = rf._EYE
-        G = rf.global_rotations(Lm, t)
-        Lr, Gr = rf.refine(G, Lm, off, tgt, beta, t)
-        root_pos = tgt_in[:, ri]  # the dummy root (if any) sits at the origin
-        X = rf.positions(Gr, off, root_pos, t)
-        q = rf.matrix_to_quat(Lr).astype(np.float32)
-        # ---- per-stream bookkeeping
-        self._last_ts[slots] = ts
-        self._last_root[slots] = root
-        self._last_tgt[slots] = tgt_in
-        self._cs[slots] = cs
-        self._fresh[slots] = False
-        for sinfo in infos:
-            sinfo.frames += 1
-        return q, root_pos.astype(np.float32), X.astype(np.float32), reset, noise
 
     # ------------------------------------------------------------------------------------------- helpers
     def euler(self, local_quats) -> np.ndarray:

@@ -141,10 +141,12 @@ def test_usual_frames_take_the_compiled_push_and_bad_ones_still_name_the_problem
 
 
 def test_kernels_that_cannot_compile_fall_back_to_numpy_unless_asked_for(pack, monkeypatch, caplog):
-    def broken(self):
+    from rtik import compiled
+
+    def broken(sv):
         raise RuntimeError("cannot cache function: no locator available")
 
-    monkeypatch.setattr(Solver, "_compile_kernels", broken)
+    monkeypatch.setattr(compiled, "_compile", broken)
     with caplog.at_level("WARNING", logger="rtik.solver"):
         s = Solver(pack)
     assert s.kernels == "numpy" and "using the numpy path" in caplog.text
