@@ -2,7 +2,7 @@
 
 Threads (see docs/daemon.md):
     I/O      a ``zmq.Poller`` over the ingest sockets (PULL bind, SUB connect) and the control ROUTER
-    OSC      a UDP socket; datagrams parsed with python-osc
+    OSC      a UDP socket; datagrams parsed with python-osc (both: :mod:`rtik.receivers`)
     solver   waits on a condition until a stream has a new frame, then pushes the oldest waiting frame of every
              stream and runs one batched ``solver.tick()``, publishes, records
     main     lifecycle: readiness and watchdog pings to systemd, signals, shutdown
@@ -15,7 +15,6 @@ Solver calls, recordings and control commands (:mod:`rtik.control`) hold one loc
 from __future__ import annotations
 
 import logging
-import select
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,9 +26,10 @@ import zmq
 from rtik import protocol
 from rtik.config import Config
 from rtik.control import Commands
-from rtik.errors import InputError, ProtocolError, RtikError
+from rtik.errors import InputError, RtikError
 from rtik.ingest import Slots
 from rtik.outputs import Outputs, make_pose
+from rtik.receivers import Receivers
 from rtik.recorder import RecordError, Recording, resolve
 from rtik.security import Guard
 from rtik.stats import Stats, serve_metrics
@@ -53,12 +53,6 @@ class _Stream:
     input_errors: int = 0
 
 
-#: the longest a receiving thread waits for a tick in progress before it goes on anyway (s)
-TICK_WAIT_S = 0.05
-#: after waiting for a tick, a receiving thread handles this many messages before it waits for another one
-RECV_AFTER_TICK = 32
-
-
 class Daemon:
     """The running daemon. ``start()`` binds everything and starts the threads; ``stop()`` ends them and
     finalises recordings. ``solver`` is an :class:`rtik.solver.Solver` (built from the config if None)."""
@@ -77,7 +71,7 @@ class Daemon:
             cfg.streams.max_streams, self.stats, cfg.limits.max_rate, cfg.streams.queue, cfg.streams.max_wait
         )
         self.lock = threading.RLock()  # solver, streams and recordings
-        # clear while the solver thread ticks: the receiving threads wait for it (see _pause_for_tick)
+        # clear while the solver thread ticks: the receiving threads wait for it (Receivers.pause_for_tick)
         self.not_solving = threading.Event()
         self.not_solving.set()
         self.streams: dict[str, _Stream] = {}
@@ -98,6 +92,8 @@ class Daemon:
         self.metrics = None
         self.guard: Guard | None = None  # access rules and limits (rtik.security), set by start()
         self.commands = Commands(self)
+        self.receivers = Receivers(self.slots, self.stats, self.not_solving, self.stop_event, self._error,
+                                   self.commands.handle)  # fmt: skip
 
     # ----------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -126,9 +122,9 @@ class Daemon:
         except RtikError:
             self.close()
             raise
-        self._spawn("rtik-io", self._io_loop, ingest, control)
+        self._spawn("rtik-io", self.receivers.zmq_loop, ingest, control)
         if osc_sock is not None:
-            self._spawn("rtik-osc", self._osc_loop, osc_sock)
+            self._spawn("rtik-osc", self.receivers.osc_loop, osc_sock, self.guard)
         self._spawn("rtik-solver", self._solver_loop)
         self._spawn("rtik-recorder", self._recorder_loop)
         log.info("serving %s", self.endpoints())
@@ -190,85 +186,7 @@ class Daemon:
             self.metrics = None
         self.ctx.term()
 
-    # ------------------------------------------------------------------------------------------ receiving
-    def _io_loop(self, ingest: list, control) -> None:
-        poller = zmq.Poller()
-        for s in ingest + ([control] if control is not None else []):
-            poller.register(s, zmq.POLLIN)
-        free = 0
-        while not self.stop_event.is_set():
-            for sock, _ in poller.poll(100):
-                got = False
-                for _ in range(256):  # drain, but let the other sockets have their turn
-                    free = self._pause_for_tick(free)
-                    try:
-                        parts = sock.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    if sock is control:
-                        self.commands.handle(sock, parts)
-                    else:
-                        got = self._ingest(parts[-1], "zmq") or got
-                if got:
-                    self.slots.wake()  # once per burst: one tick solves every stream that arrived together
-
-    def _osc_loop(self, sock) -> None:
-        free = 0
-        while not self.stop_event.is_set():
-            try:
-                dgrams = [sock.recvfrom(65536)]
-                while len(dgrams) < 256 and select.select([sock], [], [], 0)[0]:  # drain a burst
-                    dgrams.append(sock.recvfrom(65536))
-            except TimeoutError:
-                continue
-            except OSError:
-                if self.stop_event.is_set():
-                    return
-                raise
-            recv, got = time.time(), False
-            for dgram, source in dgrams:
-                free = self._pause_for_tick(free)
-                allowed = self.guard.osc_allows(source)
-                if not allowed or len(dgram) > self.guard.max_bytes:  # counted, never parsed
-                    self.stats.inc("dropped", transport="osc", reason="too_large" if allowed else "not_allowed")
-                    continue
-                try:
-                    messages = osc.parse_datagram(dgram)
-                except ProtocolError as e:
-                    self._error("protocol", None, e)
-                    continue
-                for address, args in messages:
-                    if address != osc.FRAME_ADDRESS:
-                        self.stats.inc("ignored", transport="osc")
-                        continue
-                    try:
-                        got = self.slots.put(osc.frame_from_args(args), recv, "osc", notify=False) or got
-                    except ProtocolError as e:
-                        self._error("protocol", None, e)
-            if got:
-                self.slots.wake()
-
-    def _pause_for_tick(self, free: int) -> int:
-        """Called by a receiving thread before each message, with what is left of its allowance; the new one.
-        While a tick runs the receivers wait for it, so the tick has the interpreter to itself; after a wait a
-        receiver handles :data:`RECV_AFTER_TICK` messages before it waits again, so ticks back to back (a solver
-        catching up) still let every socket drain into the queues, where the newest frames win."""
-        if free > 0:
-            return free - 1
-        if self.not_solving.is_set():
-            return 0
-        self.not_solving.wait(TICK_WAIT_S)
-        return RECV_AFTER_TICK
-
-    def _ingest(self, payload: bytes, transport: str) -> bool:
-        recv = time.time()
-        try:
-            f = protocol.decode_frame(payload)
-        except ProtocolError as e:
-            self._error("protocol", None, e)
-            return False
-        return self.slots.put(f, recv, transport, notify=False)
-
+    # ------------------------------------------------------------------------------------------- errors
     def _error(self, kind: str, stream: str | None, e: Exception) -> None:
         """Count an error and log it, at most once a second per (kind, stream)."""
         self.stats.inc("errors", kind=kind, **({"stream": stream} if stream else {}))

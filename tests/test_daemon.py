@@ -382,18 +382,19 @@ def test_receivers_wait_for_a_tick_then_drain_a_window(pack, monkeypatch):
     messages even if the next tick has started (ticks back to back must not keep frames in the sockets)."""
     import threading
 
-    from rtik import daemon as daemon_mod
-    from rtik.daemon import RECV_AFTER_TICK, Daemon
+    from rtik import receivers
+    from rtik.daemon import Daemon
+    from rtik.receivers import RECV_AFTER_TICK
     from rtik.solver import Solver
 
-    monkeypatch.setattr(daemon_mod, "TICK_WAIT_S", 30.0)  # (in service a receiver gives up on a tick after 50 ms)
+    monkeypatch.setattr(receivers, "TICK_WAIT_S", 30.0)  # (in service a receiver gives up on a tick after 50 ms)
     d = Daemon(config.from_dict({"streams": {"fps": FPS}}), Solver(pack))
     try:
-        assert d._pause_for_tick(0) == 0  # no tick: go on
+        assert d.receivers.pause_for_tick(0) == 0  # no tick: go on
         d.not_solving.clear()  # a tick runs
-        assert d._pause_for_tick(5) == 4  # inside its window a receiver does not wait
+        assert d.receivers.pause_for_tick(5) == 4  # inside its window a receiver does not wait
         done = []
-        waiter = threading.Thread(target=lambda: done.append(d._pause_for_tick(0)))
+        waiter = threading.Thread(target=lambda: done.append(d.receivers.pause_for_tick(0)))
         waiter.start()
         waiter.join(0.2)
         assert waiter.is_alive() and not done  # waits for the tick ...
