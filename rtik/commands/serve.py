@@ -47,6 +47,16 @@ def setup_logging(cfg: config_mod.LogConfig, verbose: int = 0) -> None:
     root.setLevel(level)
 
 
+def freeze_loaded() -> int:
+    """Freeze what is loaded now (the solver, its runtimes, numba: ~110,000 objects, alive as long as the process)
+    out of the garbage collector, whose full collections otherwise walk it all, ~70 ms with the interpreter lock
+    held, every few seconds under heavy traffic, stalling every thread while frames pile up in the sockets. The
+    number of objects frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def run(args) -> int:
     cfg = config_mod.load(args.config)
     if getattr(args, "insecure", False):
@@ -65,11 +75,7 @@ def run(args) -> int:
 
     notifier = Notifier()
     daemon = Daemon(cfg)
-    # what is loaded now (the solver, its runtimes, numba: ~110,000 objects) lives as long as the process: frozen
-    # out of the garbage collector, whose full collections walked it all, ~70 ms with the interpreter lock held,
-    # every few seconds under heavy traffic, stalling every thread while frames piled up in the sockets
-    gc.collect()
-    gc.freeze()
+    freeze_loaded()
     daemon.start()
 
     def on_signal(signum, _frame):
