@@ -55,7 +55,10 @@ class _Stream:
 
 class Daemon:
     """The running daemon. ``start()`` binds everything and starts the threads; ``stop()`` ends them and
-    finalises recordings. ``solver`` is an :class:`rtik.solver.Solver` (built from the config if None)."""
+    finalises recordings. ``solver`` is an :class:`rtik.solver.Solver` (built from the config if None).
+
+    A program that runs a daemon itself should also do what ``rtik serve`` does to its process before
+    ``start()``: a 1 ms interpreter switch interval and :func:`rtik.commands.serve.freeze_loaded`."""
 
     def __init__(self, cfg: Config, solver=None):
         self.cfg = cfg
