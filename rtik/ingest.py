@@ -120,11 +120,10 @@ class Slots:
             for slot in self.slots.values():
                 if not slot.queue:
                     continue
-                restart = False
                 while self.max_wait > 0 and len(slot.queue) > 1 and slot.queue[0][3] < expired:
-                    restart = self._supersede(slot) or restart
-                f, recv, was_restart, _ = slot.queue.popleft()
-                out.append((f, recv, restart or was_restart))
+                    self._supersede(slot)  # (a newer frame is left: a restart passes on to it)
+                f, recv, restart, _ = slot.queue.popleft()
+                out.append((f, recv, restart))
             self._dirty = any(s.queue for s in self.slots.values())
             return out
 
