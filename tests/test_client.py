@@ -153,6 +153,12 @@ def test_load_positions_npz(tmp_path):
     np.savez(p, positions=np.ones((5, 4, 3)) * 10, mask=np.ones((5, 4), bool), fps=60.0)
     pos, mask, fps = load_positions(p, "cm")
     assert pos.max() == pytest.approx(0.1) and mask.shape == (5, 4) and fps == 60.0
+    np.savez(tmp_path / "norate.npz", positions=np.ones((5, 4, 3)))
+    assert load_positions(tmp_path / "norate.npz")[2] is None  # no rate is made up ...
+    assert main(["send", str(tmp_path / "norate.npz"), "--endpoint", "tcp://127.0.0.1:1"]) == 1  # ... --rate is asked
+    np.savez(tmp_path / "zero.npz", positions=np.ones((5, 4, 3)), fps=0.0)
+    with pytest.raises(InputError, match="fps must be a positive number"):
+        load_positions(tmp_path / "zero.npz")
     np.savez(tmp_path / "bad.npz", positions=np.ones((5, 4)))
     with pytest.raises(InputError, match=r"expected \(F, n, 3\)"):
         load_positions(tmp_path / "bad.npz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -46,8 +47,9 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_positions(path, file_units: str | None = None) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """``(positions (F, n, 3) metres, mask (F, n) bool or None, fps)`` from a BVH or npz file.
+def load_positions(path, file_units: str | None = None) -> tuple[np.ndarray, np.ndarray | None, float | None]:
+    """``(positions (F, n, 3) metres, mask (F, n) bool or None, fps)`` from a BVH or npz file (fps None: an npz
+    without an ``fps`` array).
 
     BVH: global joint positions by forward kinematics, every joint but a static dummy root (the ``rtik`` layout
     of a model trained on that skeleton). npz: arrays ``positions`` and optionally ``mask`` and ``fps``."""
@@ -68,9 +70,11 @@ def load_positions(path, file_units: str | None = None) -> tuple[np.ndarray, np.
         try:
             pos = z["positions"].astype(np.float64) * SCALE[file_units or "m"]
             mask = z["mask"].astype(bool) if "mask" in z else None
-            fps = float(z["fps"]) if "fps" in z else 30.0
+            fps = float(z["fps"]) if "fps" in z else None
         except (ValueError, TypeError) as e:  # a mask or fps that is no such thing
             raise InputError(f"{p}: cannot read positions: {e}") from e
+        if fps is not None and not (math.isfinite(fps) and fps > 0):
+            raise InputError(f"{p}: fps must be a positive number, got {fps}")
         if pos.ndim != 3 or pos.shape[2] != 3:
             raise InputError(f"{p}: positions have shape {pos.shape}, expected (F, n, 3)")
         if mask is not None and mask.shape != pos.shape[:2]:
@@ -86,6 +90,8 @@ def run(args) -> int:
     if len(pos) == 0:
         raise InputError(f"{args.file}: no frames")
     rate = args.rate or fps
+    if rate is None:
+        raise InputError(f"{args.file}: no 'fps' array in the file; pass --rate")
     rng = np.random.default_rng(args.seed)
     total = args.count or (None if args.loop else len(pos))
     osc = (args.osc_host, args.osc_port) if args.osc else None
