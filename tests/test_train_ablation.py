@@ -163,3 +163,28 @@ def test_fk_loss_weight_zero_removes_the_term():
     full, nofk = losses(out, batch, parent), losses(out, batch, parent, {"fk": 0.0})
     assert float(full["fk"]) > 0
     torch.testing.assert_close(full["total"] - nofk["total"], 10.0 * full["fk"])
+
+
+def test_random_export_takes_the_variant_options(tmp_path, capsys):
+    """`python -m train.export --random` builds any variant (runtime tests of a feed-forward or denoiser-less pack
+    need no training run); a bad combination is a usage error."""
+    from rtik.solver import Solver
+    from train.export import main
+
+    out = tmp_path / "ff-pack"
+    args = ["--random", "--out", str(out), "--hidden", "16", "--layers", "1", "--arch", "ff", "--ff-window", "3"]
+    assert main([*args, "--no-denoiser"]) == 0
+    pack = modelpack.load(out)
+    emb = 2 * 16  # the state holds the window's previous 2 input embeddings of width 16, and no denoiser part
+    assert pack.state_size == emb
+    m = bvh.read(mocap_root() / "sample" / SAMPLE)
+    solver = Solver(pack)
+    try:
+        solver.open_stream("s", layout="bvh", units="cm", joints=m.skeleton.names)
+        solver.push("s", m.positions()[0], 0.0)
+        assert np.isfinite(solver.tick()["s"].local_quats).all()
+    finally:
+        solver.close()
+    with pytest.raises(SystemExit):
+        main(["--random", "--out", str(tmp_path / "bad"), "--arch", "ff", "--ff-window", "1"])
+    assert "ff_window" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 program of the same step, for rtik's torch backend) and ``model.json`` via :func:`rtik.modelpack.save`.
 
     python -m train.export --random --out DIR [--hidden H] [--layers L] [--den-hidden H]   # random weights
+                           [--arch gru|ff] [--ff-window K] [--no-denoiser]
     python -m train.export --checkpoint runs/NAME/last.pt --out DIR                          # a trained model
 """
 
@@ -21,7 +22,7 @@ import torch
 from rtik import modelpack
 from rtik.normalize import NormSpec
 from rtik.skeleton import Skeleton
-from train.model import IKModel, ModelConfig
+from train.model import ARCHS, IKModel, ModelConfig
 from train.step import ExportStep
 
 OPSET = 17
@@ -125,15 +126,24 @@ def main(argv=None) -> int:
     ap.add_argument("--hidden", type=int, default=ModelConfig.hidden, help="IK GRU width (--random only)")
     ap.add_argument("--layers", type=int, default=ModelConfig.layers, help="IK GRU layers (--random only)")
     ap.add_argument("--den-hidden", type=int, default=ModelConfig.den_hidden, help="denoiser width (--random)")
+    ap.add_argument("--arch", choices=ARCHS, default=ModelConfig.arch, help="IK network (--random only)")
+    ap.add_argument("--ff-window", type=int, default=ModelConfig.ff_window, help="frames seen by --arch ff")
+    ap.add_argument("--no-denoiser", action="store_true", help="a pack without denoiser (--random only)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     args = ap.parse_args(argv)
     if args.random:
         torch.manual_seed(args.seed)
-        model = IKModel(default_skeleton(), ModelConfig(args.hidden, args.layers, args.den_hidden))
+        try:
+            cfg = ModelConfig(args.hidden, args.layers, args.den_hidden, arch=args.arch, ff_window=args.ff_window,
+                              denoiser=not args.no_denoiser)  # fmt: skip
+        except ValueError as e:
+            ap.error(str(e))
+        model = IKModel(default_skeleton(), cfg)
         # random weights everywhere, small enough that outputs stay near the geometric solver
         with torch.no_grad():
-            for lin in (model.ik_head, model.den_head):
-                lin.weight.normal_(0.0, 0.01)
+            for lin in (model.ik_head, getattr(model, "den_head", None)):
+                if lin is not None:
+                    lin.weight.normal_(0.0, 0.01)
         meta = pack_meta(model, "random", training={"command": " ".join(["python -m train.export", *sys.argv[1:]])})
         meta["licence"] = "random weights, no data"
     else:
