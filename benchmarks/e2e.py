@@ -36,6 +36,7 @@ from daemonrig import model_path, sample_clip, start_daemon  # noqa: E402
 
 from rtik.client import Control, Listener, Sender  # noqa: E402
 from rtik.commands.send import load_positions  # noqa: E402
+from rtik.compiled import KERNELS  # noqa: E402
 
 
 def sender(endpoint: str, clip: str, streams: int, rate: float, seconds: float, prefix: str, go, refused) -> None:
@@ -111,7 +112,7 @@ def main() -> int:
     ap.add_argument("--model", help="model pack folder (default: the shipped default model)")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of each latency case (default: %(default)s)")
     ap.add_argument("--rates", default="250,500,1000,1500,2000,3000", help="single-stream rates to try (Hz)")
-    ap.add_argument("--kernels", default="auto", choices=("auto", "numba", "numpy"),
+    ap.add_argument("--kernels", default="auto", choices=KERNELS,
                     help="the solver's pre/post-processing (default: %(default)s)")  # fmt: skip
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args()

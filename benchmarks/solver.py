@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rtik.commands.bench import run_bench, table  # noqa: E402
+from rtik.compiled import KERNELS  # noqa: E402
 from rtik.errors import RtikError  # noqa: E402
 
 
@@ -30,7 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--streams", default="1,16,64", help="comma-separated stream counts")
     ap.add_argument("--frames", type=int, default=2000, help="timed ticks per stream count")
     ap.add_argument("--clip", type=Path, default=None, help="a BVH clip in the model's skeleton (default: synthetic)")
-    ap.add_argument("--kernels", default="auto", choices=("auto", "numba", "numpy"), help="pre/post-processing")
+    ap.add_argument("--kernels", default="auto", choices=KERNELS, help="pre/post-processing")
     ap.add_argument("--rate", type=float, default=0.0, help="pace the ticks at this rate (Hz); 0 = back to back")
     ap.add_argument("--json", action="store_true", help="one JSON object per backend, one per line")
     args = ap.parse_args(argv)

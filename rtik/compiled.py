@@ -18,13 +18,16 @@ from rtik.numpath import MIN_SPAN
 
 log = logging.getLogger("rtik.solver")
 
+#: the solver's pre/post-processing: "auto" (compiled where numba is installed), "numba" (compiled), "numpy"
+KERNELS = ("auto", "numba", "numpy")
+
 
 def load(sv, which: str):
     """The :mod:`rtik.kernels` module for solver ``sv``, its constant arguments set on ``sv`` (``_kpre``,
     ``_kpost``) and every kernel compiled (or loaded from numba's cache); None for the numpy path: ``which`` is
     ``"numpy"``, or ``"auto"`` where numba is missing or cannot compile or cache here (with a warning)."""
-    if which not in ("auto", "numba", "numpy"):
-        raise InputError(f"unknown kernels {which!r}; valid: auto, numba, numpy")
+    if which not in KERNELS:
+        raise InputError(f"unknown kernels {which!r}; valid: {', '.join(KERNELS)}")
     have = importlib.util.find_spec("numba") is not None
     if which == "numpy" or (which == "auto" and not have):
         return None

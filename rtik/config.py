@@ -18,10 +18,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from rtik.compiled import KERNELS
 from rtik.errors import ConfigError
 
 BACKENDS = ("onnx", "torch", "tensorrt")
-KERNELS = ("auto", "numba", "numpy")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 RECORD_UNITS = ("cm", "m")

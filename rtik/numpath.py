@@ -1,5 +1,5 @@
 """The solver's numpy path: the checks a pushed frame must pass, and the vectorised per-frame pre- and
-post-processing around the network.
+post-processing around the network (:func:`pre`, :func:`post`, with the same contracts as the kernels').
 
 It is the reference the compiled kernels (:mod:`rtik.kernels`) are tested against, and the path taken where numba
 is missing or the solver is built with ``kernels="numpy"``; :func:`check_frame` also names what is wrong with any
@@ -74,13 +74,15 @@ def check_frame(sv, s, positions, timestamp, mask):
     return P, M, ts
 
 
-def solve(sv, slots, P_in, M_in, ts, forced, infos):
-    """Solve one frame of each of ``B`` streams (slots ``slots``) for solver ``sv``: normalise, the network, then
-    targets, rotations and positions; updates the streams' state in ``sv``. Returns ``(local_quats (B, J, 4)
-    float32, root_pos (B, 3) float32 m, positions (B, J, 3) float32 m, reset (B,) bool, noise (B,) m)``.
-    Written for few numpy calls: work in input-joint space, bones in bone space, a fast path when every joint is
-    observed; no per-stream Python loop."""
-    o, t = sv.options, sv.tables
+def pre(sv, slots, P_in, M_in, ts, forced):
+    """Before the network, for ``B`` streams in slots ``slots`` of solver ``sv`` (frames ``P_in (B, Ji, 3)`` in
+    stream units, ``M_in (B, Ji)`` observed, timestamps ``ts (B,)``, ``forced (B,)`` resets asked for): resets
+    (their recurrent state zeroed), bone calibration, heading, normalisation. Returns, as :func:`rtik.kernels.pre`
+    does, ``(pos (B, Ji, 3) float32, mask (B, Ji) float32, reset (B,), fresh (B,), P (B, Ji, 3) m, root (B, 3),
+    cs (B, 2) heading cos/sin, size (B,), off (B, J, 3) calibrated offsets, dev (B, Nb) bone-length deviations,
+    seen (B, Nb) bones observed)``. Written for few numpy calls: input-joint space, bones in bone space, a fast
+    path when every joint is observed; no per-stream Python loop."""
+    o = sv.options
     B, ri = len(slots), sv.root_in
     full = M_in.all()
     P = P_in * sv._scale[slots][:, None, None]  # (B, Ji, 3) metres
@@ -98,10 +100,7 @@ def solve(sv, slots, P_in, M_in, ts, forced, infos):
     lim = o.max_speed * np.maximum(dt, 0.0) + o.teleport_slack
     fresh = sv._fresh[slots]
     reset = fresh | forced | (dt > o.gap_s) | (dt < 0) | (np.einsum("bi,bi->b", dr, dr) > lim * lim)
-    if reset.any():
-        sv._state[slots[reset]] = 0.0
-        for i in np.flatnonzero(reset & ~fresh & ~forced):
-            infos[i].resets += 1
+    sv._state[slots[reset]] = 0.0
     # ---- bone lengths: measured this frame, running robust estimate (steps clipped to eta)
     bv = P[:, sv.b_child] - P[:, sv.b_parent]
     d = np.sqrt(np.einsum("bki,bki->bk", bv, bv))  # (B, Nb)
@@ -136,15 +135,24 @@ def solve(sv, slots, P_in, M_in, ts, forced, infos):
     nrm = np.hypot(lat[:, 0], lat[:, 2])
     ok = nrm > sv.pack.norm.min_lateral * size
     cs = np.where(ok[:, None], lat[:, ::2] * [1.0, -1.0] / np.maximum(nrm, 1e-12)[:, None], sv._cs[slots])
-    Ry = (cs @ _RY_CS + _RY_0).reshape(B, 3, 3)  # R_y(yaw): the heading
+    Ry = _heading(cs)
     # ---- normalise: R_y(-yaw) (p - root) / size, missing joints zero
     rel = P - root[:, None]
     pos = rel @ Ry  # row vectors: (Ry^T v)^T = v^T Ry
     pos *= (1.0 / size)[:, None, None]
     if not full:
         pos *= M_in[..., None]
-    # ---- the network
-    r6, clean, reset = sv._network(slots, pos.astype(np.float32), M_in.astype(np.float32), reset, infos)
+    return pos.astype(np.float32), M_in.astype(np.float32), reset, fresh, P, root, cs, size, off, dev, seen
+
+
+def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, slots, ts):
+    """After the network (``r6 (B, J, 6)``, ``clean (B, Ji, 3)`` float32), with what :func:`pre` returned:
+    denoised targets, the input-noise estimate, rotations, refinement and FK; the streams' state updated. Returns,
+    as :func:`rtik.kernels.post` does, ``(local_quats (B, J, 4) float32, root_pos (B, 3) float32 m, positions
+    (B, J, 3) float32 m, noise (B,) m)``."""
+    o, t = sv.options, sv.tables
+    B, full = len(slots), M_in.all()
+    Ry = _heading(cs)
     # ---- denoised positions in the world, input-noise estimate, targets
     den = (clean @ np.swapaxes(Ry, 1, 2)) * size[:, None, None] + root[:, None]
     e = P - den
@@ -173,7 +181,7 @@ def solve(sv, slots, P_in, M_in, ts, forced, infos):
         Lm[:, t.dummy] = rf._EYE
     G = rf.global_rotations(Lm, t)
     Lr, Gr = rf.refine(G, Lm, off, tgt, beta, t)
-    root_pos = tgt_in[:, ri]  # the dummy root (if any) sits at the origin
+    root_pos = tgt_in[:, sv.root_in]  # the dummy root (if any) sits at the origin
     X = rf.positions(Gr, off, root_pos, t)
     q = rf.matrix_to_quat(Lr).astype(np.float32)
     # ---- per-stream bookkeeping
@@ -182,6 +190,14 @@ def solve(sv, slots, P_in, M_in, ts, forced, infos):
     sv._last_tgt[slots] = tgt_in
     sv._cs[slots] = cs
     sv._fresh[slots] = False
-    for sinfo in infos:
-        sinfo.frames += 1
-    return q, root_pos.astype(np.float32), X.astype(np.float32), reset, noise
+    return q, root_pos.astype(np.float32), X.astype(np.float32), noise
+
+
+def all_finite(r6, clean, st) -> bool:
+    """Whether the network's outputs and state are finite everywhere (as :func:`rtik.kernels.all_finite`)."""
+    return bool(np.isfinite(r6).all() and np.isfinite(clean).all() and np.isfinite(st).all())
+
+
+def _heading(cs):
+    """``R_y(yaw) (B, 3, 3)`` from ``cs (B, 2)`` = (cos, sin) of the heading."""
+    return (cs @ _RY_CS + _RY_0).reshape(len(cs), 3, 3)

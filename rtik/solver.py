@@ -17,7 +17,6 @@ unit (m, cm, mm) at its edge. Arrays are float64 unless stated; the wire types a
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -33,8 +32,6 @@ from rtik.modelpack import ModelPack
 from rtik.numpath import MIN_SPAN, UNITS
 from rtik.rotations import matrix_to_6d, quat_to_matrix
 from rtik.skeleton import Skeleton
-
-log = logging.getLogger("rtik.solver")
 
 
 @dataclass(frozen=True)
@@ -108,10 +105,6 @@ class StreamInfo:
     bad_run: int = 0  # rejected frames in a row
     last_error: str = ""
     extra: dict = field(default_factory=dict)
-
-
-def _all_finite(r6, clean, st) -> bool:
-    return bool(np.isfinite(r6).all() and np.isfinite(clean).all() and np.isfinite(st).all())
 
 
 class Solver:
@@ -409,19 +402,23 @@ class Solver:
         }
 
     def _solve(self, slots, P_in, M_in, ts, forced, infos):
-        if self._kern is None:
-            return numpath.solve(self, slots, P_in, M_in, ts, forced, infos)
-        pos, mask, reset, fresh, P, root, cs, size, off, dev, seen = self._kern.pre(
-            slots, P_in, M_in, ts, forced, *self._slot_arrays_pre(), *self._kpre
-        )
+        """Pre-processing, the network, post-processing: compiled (:mod:`rtik.kernels`) or numpy
+        (:mod:`rtik.numpath`), the same contracts. -> ``(local_quats, root_pos, positions, reset, noise)``"""
+        k = self._kern
+        if k is None:
+            pos, mask, reset, fresh, *geo = numpath.pre(self, slots, P_in, M_in, ts, forced)
+        else:
+            pos, mask, reset, fresh, *geo = k.pre(slots, P_in, M_in, ts, forced, *self._slot_arrays_pre(), *self._kpre)
         if reset.any():
-            for i in np.flatnonzero(reset & ~fresh & ~forced):
+            for i in np.flatnonzero(reset & ~fresh & ~forced):  # gaps, teleports, time going back
                 infos[i].resets += 1
         r6, clean, reset = self._network(slots, pos, mask, reset, infos)
-        q, root_pos, X, noise = self._kern.post(
-            r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, slots, *self._slot_arrays_post(), ts,
-            *self._kpost,
-        )  # fmt: skip
+        if k is None:
+            q, root_pos, X, noise = numpath.post(self, r6, clean, M_in, fresh, *geo, slots, ts)
+        else:
+            q, root_pos, X, noise = k.post(
+                r6, clean, M_in, fresh, *geo, slots, *self._slot_arrays_post(), ts, *self._kpost
+            )
         for sinfo in infos:
             sinfo.frames += 1
         return q, root_pos, X, reset, noise
@@ -432,7 +429,7 @@ class Solver:
         last = self._carry
         carry = last is not None and last[0] == key and not reset.any()
         r6, clean, st = self.backend.step(pos, mask, last[1] if carry else self._state[slots])
-        finite = _all_finite if self._kern is None else self._kern.all_finite
+        finite = numpath.all_finite if self._kern is None else self._kern.all_finite
         if not finite(r6, clean, st):
             # a network output that is not finite must never poison a stream's state: those streams start
             # afresh and take the mean pose (refined onto the observed bones) and their raw positions this frame

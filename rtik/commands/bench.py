@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rtik import rotations as rot
+from rtik.compiled import KERNELS
 from rtik.errors import InputError
 
 
@@ -159,7 +160,7 @@ def register(sub) -> None:
     p.add_argument("--streams", type=_streams, default=(1, 16, 64), help="stream counts, e.g. 1,16,64")
     p.add_argument("--frames", type=int, default=2000, help="timed ticks per stream count")
     p.add_argument("--clip", type=Path, default=None, help="a BVH clip in the model's skeleton (default: synthetic)")
-    p.add_argument("--kernels", default="auto", choices=("auto", "numba", "numpy"),
+    p.add_argument("--kernels", default="auto", choices=KERNELS,
                    help="the solver's pre/post-processing (default: auto = numba when installed)")  # fmt: skip
     p.add_argument("--rate", type=float, default=0.0,
                    help="pace the ticks at this rate (Hz), as live input arrives; 0 = back to back")  # fmt: skip
