@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rtik import bvh
-from rtik.kinematics import analytic_ik, forward_kinematics
+from rtik.formats import bvh
+from rtik.geometry.kinematics import analytic_ik, forward_kinematics
 
 DEFAULT_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "mocap" / "bandai-namco-motion-2.tar.xz"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rtik.client import Control, wait_for_daemon  # noqa: E402
+from rtik.wire.client import Control, wait_for_daemon  # noqa: E402
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -35,7 +35,7 @@ def model_path(arg: str | None) -> str:
     """``arg``, else the shipped default pack, else the test pack (built on first use)."""
     if arg:
         return str(Path(arg).resolve())
-    from rtik import modelpack
+    from rtik.models import modelpack
 
     if (modelpack.DEFAULT_PACK / modelpack.META_FILE).is_file():
         return str(modelpack.DEFAULT_PACK)

@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from daemonrig import model_path, sample_clip, start_daemon  # noqa: E402
 
-from rtik.client import Control, Listener, Sender  # noqa: E402
 from rtik.commands.send import load_positions  # noqa: E402
-from rtik.compiled import KERNELS  # noqa: E402
+from rtik.solve.compiled import KERNELS  # noqa: E402
+from rtik.wire.client import Control, Listener, Sender  # noqa: E402
 
 
 def sender(endpoint: str, clip: str, streams: int, rate: float, seconds: float, prefix: str, go, refused) -> None:

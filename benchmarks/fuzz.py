@@ -30,10 +30,12 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemonrig import counters, load_note, model_path, rss_mb, sample_clip, start_daemon  # noqa: E402
 
-from rtik import protocol  # noqa: E402
-from rtik.client import Control, Listener, Sender  # noqa: E402
 from rtik.commands.send import load_positions  # noqa: E402
-from rtik.transports import osc  # noqa: E402
+from rtik.wire import (
+    osc,  # noqa: E402
+    protocol,  # noqa: E402
+)
+from rtik.wire.client import Control, Listener, Sender  # noqa: E402
 
 
 def good_sender(endpoint, clip, stream, rate, seconds, go, out) -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rtik.conditions import CONDITIONS  # noqa: E402
-from rtik.evaluation import CONTENTS, METHODS  # noqa: E402
+from rtik.eval.conditions import CONDITIONS  # noqa: E402
+from rtik.eval.evaluation import CONTENTS, METHODS  # noqa: E402
 
 COLUMNS = (
     ("mpjpe_mm", "MPJPE mm"),
@@ -70,7 +70,7 @@ def splits(single: bool = False) -> list[str]:
 
 def write_model_meta(split: str, runs: Path, model: str) -> None:
     """Record which pack a split's model JSON measures (name, creation time, path)."""
-    from rtik import modelpack
+    from rtik.models import modelpack
 
     pack = modelpack.load(model)
     meta = {"name": pack.name, "created": pack.meta.get("created", ""), "path": str(model)}

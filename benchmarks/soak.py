@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from daemonrig import counters, load_note, model_path, rss_mb, sample_clip, start_daemon  # noqa: E402,F401
 
-from rtik.client import Listener, Sender  # noqa: E402
 from rtik.commands.send import load_positions  # noqa: E402
+from rtik.wire.client import Listener, Sender  # noqa: E402
 
 
 def sender(endpoint: str, clip: str, streams: int, rate: float, seconds: float, prefix: str, go, result) -> None:

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rtik.commands.bench import run_bench, table  # noqa: E402
-from rtik.compiled import KERNELS  # noqa: E402
 from rtik.errors import RtikError  # noqa: E402
+from rtik.solve.compiled import KERNELS  # noqa: E402
 
 
 def main(argv=None) -> int:

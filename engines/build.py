@@ -18,10 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from rtik import modelpack
-from rtik.backends.base import engine_dir, open_backend
-from rtik.backends.onnx import INT8_FILE, INT8_REPORT
 from rtik.errors import RtikError
+from rtik.models import modelpack
+from rtik.models.backends.base import engine_dir, open_backend
+from rtik.models.backends.onnx import INT8_FILE, INT8_REPORT
 
 TARGETS = ("onnx-int8", "tensorrt")
 

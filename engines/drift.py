@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rtik import bvh, kinematics, normalize
-from rtik import refine as rf
 from rtik.errors import BackendError
-from rtik.modelpack import ModelPack
+from rtik.formats import bvh
+from rtik.geometry import kinematics
+from rtik.models import normalize
+from rtik.models.modelpack import ModelPack
+from rtik.solve import refine as rf
 
 
 def sequence(pack: ModelPack, clips: list[Path], frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -51,7 +53,7 @@ def sequence(pack: ModelPack, clips: list[Path], frames: int) -> tuple[np.ndarra
 
 
 def measure(pack: ModelPack, backend, reference, clips: list[Path], frames: int = 3000) -> dict:
-    """Run ``backend`` and ``reference`` (two :class:`~rtik.backends.base.Backend`) over the sequence."""
+    """Run ``backend`` and ``reference`` (two :class:`~rtik.models.backends.base.Backend`) over the sequence."""
     P, M, size = sequence(pack, clips, frames)
     F = len(P)
     sa = np.zeros((1, pack.state_size), np.float32)

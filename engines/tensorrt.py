@@ -14,9 +14,9 @@ import re
 import time
 from pathlib import Path
 
-from rtik.backends.base import engine_dir
 from rtik.errors import BackendError
-from rtik.modelpack import ModelPack
+from rtik.models.backends.base import engine_dir
+from rtik.models.modelpack import ModelPack
 
 INSTALL = (
     "TensorRT is not installed. It comes from NVIDIA's package index, not PyPI: "
@@ -38,7 +38,7 @@ def import_tensorrt():
 
 def gpu_name() -> str:
     """Name of CUDA device 0 (through cuda-python), for the cache key."""
-    from rtik.backends.tensorrt import cuda_runtime
+    from rtik.models.backends.tensorrt import cuda_runtime
 
     cudart = cuda_runtime()
     err, prop = cudart.cudaGetDeviceProperties(0)

@@ -2,8 +2,8 @@
 
 Joint positions in, joint rotations out, one frame at a time. The public API:
 
-- :mod:`rtik.rotations`, :mod:`rtik.skeleton`, :mod:`rtik.kinematics` — numpy math;
-- :mod:`rtik.bvh` — BVH reader and writer;
+- :mod:`rtik.geometry.rotations`, :mod:`rtik.geometry.skeleton`, :mod:`rtik.geometry.kinematics` — numpy math;
+- :mod:`rtik.formats.bvh` — BVH reader and writer;
 - :class:`rtik.errors.RtikError` — the root of every error rtik raises.
 """
 

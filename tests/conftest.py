@@ -40,7 +40,7 @@ def sample_clips(mocap) -> list[Path]:
 @pytest.fixture(scope="session")
 def sample_motions(sample_clips):
     """Every sample clip read once per test session: ``[(path, Motion)]``."""
-    from rtik import bvh
+    from rtik.formats import bvh
 
     return [(p, bvh.read(p)) for p in sample_clips]
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rtik import bvh, kinematics, modelpack
-from rtik.normalize import NormSpec
+from rtik.formats import bvh
+from rtik.geometry import kinematics
+from rtik.models import modelpack
+from rtik.models.normalize import NormSpec
 
 
 def _step_module(Ji: int, J: int, H: int, seed: int):

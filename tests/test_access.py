@@ -17,12 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loopback import free_port
 
-from rtik import config, protocol, security
-from rtik.client import Control, ControlError, Listener, Sender, wait_for_daemon
 from rtik.commands import keys
 from rtik.errors import ConfigError
-from rtik.recorder import RecordError, resolve
-from rtik.transports import osc
+from rtik.serve import config, security
+from rtik.serve.recorder import RecordError, resolve
+from rtik.wire import osc, protocol
+from rtik.wire.client import Control, ControlError, Listener, Sender, wait_for_daemon
 
 FPS = 30.0
 
@@ -51,7 +51,7 @@ def test_off_loopback_needs_keys_or_insecure(caplog):
         with pytest.raises(ConfigError, match=r"refusing OSC off loopback.*osc_allow"):
             security.Guard(_cfg(ingest={"osc": {"host": "0.0.0.0"}}), ctx)
         security.Guard(_cfg(ingest={"osc": {"host": "0.0.0.0"}}, security={"osc_allow": ["10.0.0.0/24"]}), ctx)
-        with caplog.at_level(logging.WARNING, logger="rtik.security"):
+        with caplog.at_level(logging.WARNING, logger="rtik.serve.security"):
             security.Guard(_cfg(ingest={"zmq": {"bind": "tcp://*:7700"}}, security={"insecure": True}), ctx)
         assert "INSECURE: [ingest.zmq] bind = 'tcp://*:7700' without authentication" in caplog.text
     finally:
@@ -108,8 +108,8 @@ def test_keys_command(tmp_path, capsys):
 def secured(tmp_path_factory, sample_clips):
     """An in-process daemon with CurveZMQ on loopback (one allowed client key) and an OSC allow-list."""
     from rtik.commands.send import load_positions
-    from rtik.daemon import Daemon
-    from rtik.solver import Solver
+    from rtik.serve.daemon import Daemon
+    from rtik.solve.solver import Solver
 
     pack = steppack.cached_pack()
     if pack is None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtik.backends.base import BACKENDS, bucket, open_backend
 from rtik.errors import BackendError
+from rtik.models.backends.base import BACKENDS, bucket, open_backend
 
 
 def _inputs(B: int, seed: int = 0):

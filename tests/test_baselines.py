@@ -4,9 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtik import baselines, bvh, conditions, metrics
-from rtik import kinematics as kin
 from rtik.errors import InputError
+from rtik.eval import baselines, conditions, metrics
+from rtik.formats import bvh
+from rtik.geometry import kinematics as kin
 
 MOCAP = Path(__file__).resolve().parents[1].parent / "shared" / "mocap"
 if not MOCAP.is_dir():

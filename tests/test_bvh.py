@@ -1,4 +1,4 @@
-"""rtik.bvh: a golden file with known angles and positions, round trips, parser robustness, every error path,
+"""rtik.formats.bvh: a golden file with known angles and positions, round trips, parser robustness, every error path,
 archives."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from rtik import bvh
-from rtik import rotations as rot
 from rtik.errors import BVHError
+from rtik.formats import bvh
+from rtik.geometry import rotations as rot
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden.bvh"
 NAMES = ("Hips", "Chest", "Head", "Leg", "Foot", "Arm", "Hand")
@@ -209,7 +209,7 @@ def test_partial_rotation_channels_round_trip():
 
 def test_numbers_parse_bit_exact():
     """The vectorised number reader agrees with float() on awkward tokens."""
-    from rtik._bvh_parse import parse_floats
+    from rtik.formats._bvh_parse import parse_floats
 
     toks = ["0", "-0", "1.", ".5", "-.25", "+7", "123456789012345", "0.1", "-2.675", "1e-3", "1.87007e-05",
             "12345678901234567890.5", "3.14159265358979", "-999.999999", "nan"]  # fmt: skip

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rtik import bvh, cli
+from rtik import cli
 from rtik.commands import bvh_check
+from rtik.formats import bvh
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden.bvh"
 BROKEN = GOLDEN.read_text().replace("1 2 3 90", "1 2 x 90")

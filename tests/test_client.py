@@ -1,4 +1,4 @@
-"""rtik.client and the send / listen commands against real loopback sockets (no daemon needed)."""
+"""rtik.wire.client and the send / listen commands against real loopback sockets (no daemon needed)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import zmq
 
-from rtik import bvh, protocol
 from rtik.cli import main
-from rtik.client import Control, ControlError, Listener, Sender, wait_for_daemon
 from rtik.commands.send import load_positions
 from rtik.errors import InputError, ProtocolError, TransportError
-from rtik.protocol import Pose
-from rtik.transports import osc
+from rtik.formats import bvh
+from rtik.wire import osc, protocol
+from rtik.wire.client import Control, ControlError, Listener, Sender, wait_for_daemon
+from rtik.wire.protocol import Pose
 
 
 def endpoint() -> str:

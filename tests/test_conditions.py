@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from rtik import conditions as cond
 from rtik.errors import InputError
+from rtik.eval import conditions as cond
 
 
 def _pos(F=600, J=21, seed=0):

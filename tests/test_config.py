@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rtik import config
-from rtik.config import tomllib  # tomli on Python 3.10
 from rtik.errors import ConfigError
+from rtik.serve import config
+from rtik.serve.config import tomllib  # tomli on Python 3.10
 
 
 def test_defaults_bind_loopback_on_the_documented_ports():

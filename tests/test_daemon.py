@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 from loopback import free_port
 
-from rtik import bvh, config, protocol
-from rtik.client import Control, ControlError, Listener, Sender, wait_for_daemon
 from rtik.commands.send import load_positions
-from rtik.ingest import RESTART_SEQ_GAP, Slots
-from rtik.stats import Stats
-from rtik.transports.osc import parse_datagram
+from rtik.formats import bvh
+from rtik.serve import config
+from rtik.serve.ingest import RESTART_SEQ_GAP, Slots
+from rtik.serve.stats import Stats
+from rtik.wire import protocol
+from rtik.wire.client import Control, ControlError, Listener, Sender, wait_for_daemon
+from rtik.wire.osc import parse_datagram
 
 FPS = 30.0
 
@@ -51,7 +53,7 @@ def clip(sample_clips):
 @pytest.fixture(scope="module")
 def offline(pack, clip):
     """The offline solver on the same clip, same timestamps (i / fps), running calibration like a live stream."""
-    from rtik.solver import Solver, solve_sequence
+    from rtik.solve.solver import Solver, solve_sequence
 
     solver = Solver(pack)
     try:
@@ -382,10 +384,10 @@ def test_receivers_wait_for_a_tick_then_drain_a_window(pack, monkeypatch):
     messages even if the next tick has started (ticks back to back must not keep frames in the sockets)."""
     import threading
 
-    from rtik import receivers
-    from rtik.daemon import Daemon
-    from rtik.receivers import RECV_AFTER_TICK
-    from rtik.solver import Solver
+    from rtik.serve import receivers
+    from rtik.serve.daemon import Daemon
+    from rtik.serve.receivers import RECV_AFTER_TICK
+    from rtik.solve.solver import Solver
 
     monkeypatch.setattr(receivers, "TICK_WAIT_S", 30.0)  # (in service a receiver gives up on a tick after 50 ms)
     d = Daemon(config.from_dict({"streams": {"fps": FPS}}), Solver(pack))
@@ -428,8 +430,8 @@ def test_daemon_in_process_full_disk_keeps_the_stream_flowing(pack, clip, tmp_pa
     if sys.platform != "linux" or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(mnt)],
                                                  capture_output=True).returncode:  # fmt: skip
         pytest.skip("cannot mount a tmpfs here")
-    from rtik.daemon import Daemon
-    from rtik.solver import Solver
+    from rtik.serve.daemon import Daemon
+    from rtik.solve.solver import Solver
 
     ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
     cfg = config.from_dict({
@@ -463,8 +465,8 @@ def test_daemon_in_process_sub_ingest_and_idle_streams(pack, clip):
     """Frames from an existing publisher (the daemon's SUB connects to it) are solved; a silent stream closes."""
     import zmq
 
-    from rtik.daemon import Daemon
-    from rtik.solver import Solver
+    from rtik.serve.daemon import Daemon
+    from rtik.solve.solver import Solver
 
     ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("pub", "out", "ctl")}
     ctx = zmq.Context()
@@ -501,9 +503,9 @@ def test_daemon_in_process_sub_ingest_and_idle_streams(pack, clip):
 
 def test_failed_start_releases_everything(pack):
     """A port already taken stops the start with a clear error, and what was bound before is released."""
-    from rtik.daemon import Daemon
     from rtik.errors import TransportError
-    from rtik.solver import Solver
+    from rtik.serve.daemon import Daemon
+    from rtik.solve.solver import Solver
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -550,7 +552,7 @@ def test_serve_freezes_what_is_loaded_out_of_the_collector(pack):
     import gc
 
     from rtik.commands.serve import freeze_loaded
-    from rtik.solver import Solver
+    from rtik.solve.solver import Solver
 
     solver = Solver(pack)
     try:

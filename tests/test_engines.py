@@ -10,8 +10,8 @@ import steppack
 
 from engines import build as eb
 from engines.convert import to_fp16
-from rtik.backends.base import engine_dir, open_backend
 from rtik.errors import BackendError
+from rtik.models.backends.base import engine_dir, open_backend
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def _inputs(B=3):
 def test_fp16_copy_keeps_float32_io_and_runs(pack, tmp_path):
     pytest.importorskip("onnx")
     f16 = to_fp16(pack.file("onnx"), tmp_path / "step.fp16.onnx")
-    from rtik.modelpack import onnx_signature
+    from rtik.models.modelpack import onnx_signature
 
     sig = onnx_signature(f16)
     assert all(e == 1 for e, _ in sig["inputs"].values()) and all(e == 1 for e, _ in sig["outputs"].values())

@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtik import evalreport, evaluation
 from rtik.cli import main
 from rtik.errors import InputError
+from rtik.eval import evaluation
+from rtik.eval import report as evalreport
 
 MOCAP = Path(__file__).resolve().parents[1].parent / "shared" / "mocap"
 if not MOCAP.is_dir():
@@ -132,7 +133,7 @@ def test_cli_rejects_bad_flags(capsys):
 
 
 def test_table_formats_nan_as_dash():
-    from rtik.metrics import Errors
+    from rtik.eval.metrics import Errors
 
     J = 3
     e = Errors(
@@ -146,10 +147,10 @@ def test_table_formats_nan_as_dash():
 @pytest.fixture(scope="module")
 def model_pack():
     """The shipped model if installed, else the small random-weight test pack of the same contract."""
-    from rtik import modelpack
     from rtik.errors import ModelError
+    from rtik.models import modelpack
 
-    pytest.importorskip("rtik.solver")
+    pytest.importorskip("rtik.solve.solver")
     try:
         return modelpack.load(None).path
     except ModelError:

@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from rtik import bvh, modelpack  # noqa: E402
+from rtik.formats import bvh  # noqa: E402
+from rtik.models import modelpack  # noqa: E402
 from train.data import CM, mocap_root, normalized_positions  # noqa: E402
 from train.export import export_pack, pack_meta  # noqa: E402
 from train.model import IKModel, ModelConfig  # noqa: E402

@@ -14,9 +14,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rtik import bvh, modelpack  # noqa: E402
-from rtik.backends.base import open_backend  # noqa: E402
-from rtik.solver import solve_sequence  # noqa: E402
+from rtik.formats import bvh  # noqa: E402
+from rtik.models import modelpack  # noqa: E402
+from rtik.models.backends.base import open_backend  # noqa: E402
+from rtik.solve.solver import solve_sequence  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 from loopback import free_port
 
-from rtik import bvh, config, protocol
-from rtik.client import Control, Listener, Sender, wait_for_daemon
 from rtik.commands.send import load_positions
+from rtik.formats import bvh
+from rtik.serve import config
+from rtik.wire import protocol
+from rtik.wire.client import Control, Listener, Sender, wait_for_daemon
 
 FPS = 30.0
 
@@ -212,8 +214,8 @@ def test_frames_without_body_size_never_publish_nan(pack, clip):
     """Every joint on one point (a pose estimator that lost the person) gives the solver no body size: the solver
     refuses such frames, the daemon counts them as input errors and publishes nothing for them; the next good
     frames solve cleanly, and the other stream never notices."""
-    from rtik.daemon import Daemon
-    from rtik.solver import Solver
+    from rtik.serve.daemon import Daemon
+    from rtik.solve.solver import Solver
 
     d = Daemon(config.from_dict({"streams": {"fps": FPS}}), Solver(pack))
     published = []

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rtik.errors import InputError
-from rtik.filters import OneEuroConfig, OneEuroFilter, hold_last, one_euro
+from rtik.solve.filters import OneEuroConfig, OneEuroFilter, hold_last, one_euro
 
 
 def _reference_scalar(xs, rate, min_cutoff, beta, d_cutoff):

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rtik import bvh
 from rtik.commands import solve
 from rtik.commands.send import load_positions
 from rtik.errors import BVHError, RtikError
+from rtik.formats import bvh
 
 # deterministic by default; RTIK_FUZZ_EXAMPLES=3000 RTIK_FUZZ_RANDOM=1 pytest ... explores further
 FUZZ = settings(

@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtik import protocol
 from rtik.errors import ProtocolError
-from rtik.transports import osc
+from rtik.wire import osc, protocol
 
 # deterministic by default; RTIK_FUZZ_EXAMPLES=3000 RTIK_FUZZ_RANDOM=1 pytest ... explores further
 FUZZ = settings(

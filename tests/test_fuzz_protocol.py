@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rtik import config, protocol
 from rtik.errors import ProtocolError
+from rtik.serve import config
+from rtik.wire import protocol
 
 # deterministic by default; RTIK_FUZZ_EXAMPLES=3000 RTIK_FUZZ_RANDOM=1 pytest ... explores further
 FUZZ = settings(
@@ -129,8 +130,8 @@ def daemon():
     """A daemon that is never started (no sockets): its control handler and solver tick on real objects."""
     import steppack
 
-    from rtik.daemon import Daemon
-    from rtik.solver import Solver
+    from rtik.serve.daemon import Daemon
+    from rtik.solve.solver import Solver
 
     pack = steppack.cached_pack()
     if pack is None:

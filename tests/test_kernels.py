@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import steppack
 
-from rtik import bvh
 from rtik.errors import InputError
-from rtik.solver import Solver, SolverOptions
+from rtik.formats import bvh
+from rtik.solve.solver import Solver, SolverOptions
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
 
@@ -116,7 +116,7 @@ def test_kernel_choice_is_checked(pack, monkeypatch):
 
 
 def test_usual_frames_take_the_compiled_push_and_bad_ones_still_name_the_problem(pack, clip, monkeypatch):
-    from rtik import layouts
+    from rtik.formats import layouts
 
     X, fps = clip
     calls = []
@@ -141,13 +141,13 @@ def test_usual_frames_take_the_compiled_push_and_bad_ones_still_name_the_problem
 
 
 def test_kernels_that_cannot_compile_fall_back_to_numpy_unless_asked_for(pack, monkeypatch, caplog):
-    from rtik import compiled
+    from rtik.solve import compiled
 
     def broken(sv):
         raise RuntimeError("cannot cache function: no locator available")
 
     monkeypatch.setattr(compiled, "_compile", broken)
-    with caplog.at_level("WARNING", logger="rtik.solver"):
+    with caplog.at_level("WARNING", logger="rtik.solve.solver"):
         s = Solver(pack)
     assert s.kernels == "numpy" and "using the numpy path" in caplog.text
     with pytest.raises(InputError, match="not usable here: cannot cache function"):

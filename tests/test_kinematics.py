@@ -1,14 +1,14 @@
-"""rtik.kinematics: FK against bvhio as oracle, analytic IK, calibration, local/global conversions."""
+"""rtik.geometry.kinematics: FK against bvhio as oracle, analytic IK, calibration, local/global conversions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rtik import kinematics as kin
-from rtik import rotations as rot
 from rtik.errors import InputError
-from rtik.skeleton import Skeleton
+from rtik.geometry import kinematics as kin
+from rtik.geometry import rotations as rot
+from rtik.geometry.skeleton import Skeleton
 
 IK_TOL_CM = 0.05  # analytic IK must reproduce positions within 0.5 mm (the data is in centimetres)
 ORACLE_CLIPS = (  # one clip per kind of motion keeps the (slow) oracle affordable
@@ -31,7 +31,7 @@ def all_frames(sample_motions):
 @pytest.mark.parametrize("clip", ORACLE_CLIPS)
 def test_fk_matches_bvhio(mocap, clip):
     bvhio = pytest.importorskip("bvhio")
-    from rtik import bvh
+    from rtik.formats import bvh
 
     path = mocap / "sample" / clip
     m = bvh.read(path)

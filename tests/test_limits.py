@@ -13,12 +13,12 @@ import steppack
 import zmq
 from loopback import free_port
 
-from rtik import config, protocol
-from rtik.client import Listener, Sender
-from rtik.ingest import Slots
-from rtik.security import TokenBucket
-from rtik.stats import Stats
-from rtik.transports import osc
+from rtik.serve import config
+from rtik.serve.ingest import Slots
+from rtik.serve.security import TokenBucket
+from rtik.serve.stats import Stats
+from rtik.wire import osc, protocol
+from rtik.wire.client import Listener, Sender
 
 FPS = 30.0
 
@@ -31,8 +31,8 @@ def clip(sample_clips):
 
 
 def start(limits: dict, streams: dict, solver=None):
-    from rtik.daemon import Daemon
-    from rtik.solver import Solver
+    from rtik.serve.daemon import Daemon
+    from rtik.solve.solver import Solver
 
     pack = steppack.cached_pack()
     if pack is None:
@@ -179,7 +179,7 @@ def test_overload_newest_frames_win(clip, depth, max_wait):
     solved, and no frame waits for more than the tick in progress plus ``depth`` (each pose's frame arrived after
     the pose ``depth + 1`` before it was published); with ``max_wait`` shorter than a tick, a queue as deep as 64
     frames still holds no backlog."""
-    from rtik.solver import Solver
+    from rtik.solve.solver import Solver
 
     d, ep = start({}, {"queue": depth, "max_wait": max_wait}, SlowSolver(Solver(steppack.cached_pack())))
     try:
@@ -207,8 +207,8 @@ def test_overload_newest_frames_win(clip, depth, max_wait):
 def test_streams_that_come_and_go_keep_the_counters_bounded(clip):
     """Names that come and go (tracking ids, a sender cycling names): when a stream closes its counters are
     merged under stream="_closed", so the totals stay and the label sets do not grow."""
-    from rtik.daemon import Daemon
-    from rtik.solver import Solver
+    from rtik.serve.daemon import Daemon
+    from rtik.solve.solver import Solver
 
     d = Daemon(config.from_dict({"streams": {"fps": FPS}}), Solver(steppack.cached_pack()))
     try:

@@ -4,10 +4,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtik import bvh, metrics
-from rtik import kinematics as kin
-from rtik import rotations as rot
 from rtik.errors import InputError
+from rtik.eval import metrics
+from rtik.formats import bvh
+from rtik.geometry import kinematics as kin
+from rtik.geometry import rotations as rot
 
 MOCAP = Path(__file__).resolve().parents[1].parent / "shared" / "mocap"
 if not MOCAP.is_dir():
@@ -74,7 +75,7 @@ def test_known_position_offset(clip):
 
 def test_known_jerk():
     """Cubic trajectories have a constant third derivative: p = a t^3 / 6 has jerk |a| exactly."""
-    from rtik.skeleton import Skeleton
+    from rtik.geometry.skeleton import Skeleton
 
     skel = Skeleton(["a", "b"], [-1, 0], [[0, 0, 0], [0.1, 0, 0]])
     fps = 60.0
@@ -89,7 +90,7 @@ def test_known_jerk():
 
 
 def test_jerk_ratio_of_several_clips_is_frame_weighted():
-    from rtik.skeleton import Skeleton
+    from rtik.geometry.skeleton import Skeleton
 
     skel = Skeleton(["a", "b"], [-1, 0], [[0, 0, 0], [0.1, 0, 0]])
     fps = 30.0

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from rtik import modelpack
 from rtik.errors import ModelError
+from rtik.models import modelpack
 
 
 @pytest.fixture

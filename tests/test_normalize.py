@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtik import normalize as nz
 from rtik.errors import ModelError
+from rtik.models import normalize as nz
 
 NAMES = ("Hips", "UpperLeg_L", "UpperLeg_R", "UpperArm_L", "UpperArm_R", "Spine", "Chest", "Neck", "Head",
          "LowerLeg_L", "Foot_L", "LowerLeg_R", "Foot_R")  # fmt: skip

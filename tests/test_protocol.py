@@ -1,4 +1,4 @@
-"""rtik.protocol: encode/decode round trips, and clear ProtocolErrors on malformed input."""
+"""rtik.wire.protocol: encode/decode round trips, and clear ProtocolErrors on malformed input."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import msgpack
 import numpy as np
 import pytest
 
-from rtik import protocol
 from rtik.errors import ProtocolError
-from rtik.protocol import Frame, Pose
+from rtik.wire import protocol
+from rtik.wire.protocol import Frame, Pose
 
 
 def _frame(n=21, mask=False, **kw) -> Frame:

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from rtik import bvh
-from rtik.recorder import COUNT_WIDTH, RecordError, Recording, check_name, recover, resolve
+from rtik.formats import bvh
+from rtik.serve.recorder import COUNT_WIDTH, RecordError, Recording, check_name, recover, resolve
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,8 @@ def test_crash_then_recover(tmp_path, clip, sample_motions):
     path = tmp_path / "crash.bvh"
     code = f"""
 import os, numpy as np
-from rtik import bvh
-from rtik.recorder import Recording
+from rtik.formats import bvh
+from rtik.serve.recorder import Recording
 m = bvh.read({str(sample_motions[0][0])!r})
 skel = m.skeleton.scaled(0.01)
 q = m.local_quats(); root = m.local_positions()[:, 1] * 0.01

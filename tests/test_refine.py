@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtik import kinematics
-from rtik import refine as rf
-from rtik import rotations as rot
-from rtik.skeleton import Skeleton
+from rtik.geometry import kinematics
+from rtik.geometry import rotations as rot
+from rtik.geometry.skeleton import Skeleton
+from rtik.solve import refine as rf
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Properties of rtik.rotations, with scipy's Rotation as the oracle (uppercase axes = intrinsic, quats XYZW)."""
+"""Properties of rtik.geometry.rotations, with scipy's Rotation as the oracle (uppercase axes = intrinsic,
+quats XYZW)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.spatial.transform import Rotation
 
-from rtik import rotations as rot
 from rtik.errors import RtikError
+from rtik.geometry import rotations as rot
 
 DTYPES = (np.float32, np.float64)
 TOL = {np.float32: 2e-4, np.float64: 1e-9}  # rotation-matrix element tolerance per dtype

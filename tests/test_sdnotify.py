@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rtik.sdnotify import Notifier, watchdog_interval
+from rtik.serve.sdnotify import Notifier, watchdog_interval
 
 unix_only = pytest.mark.skipif(not hasattr(socket, "AF_UNIX") or sys.platform == "win32", reason="needs AF_UNIX")
 

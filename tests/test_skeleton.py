@@ -1,4 +1,4 @@
-"""rtik.skeleton: joint groups, mirror map, lookups, validation and (de)serialisation."""
+"""rtik.geometry.skeleton: joint groups, mirror map, lookups, validation and (de)serialisation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rtik.errors import SkeletonError
-from rtik.skeleton import CHANNEL_NAMES, DETERMINED, GROUPS, LEAF, LIMB, Skeleton
+from rtik.geometry.skeleton import CHANNEL_NAMES, DETERMINED, GROUPS, LEAF, LIMB, Skeleton
 
 SIX = ("Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation")
 BANDAI_GROUPS = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtik import bvh
 from rtik.cli import main
+from rtik.formats import bvh
 
 
 def _roundtrip_mm(src_positions, out_path, unit_to_mm):

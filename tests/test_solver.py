@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import steppack
 
-from rtik import bvh, kinematics, normalize
-from rtik import rotations as rot
-from rtik.backends.base import Backend, open_backend
 from rtik.errors import InputError
-from rtik.solver import Solver, solve_sequence
+from rtik.formats import bvh
+from rtik.geometry import kinematics
+from rtik.geometry import rotations as rot
+from rtik.models import normalize
+from rtik.models.backends.base import Backend, open_backend
+from rtik.solve.solver import Solver, solve_sequence
 
 
 class Recording(Backend):
@@ -219,7 +221,7 @@ def test_stream_errors(pack, solver):
 
 
 def test_partial_layout_stream_solves(pack, clip, solver):
-    from rtik.layouts import COCO17
+    from rtik.formats.layouts import COCO17
 
     X, fps = clip
     names = list(pack.input_joints)

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from rtik.stats import Histogram, Stats, serve_metrics
+from rtik.serve.stats import Histogram, Stats, serve_metrics
 
 
 def test_counters_sum_over_labels():

@@ -15,7 +15,8 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from rtik import bvh, modelpack  # noqa: E402
+from rtik.formats import bvh  # noqa: E402
+from rtik.models import modelpack  # noqa: E402
 from train import fit  # noqa: E402
 from train import geometry as geo  # noqa: E402
 from train.data import CM, mocap_root, normalized_positions  # noqa: E402
@@ -168,7 +169,7 @@ def test_fk_loss_weight_zero_removes_the_term():
 def test_random_export_takes_the_variant_options(tmp_path, capsys):
     """`python -m train.export --random` builds any variant (runtime tests of a feed-forward or denoiser-less pack
     need no training run); a bad combination is a usage error."""
-    from rtik.solver import Solver
+    from rtik.solve.solver import Solver
     from train.export import main
 
     out = tmp_path / "ff-pack"

@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from rtik import bvh  # noqa: E402
-from rtik import rotations as rot  # noqa: E402
-from rtik.kinematics import forward_kinematics, mean_local_rotations  # noqa: E402
+from rtik.formats import bvh  # noqa: E402
+from rtik.geometry import rotations as rot  # noqa: E402
+from rtik.geometry.kinematics import forward_kinematics, mean_local_rotations  # noqa: E402
 from train import augment as aug  # noqa: E402
 from train.data import CM  # noqa: E402
 

@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from rtik import bvh  # noqa: E402
 from rtik.errors import InputError  # noqa: E402
+from rtik.formats import bvh  # noqa: E402
 from train.data import CM, ClipSet, load_clips, normalized_positions, parse_name  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def _fake(names):
     J = 3
     n = len(names)
     meta = [parse_name(x) for x in names]
-    from rtik.skeleton import Skeleton
+    from rtik.geometry.skeleton import Skeleton
 
     skel = Skeleton(("a", "b", "c"), [-1, 0, 1], np.eye(3))
     return ClipSet(

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rtik import rotations as rot  # noqa: E402
-from rtik.kinematics import forward_kinematics  # noqa: E402
+from rtik.geometry import rotations as rot  # noqa: E402
+from rtik.geometry.kinematics import forward_kinematics  # noqa: E402
 from train import geometry as geo  # noqa: E402
 from train.data import load_clips  # noqa: E402
 from train.model import IKModel, ModelConfig  # noqa: E402

@@ -10,11 +10,10 @@ import zmq
 from loopback import free_port
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from rtik import protocol
 from rtik.errors import ProtocolError, TransportError
-from rtik.protocol import Pose
-from rtik.transports import osc
-from rtik.transports.zmq import PosePublisher, bind, connect, send_nowait, split_request
+from rtik.wire import osc, protocol
+from rtik.wire.protocol import Pose
+from rtik.wire.zmq import PosePublisher, bind, connect, send_nowait, split_request
 
 
 # --------------------------------------------------------------------------------------------------- OSC

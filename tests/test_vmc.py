@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtik import kinematics as kin
-from rtik import rotations as rot
 from rtik.errors import ConfigError
-from rtik.transports.osc import parse_datagram
-from rtik.transports.vmc import BANDAI_TO_UNITY, VmcRig, to_unity_position, to_unity_quat
+from rtik.geometry import kinematics as kin
+from rtik.geometry import rotations as rot
+from rtik.wire.osc import parse_datagram
+from rtik.wire.vmc import BANDAI_TO_UNITY, VmcRig, to_unity_position, to_unity_quat
 
 
 @pytest.fixture(scope="module")

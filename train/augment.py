@@ -4,7 +4,7 @@ other bodies, frame rates, sensors and combinations of motion.
 Rotation-level (before forward kinematics): left/right mirroring, heading rotation and translation, frame-rate
 resampling and time warping (slerp), upper/lower body from different clips, small pose perturbations.
 Skeleton-level: bone-length scaling per bone and for the whole body. Position-level (after FK): sensor noise,
-occluded spans and outlier spikes, taken from :mod:`rtik.conditions` (the same corruptions the evaluation uses).
+occluded spans and outlier spikes, taken from :mod:`rtik.eval.conditions` (the same corruptions the evaluation uses).
 
 Shapes: ``F`` frames, ``J`` joints; rotations XYZW ``(F, J, 4)`` local; root translation ``(F, 3)`` metres.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtik import rotations as rot
-from rtik.skeleton import Skeleton
+from rtik.geometry import rotations as rot
+from rtik.geometry.skeleton import Skeleton
 
 _REFLECTIONS = np.array([np.diag(d) for d in ((-1, 1, 1), (1, -1, 1), (1, 1, -1), (-1, -1, -1))], dtype=np.float64)
 WORLD_MIRROR = _REFLECTIONS[0]  # x -> -x

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtik import conditions
-from rtik import normalize as nz
-from rtik import rotations as rot
-from rtik.kinematics import forward_kinematics, mean_local_rotations
+from rtik.eval import conditions
+from rtik.geometry import rotations as rot
+from rtik.geometry.kinematics import forward_kinematics, mean_local_rotations
+from rtik.models import normalize as nz
 from train import augment as aug
 from train.data import ClipSet
 

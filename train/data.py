@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rtik import bvh
-from rtik import normalize as nz
 from rtik.errors import InputError
-from rtik.kinematics import forward_kinematics
-from rtik.skeleton import Skeleton
+from rtik.formats import bvh
+from rtik.geometry.kinematics import forward_kinematics
+from rtik.geometry.skeleton import Skeleton
+from rtik.models import normalize as nz
 
 CM = 0.01  # the Bandai Namco data is in centimetres
 CACHE_DIR = Path(__file__).resolve().parents[1] / "cache"
@@ -242,7 +242,7 @@ def normalized_positions(skel: Skeleton, positions, spec: nz.NormSpec | None = N
     """Network input from world positions of every skeleton joint ``(F, J, 3)`` metres.
 
     Returns ``(pos (F, Ji, 3) float32, yaw (F,) radians, size metres)``: the input joints (all but the dummy
-    root) normalised as :func:`rtik.normalize.normalize` does at runtime, body size from the skeleton's bones.
+    root) normalised as :func:`rtik.models.normalize.normalize` does at runtime, body size from the skeleton's bones.
     """
     spec = spec or nz.NormSpec()
     dummy = skel.dummy_root()

@@ -1,5 +1,5 @@
 """Export a model to a model pack: ``step.onnx`` (opset 17, dynamic batch), ``step.pt2`` (a ``torch.export``
-program of the same step, for rtik's torch backend) and ``model.json`` via :func:`rtik.modelpack.save`.
+program of the same step, for rtik's torch backend) and ``model.json`` via :func:`rtik.models.modelpack.save`.
 
     python -m train.export --random --out DIR [--hidden H] [--layers L] [--den-hidden H]   # random weights
                            [--arch gru|ff] [--ff-window K] [--no-denoiser]
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtik import modelpack
-from rtik.normalize import NormSpec
-from rtik.skeleton import Skeleton
+from rtik.geometry.skeleton import Skeleton
+from rtik.models import modelpack
+from rtik.models.normalize import NormSpec
 from train.model import ARCHS, IKModel, ModelConfig
 from train.step import ExportStep
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtik.kinematics import mean_local_rotations
+from rtik.geometry.kinematics import mean_local_rotations
 from train.batches import AugmentConfig, ExampleMaker, Streams
 from train.data import ClipSet, load_clips
 from train.losses import angle_errors, losses
@@ -44,8 +44,8 @@ class _Batches(torch.utils.data.IterableDataset):
 
 def calibrate(model: IKModel, clips: ClipSet, n: int = 4000, seed: int = 0) -> dict:
     """Fit the model's frame weights and offsets on ``n`` frames of ``clips``."""
-    from rtik import rotations as rot
-    from rtik.kinematics import forward_kinematics
+    from rtik.geometry import rotations as rot
+    from rtik.geometry.kinematics import forward_kinematics
 
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(clips.num_frames, size=min(n, clips.num_frames), replace=False))
@@ -57,7 +57,7 @@ def calibrate(model: IKModel, clips: ClipSet, n: int = 4000, seed: int = 0) -> d
 @torch.no_grad()
 def validate(model: IKModel, clips: ClipSet, n_clips: int = 24, window: int = 128) -> dict:
     """Mean local/global geodesic error (degrees) per joint group on clean, un-augmented val clips."""
-    from rtik.skeleton import GROUPS
+    from rtik.geometry.skeleton import GROUPS
 
     maker = ExampleMaker(clips, _augment_config("none"))
     rng = np.random.default_rng(123)
@@ -95,7 +95,7 @@ def _augment_config(which: str) -> AugmentConfig:
 
 def load_checkpoint(path) -> tuple[IKModel, dict]:
     """``(model, pack metadata)`` from a checkpoint written by :func:`main`."""
-    from rtik.skeleton import Skeleton
+    from rtik.geometry.skeleton import Skeleton
 
     ck = torch.load(path, map_location="cpu", weights_only=False)
     model = IKModel(Skeleton.from_dict(ck["skeleton"]), ModelConfig(**ck["config"]))

@@ -1,7 +1,7 @@
 """Rotation and vector helpers in torch, written with plain ops so that both ONNX exporters and ``torch.export``
 turn them into loop-free graphs (no ``linalg`` calls, no data-dependent branches).
 
-Conventions are those of :mod:`rtik.rotations`: matrices act on column vectors, 6-D = the first two COLUMNS
+Conventions are those of :mod:`rtik.geometry.rotations`: matrices act on column vectors, 6-D = the first two COLUMNS
 ``[R[:, 0], R[:, 1]]``, quaternions XYZW. Shapes: ``...`` any batch.
 """
 

@@ -1,6 +1,6 @@
 """The network: a causal recurrent denoiser and a stateful GRU IK network, as one per-frame step.
 
-Per frame (all in the normalised heading frame, see :mod:`rtik.normalize`):
+Per frame (all in the normalised heading frame, see :mod:`rtik.models.normalize`):
 
 1. **Denoiser** — GRU over ``[pos·mask, mask]``; ``pos_clean = pos·mask + head(h)`` (the head starts at zero, so
    an untrained denoiser passes observed joints through).
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rtik.skeleton import Skeleton
+from rtik.geometry.skeleton import Skeleton
 from train import geometry as geo
 from train.rig import build_rig
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtik.skeleton import DETERMINED, Skeleton
+from rtik.geometry.skeleton import DETERMINED, Skeleton
 
 #: neighbours each joint sees in its frame: parent, child, grandchild (missing ones point at the joint itself)
 NEIGHBOURS = ("parent", "child", "grandchild")

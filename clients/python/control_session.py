@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from rtik.client import Control
+from rtik.wire.client import Control
 
 
 def main() -> None:

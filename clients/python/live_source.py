@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from rtik.client import Sender
 from rtik.commands.send import load_positions
+from rtik.wire.client import Sender
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from rtik import rotations
-from rtik.client import Control, Listener
+from rtik.geometry import rotations
+from rtik.wire.client import Control, Listener
 
 
 def main() -> None:

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rtik import rotations as rot
-from rtik.compiled import KERNELS
 from rtik.errors import InputError
+from rtik.geometry import rotations as rot
+from rtik.solve.compiled import KERNELS
 
 
 def motion(pack, frames: int, clip: Path | None = None) -> np.ndarray:
     """``(F, Ji, 3)`` positions in metres of the pack's input joints: a clip's, or a synthetic sway."""
-    from rtik import bvh
-    from rtik.kinematics import forward_kinematics
+    from rtik.formats import bvh
+    from rtik.geometry.kinematics import forward_kinematics
 
     skel = pack.skeleton
     if clip is not None:
@@ -99,8 +99,8 @@ def measure(solver, positions: np.ndarray, streams: int, frames: int, warmup: in
 
 def run_bench(model=None, backend="onnx", streams=(1, 16, 64), frames=2000, clip=None, kernels="auto",
               rate=0.0) -> dict:  # fmt: skip
-    from rtik.backends.base import pin_threads
-    from rtik.solver import Solver, SolverOptions
+    from rtik.models.backends.base import pin_threads
+    from rtik.solve.solver import Solver, SolverOptions
 
     pin_threads()
     solver = Solver.from_path(model, backend=backend, options=SolverOptions(kernels=kernels))

@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from rtik import bvh
 from rtik.errors import BVHError, RtikError
+from rtik.formats import bvh
 
 PROGRESS_EVERY_S = 5.0  # seconds between progress lines on stderr
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")

@@ -32,14 +32,14 @@ def register(sub) -> None:
     rec.add_argument("action", choices=("start", "stop"), help="start or stop")
     rec.add_argument("stream", help="stream name")
     rec.add_argument("name", nargs="?", help="file name in the recordings folder (start; default: STREAM-TIME.bvh)")
-    from rtik.security import add_client_args
+    from rtik.serve.security import add_client_args
 
     add_client_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from rtik.client import Control
+    from rtik.wire.client import Control
 
     cmd = args.ctl_command
     kw = {}
@@ -48,7 +48,7 @@ def run(args) -> int:
     elif cmd == "record":
         cmd = f"record_{args.action}"
         kw = {"stream": args.stream, **({"name": args.name} if args.name and args.action == "start" else {})}
-    from rtik.security import client_keys_from_args
+    from rtik.serve.security import client_keys_from_args
 
     with Control(args.endpoint, timeout=args.timeout, curve=client_keys_from_args(args)) as ctl:
         result = ctl.request(cmd, **kw)

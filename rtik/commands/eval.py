@@ -1,7 +1,7 @@
 """``rtik eval``: accuracy of the model and the classical baselines on held-out mocap clips.
 
 Prints a table (methods x conditions x metrics), optionally writes JSON and a PNG of per-joint errors. The
-metrics are DESIGN's "How accuracy is measured" (see :mod:`rtik.metrics`); progress goes to stderr.
+metrics are DESIGN's "How accuracy is measured" (see :mod:`rtik.eval.metrics`); progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rtik import evalreport, evaluation
-from rtik.conditions import parse_conditions
 from rtik.errors import InputError, ModelError
+from rtik.eval import evaluation
+from rtik.eval import report as evalreport
+from rtik.eval.conditions import parse_conditions
 
 UNITS = {"cm": 0.01, "mm": 0.001, "m": 1.0}
 
@@ -92,7 +93,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rtik import modelpack
+    from rtik.models import modelpack
 
     log = evaluation.stderr_log
     methods = args.methods

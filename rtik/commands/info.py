@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from rtik import bvh
-from rtik.skeleton import GROUPS
+from rtik.formats import bvh
+from rtik.geometry.skeleton import GROUPS
 
 
 def register(sub) -> None:

@@ -59,7 +59,7 @@ def generate(folder, name: str = "server") -> tuple[Path, Path]:
 
 def describe(path) -> list[tuple[str, str, bool]]:
     """``[(file, public key Z85, has secret)]`` of a key file or of every ``*.key``/``*.key_secret`` in a folder."""
-    from rtik.security import _load
+    from rtik.serve.security import _load
 
     p = Path(path)
     files = sorted([*p.glob("*.key"), *p.glob("*.key_secret")]) if p.is_dir() else [p]
@@ -75,7 +75,7 @@ def describe(path) -> list[tuple[str, str, bool]]:
 def run(args) -> int:
     if args.keys_command == "generate":
         pub, sec = generate(args.dir, args.name)
-        from rtik.security import load_public
+        from rtik.serve.security import load_public
 
         print(f"public key  {load_public(pub).decode()}\n  {pub}  (give this file to the other side)\n"
               f"  {sec}  (private: keep it on this machine only)")  # fmt: skip
@@ -83,7 +83,7 @@ def run(args) -> int:
     if args.path:
         paths = [args.path]
     elif args.config:
-        from rtik import config
+        from rtik.serve import config
 
         sec = config.load(args.config).security
         if not sec.server_key:

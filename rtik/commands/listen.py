@@ -18,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("--units", choices=("cm", "m"), default="cm", help="BVH length unit (default: %(default)s)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl+C)")
     p.add_argument("--quiet", action="store_true", help="print only the summary at the end")
-    from rtik.security import add_client_args
+    from rtik.serve.security import add_client_args
 
     add_client_args(p)
     p.set_defaults(func=run)
@@ -57,10 +57,10 @@ class Tally:
 
 
 def run(args) -> int:
-    from rtik.client import Control, ControlError, Listener
-    from rtik.recorder import Recording
-    from rtik.security import client_keys_from_args
-    from rtik.skeleton import Skeleton
+    from rtik.geometry.skeleton import Skeleton
+    from rtik.serve.recorder import Recording
+    from rtik.serve.security import client_keys_from_args
+    from rtik.wire.client import Control, ControlError, Listener
 
     curve = client_keys_from_args(args)
     rec = None

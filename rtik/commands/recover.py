@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rtik.recorder import recover
+from rtik.serve.recorder import recover
 
 
 def register(sub) -> None:

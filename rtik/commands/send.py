@@ -41,7 +41,7 @@ def register(sub) -> None:
     p.add_argument("--osc-port", type=int, default=7703, help="OSC ingest port (default: %(default)s)")
     p.add_argument("--file-units", choices=tuple(SCALE), help="unit of the file (default: cm for BVH, m for npz)")
     p.add_argument("--seed", type=int, default=0, help="noise random seed (default: %(default)s)")
-    from rtik.security import add_client_args
+    from rtik.serve.security import add_client_args
 
     add_client_args(p)
     p.set_defaults(func=run)
@@ -55,7 +55,7 @@ def load_positions(path, file_units: str | None = None) -> tuple[np.ndarray, np.
     of a model trained on that skeleton). npz: arrays ``positions`` and optionally ``mask`` and ``fps``."""
     p = Path(path)
     if p.suffix.lower() == ".bvh":
-        from rtik import bvh
+        from rtik.formats import bvh
 
         motion = bvh.read(p)
         pos = motion.positions() * SCALE[file_units or "cm"]
@@ -84,7 +84,7 @@ def load_positions(path, file_units: str | None = None) -> tuple[np.ndarray, np.
 
 
 def run(args) -> int:
-    from rtik.client import Sender
+    from rtik.wire.client import Sender
 
     pos, mask, fps = load_positions(args.file, args.file_units)
     if len(pos) == 0:
@@ -96,7 +96,7 @@ def run(args) -> int:
     total = args.count or (None if args.loop else len(pos))
     osc = (args.osc_host, args.osc_port) if args.osc else None
     period = 1.0 / rate
-    from rtik.security import client_keys_from_args
+    from rtik.serve.security import client_keys_from_args
 
     curve = None if osc else client_keys_from_args(args)
     with Sender(args.stream, args.endpoint, osc=osc, curve=curve) as tx:

@@ -8,8 +8,8 @@ import logging
 import signal
 import sys
 
-from rtik import config as config_mod
-from rtik.sdnotify import Notifier, watchdog_interval
+from rtik.serve import config as config_mod
+from rtik.serve.sdnotify import Notifier, watchdog_interval
 
 
 def register(sub) -> None:
@@ -67,7 +67,7 @@ def run(args) -> int:
         sys.stdout.write(config_mod.to_toml(cfg))
         return 0
     setup_logging(cfg.log, getattr(args, "verbose", 0))
-    from rtik.daemon import Daemon
+    from rtik.serve.daemon import Daemon
 
     # hand the interpreter lock over every 1 ms instead of 5: a frame arriving while the solver thread runs Python
     # code waits for the lock at most this long

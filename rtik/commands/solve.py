@@ -5,7 +5,7 @@ INPUT is a ``.bvh`` (joint positions by forward kinematics; its rotations are ig
 ``.csv`` (header ``frame,time,<joint>_x,<joint>_y,<joint>_z,...``; ``frame`` and ``time`` optional, an empty or
 NaN cell marks the joint missing in that row). OUTPUT is a BVH in the model's skeleton, with bone lengths
 calibrated from the input, in the input's unit. A folder in gives a folder out. Every frame goes through the
-same per-frame path as live streams (:func:`rtik.solver.solve_sequence`).
+same per-frame path as live streams (:func:`rtik.solve.solver.solve_sequence`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rtik import bvh, kinematics
 from rtik.errors import InputError, RtikError
-from rtik.layouts import NAMES as LAYOUTS
-from rtik.solver import UNITS
+from rtik.formats import bvh
+from rtik.formats.layouts import NAMES as LAYOUTS
+from rtik.geometry import kinematics
+from rtik.solve.solver import UNITS
 
 SUFFIXES = (".bvh", ".npz", ".csv")
 
@@ -139,7 +140,7 @@ def read_input(path: Path, units=None, fps=None) -> Clip:
 
 def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None) -> Path:
     """Solve one file into a BVH at ``dst``; errors name ``src``."""
-    from rtik.solver import solve_sequence
+    from rtik.solve.solver import solve_sequence
 
     clip = read_input(src, units, fps)
     lay = "bvh" if layout == "auto" else layout
@@ -150,7 +151,7 @@ def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None
     scale = 1.0 / UNITS[clip.units]
     skel = kinematics.rescale_skeleton(solver.skeleton, out["bone_lengths"]).scaled(scale)
     if not any(skel.channels):
-        from rtik.skeleton import Skeleton
+        from rtik.geometry.skeleton import Skeleton
 
         rot = ("Zrotation", "Xrotation", "Yrotation")
         chans = [
@@ -199,7 +200,7 @@ def _progress(items, desc: str):
 
 
 def run(args) -> int:
-    from rtik.solver import Solver
+    from rtik.solve.solver import Solver
 
     src: Path = args.input
     if not src.exists():

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, input conditions, classical baselines, held-out runs and their reports."""

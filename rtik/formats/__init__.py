@@ -1,0 +1,1 @@
+"""Files and joint layouts: BVH reading and writing, named input layouts."""

@@ -1,0 +1,1 @@
+"""Pure math on numpy: rotations, skeletons, forward and inverse kinematics helpers."""

@@ -1,0 +1,1 @@
+"""Models on disk and the engines that run them: model packs, input normalisation, backends."""

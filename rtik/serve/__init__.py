@@ -1,0 +1,1 @@
+"""The daemon: configuration, ingest queues, receiving threads, outputs, control, security, stats, recording."""

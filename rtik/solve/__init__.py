@@ -1,0 +1,1 @@
+"""The solver: per-stream state, the batched tick, pre/post-processing (numpy and compiled), refinement, filters."""

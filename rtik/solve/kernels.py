@@ -1,0 +1,420 @@
+"""Compiled per-frame kernels: the solver's push validation, pre- and post-processing as loops over streams and joints.
+
+The solver's numpy path (:meth:`rtik.solve.solver.Solver._solve` with ``kernels="numpy"``, :mod:`rtik.solve.refine`)
+is the reference: vectorised, readable, about a hundred array operations per tick, each a few microseconds on small
+arrays whatever the batch. These kernels compute the same thing with `numba <https://numba.pydata.org>`_ in
+plain loops (one call per pushed frame, one before the network, one after), so the per-frame cost is the
+arithmetic, not the calls. They read and update the solver's per-slot arrays in place; results equal the numpy
+path to rounding (``tests/test_kernels.py``). They keep the interpreter lock (``nogil=False``): each runs for
+microseconds, and a thread that lets go of the lock may wait a switch interval to get it back.
+
+Importing this module needs numba. Compiled on first use (about 20 s) and cached on disk (``__pycache__`` beside
+this file, or numba's user cache when that is read-only), after which loading takes well under a second.
+
+Shapes: ``B`` streams in the batch, ``Ji`` input joints, ``J`` skeleton joints, ``Nb`` measurable bones.
+Conventions as everywhere: column vectors, float64 inside, float32 at the network and the outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+jit = njit(cache=True, nogil=False, fastmath=False, error_model="numpy")
+
+
+@jit
+def _unit3(x, y, z):
+    n = np.sqrt(x * x + y * y + z * z) + 1e-12
+    return x / n, y / n, z / n
+
+
+@jit
+def _matmul3(A, Bm, out):
+    for i in range(3):
+        for k in range(3):
+            out[i, k] = A[i, 0] * Bm[0, k] + A[i, 1] * Bm[1, k] + A[i, 2] * Bm[2, k]
+
+
+@jit
+def _eye3(out):
+    out[:] = 0.0
+    out[0, 0] = out[1, 1] = out[2, 2] = 1.0
+
+
+@jit
+def _mv3(M, x, y, z):
+    """``M @ (x, y, z)`` for a 3x3 ``M``, as three scalars."""
+    return (
+        M[0, 0] * x + M[0, 1] * y + M[0, 2] * z,
+        M[1, 0] * x + M[1, 1] * y + M[1, 2] * z,
+        M[2, 0] * x + M[2, 1] * y + M[2, 2] * z,
+    )
+
+
+@jit
+def pre(
+    slots, P_in, M_in, ts, forced, scale, last_ts, last_root, last_tgt, fresh_a, blen, nobs, locked_a, cs_a,
+    state, ri, b_joint, b_child, b_parent, b_rest, b_dir, b_size, left, right, J, o_f,
+):  # fmt: skip
+    """Scale, root fill-in, resets, bone-length calibration, heading and normalisation.
+
+    ``o_f``: float options ``[gap_s, max_speed, teleport_slack, calib_rate, calib_floor, min_lateral]``.
+    Updates ``blen``, ``nobs`` and zeroes ``state`` rows of reset streams. Returns the network inputs and
+    what the post kernel needs."""
+    B, Ji = P_in.shape[0], P_in.shape[1]
+    Nb = b_joint.shape[0]
+    gap_s, max_speed, slack, calib_rate, calib_floor, min_lat = o_f[0], o_f[1], o_f[2], o_f[3], o_f[4], o_f[5]
+    P = np.empty((B, Ji, 3))
+    pos = np.zeros((B, Ji, 3), np.float32)
+    mask = np.empty((B, Ji), np.float32)
+    reset = np.zeros(B, np.bool_)
+    fresh = np.empty(B, np.bool_)
+    root = np.empty((B, 3))
+    cs = np.empty((B, 2))
+    size = np.empty(B)
+    off = np.zeros((B, J, 3))
+    dev = np.full((B, Nb), np.nan)
+    seen = np.zeros((B, Nb), np.bool_)
+    Lb = np.empty(Nb)
+    sh = np.empty(3)
+    for b in range(B):
+        s = slots[b]
+        sc = scale[s]
+        for i in range(Ji):
+            mask[b, i] = 1.0 if M_in[b, i] else 0.0
+            for k in range(3):
+                P[b, i, k] = P_in[b, i, k] * sc
+        if not M_in[b, ri]:  # root missing: move the last root with the observed joints
+            cnt = 0
+            sh[:] = 0.0
+            for i in range(Ji):
+                if M_in[b, i]:
+                    cnt += 1
+                    for k in range(3):
+                        sh[k] += P[b, i, k] - last_tgt[s, i, k]
+            for k in range(3):
+                P[b, ri, k] = last_root[s, k] + sh[k] / max(cnt, 1)
+        for k in range(3):
+            root[b, k] = P[b, ri, k]
+        # resets: first frame, reset(), NaN burst, gap, time going backwards, teleport
+        dt = ts[b] - last_ts[s]
+        d2 = 0.0
+        for k in range(3):
+            d2 += (root[b, k] - last_root[s, k]) ** 2
+        lim = max_speed * max(dt, 0.0) + slack
+        fresh[b] = fresh_a[s]
+        reset[b] = fresh[b] or forced[b] or dt > gap_s or dt < 0.0 or d2 > lim * lim
+        if reset[b]:
+            state[s, :] = 0.0
+        # bone lengths: running robust estimate, steps clipped to eta
+        lk = locked_a[s]
+        nknown, ratio = 0, 0.0
+        for k in range(Nb):
+            c, p, j = b_child[k], b_parent[k], b_joint[k]
+            dx = P[b, c, 0] - P[b, p, 0]
+            dy = P[b, c, 1] - P[b, p, 1]
+            dz = P[b, c, 2] - P[b, p, 2]
+            d = np.sqrt(dx * dx + dy * dy + dz * dz)
+            L0, n = blen[s, j], nobs[s, j]
+            sn = M_in[b, c] and M_in[b, p]
+            seen[b, k] = sn
+            dev[b, k] = abs(d - L0)
+            L = L0
+            if sn and not lk:
+                if n == 0.0:
+                    L = d
+                else:
+                    eta = max(calib_rate * 10.0 * L0 / (10.0 + n), calib_floor)
+                    L = L0 + min(max(d - L0, -eta), eta)
+                blen[s, j] = L
+                nobs[s, j] = n + 1.0
+            Lb[k] = L
+            if np.isfinite(L):
+                nknown += 1
+                ratio += L / b_rest[k]
+        mean = ratio / nknown if nknown > 0 else 1.0
+        sz = 0.0
+        for k in range(Nb):
+            if not np.isfinite(Lb[k]):  # never seen: rest length times the mean measured/rest ratio
+                Lb[k] = b_rest[k] * mean
+            j = b_joint[k]
+            for a in range(3):
+                off[b, j, a] = b_dir[k, a] * Lb[k]
+            sz += Lb[k] * b_size[k]
+        size[b] = sz
+        # heading from the left-right vectors, kept from the last frame when not observable
+        lx, lz = 0.0, 0.0
+        for k in range(left.shape[0]):
+            li, rj = left[k], right[k]
+            if M_in[b, li] and M_in[b, rj]:
+                lx += P[b, li, 0] - P[b, rj, 0]
+                lz += P[b, li, 2] - P[b, rj, 2]
+        nrm = np.hypot(lx, lz)
+        if nrm > min_lat * sz:
+            c_, s_ = lx / max(nrm, 1e-12), -lz / max(nrm, 1e-12)
+        else:
+            c_, s_ = cs_a[s, 0], cs_a[s, 1]
+        cs[b, 0], cs[b, 1] = c_, s_
+        # normalise: R_y(-yaw) (p - root) / size with R_y = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        inv = 1.0 / sz
+        for i in range(Ji):
+            if M_in[b, i]:
+                rx = P[b, i, 0] - root[b, 0]
+                ry = P[b, i, 1] - root[b, 1]
+                rz = P[b, i, 2] - root[b, 2]
+                pos[b, i, 0] = (rx * c_ - rz * s_) * inv
+                pos[b, i, 1] = ry * inv
+                pos[b, i, 2] = (rx * s_ + rz * c_) * inv
+    return pos, mask, reset, fresh, P, root, cs, size, off, dev, seen
+
+
+@jit
+def _swing(u, v, out):
+    """Minimal rotation turning unit ``u`` onto unit ``v`` into ``out (3, 3)``."""
+    c = u[0] * v[0] + u[1] * v[1] + u[2] * v[2]
+    if c < -0.9999:  # opposite: a half turn about an axis perpendicular to u
+        m = 0
+        if abs(u[1]) < abs(u[m]):
+            m = 1
+        if abs(u[2]) < abs(u[m]):
+            m = 2
+        e = np.zeros(3)
+        e[m] = 1.0
+        ax, ay, az = _unit3(u[1] * e[2] - u[2] * e[1], u[2] * e[0] - u[0] * e[2], u[0] * e[1] - u[1] * e[0])
+        a = (ax, ay, az)
+        for i in range(3):
+            for k in range(3):
+                out[i, k] = 2.0 * a[i] * a[k] - (1.0 if i == k else 0.0)
+        return
+    wx, wy, wz = u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]
+    f = 1.0 / max(1.0 + c, 1e-9)
+    out[0, 0] = c + wx * wx * f
+    out[0, 1] = -wz + wx * wy * f
+    out[0, 2] = wy + wx * wz * f
+    out[1, 0] = wz + wy * wx * f
+    out[1, 1] = c + wy * wy * f
+    out[1, 2] = -wx + wy * wz * f
+    out[2, 0] = -wy + wz * wx * f
+    out[2, 1] = wx + wz * wy * f
+    out[2, 2] = c + wz * wz * f
+
+
+@jit
+def post(
+    r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, slots, noise_a, last_ts, last_root,
+    last_tgt, cs_a, fresh_a, ts, in_idx, bone_in, ri, mr, dummy, order, order_par, pair_joint, pair_child,
+    inner, det, second_w, local_joint, local_parent, root_inner, bone_parent, bones, bone_paths, below_root,
+    QA, QB, o_f,
+):  # fmt: skip
+    """Denoised targets, noise estimate, 6-D -> rotations, refinement, FK and quaternions; updates the
+    per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network]``. Returns ``(quats (B, J, 4)
+    float32, root_pos (B, 3) float32, positions (B, J, 3) float32, noise (B,))``."""
+    B, Ji, J = P.shape[0], P.shape[1], off.shape[1]
+    Nb = dev.shape[1]
+    A, V = inner.shape[0], pair_joint.shape[0]
+    D, K = second_w.shape[0], second_w.shape[1]
+    rate, sd, sn = o_f[0], o_f[1], o_f[2]
+    q_out = np.empty((B, J, 4), np.float32)
+    rp_out = np.empty((B, 3), np.float32)
+    X_out = np.empty((B, J, 3), np.float32)
+    noise_out = np.empty(B)
+    L = np.empty((J, 3, 3))
+    G = np.empty((J, 3, 3))
+    Go = np.empty((J, 3, 3))
+    Lo = np.empty((J, 3, 3))
+    tgt = np.zeros((J, 3))
+    tgt_in = np.empty((Ji, 3))
+    den = np.empty((Ji, 3))
+    net = np.empty((V, 3))
+    want = np.empty((V, 3))
+    S = np.empty((A, 3, 3))
+    Ry = np.zeros((3, 3))
+    tmp = np.empty((3, 3))
+    T = np.empty((3, 3))
+    Q = np.empty(16)
+    beta = np.empty(J)
+    bv = np.empty((bones.shape[0], 3))
+    for b in range(B):
+        s = slots[b]
+        c_, s_, sz = cs[b, 0], cs[b, 1], size[b]
+        Ry[0, 0], Ry[0, 2], Ry[1, 1], Ry[2, 0], Ry[2, 2] = c_, s_, 1.0, -s_, c_
+        # denoised positions in the world and the input-noise estimate
+        r_den, m_cnt = 0.0, 0
+        for i in range(Ji):
+            x, y, z = clean[b, i, 0], clean[b, i, 1], clean[b, i, 2]
+            den[i, 0] = (c_ * x + s_ * z) * sz + root[b, 0]
+            den[i, 1] = y * sz + root[b, 1]
+            den[i, 2] = (-s_ * x + c_ * z) * sz + root[b, 2]
+            if M_in[b, i]:
+                ex, ey, ez = P[b, i, 0] - den[i, 0], P[b, i, 1] - den[i, 1], P[b, i, 2] - den[i, 2]
+                r_den += np.sqrt(ex * ex + ey * ey + ez * ez)
+                m_cnt += 1
+        r_den = r_den / max(m_cnt, 1) / 1.6
+        r_bone, b_cnt = 0.0, 0
+        for k in range(Nb):
+            if seen[b, k] and not np.isnan(dev[b, k]):
+                r_bone += dev[b, k]
+                b_cnt += 1
+        r_bone = r_bone / max(b_cnt, 1) / 1.13
+        sigma = min(r_den, r_bone)
+        nz = sigma if fresh[b] else noise_a[s] + rate * (sigma - noise_a[s])
+        noise_a[s] = nz
+        noise_out[b] = nz
+        v2 = nz * nz
+        alpha = v2 / (v2 + sd * sd)
+        w_net = sn * sn / (v2 + sn * sn)
+        for i in range(Ji):
+            al = alpha if M_in[b, i] else 1.0
+            for k in range(3):
+                tgt_in[i, k] = P[b, i, k] + al * (den[i, k] - P[b, i, k])
+                tgt[in_idx[i], k] = tgt_in[i, k]
+        for j in range(J):
+            beta[j] = w_net * bone_in[j]
+        # 6-D -> local matrices (Gram-Schmidt), the root back to world heading, global rotations
+        for j in range(J):
+            ax, ay, az = _unit3(np.float64(r6[b, j, 0]), np.float64(r6[b, j, 1]), np.float64(r6[b, j, 2]))
+            bx, by, bz = np.float64(r6[b, j, 3]), np.float64(r6[b, j, 4]), np.float64(r6[b, j, 5])
+            d = ax * bx + ay * by + az * bz
+            bx, by, bz = _unit3(bx - d * ax, by - d * ay, bz - d * az)
+            L[j, 0, 0], L[j, 1, 0], L[j, 2, 0] = ax, ay, az
+            L[j, 0, 1], L[j, 1, 1], L[j, 2, 1] = bx, by, bz
+            L[j, 0, 2], L[j, 1, 2], L[j, 2, 2] = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+        _matmul3(Ry, L[mr], tmp)
+        L[mr] = tmp
+        if dummy >= 0:
+            _eye3(L[dummy])
+        G[:] = L
+        for n in range(order.shape[0]):
+            _matmul3(G[order_par[n]], L[order[n]], G[order[n]])
+        # refinement: every (joint, child bone) pair's network and target directions
+        for v in range(V):
+            pj, pc = pair_joint[v], pair_child[v]
+            gx, gy, gz = _mv3(G[pj], off[b, pc, 0], off[b, pc, 1], off[b, pc, 2])
+            nx, ny, nz_ = _unit3(gx, gy, gz)
+            wx, wy, wz = _unit3(tgt[pc, 0] - tgt[pj, 0], tgt[pc, 1] - tgt[pj, 1], tgt[pc, 2] - tgt[pj, 2])
+            bt = beta[pc]
+            wx, wy, wz = _unit3(nx + bt * (wx - nx), ny + bt * (wy - ny), nz_ + bt * (wz - nz_))
+            net[v, 0], net[v, 1], net[v, 2] = nx, ny, nz_
+            want[v, 0], want[v, 1], want[v, 2] = wx, wy, wz
+        Go[:] = G
+        for a in range(A):
+            _swing(net[a], want[a], S[a])
+            _matmul3(S[a], G[inner[a]], Go[inner[a]])
+        for dd in range(D):
+            a_i = det[dd]
+            ax, ay, az = want[a_i, 0], want[a_i, 1], want[a_i, 2]
+            ss, cc = 0.0, 0.0
+            for k in range(K):
+                v = A + dd * K + k
+                ux, uy, uz = _mv3(S[a_i], net[v, 0], net[v, 1], net[v, 2])
+                vx, vy, vz = want[v, 0], want[v, 1], want[v, 2]
+                cx, cy, cz = ay * uz - az * uy, az * ux - ax * uz, ax * uy - ay * ux
+                ua, va = ux * ax + uy * ay + uz * az, vx * ax + vy * ay + vz * az
+                ss += (cx * vx + cy * vy + cz * vz) * second_w[dd, k]
+                cc += (ux * vx + uy * vy + uz * vz - ua * va) * second_w[dd, k]
+            nn = np.hypot(ss, cc) + 1e-12
+            ss, cc = ss / nn, cc / nn
+            e = 1.0 - cc
+            T[0, 0], T[0, 1], T[0, 2] = cc + e * ax * ax, -ss * az + e * ax * ay, ss * ay + e * ax * az
+            T[1, 0], T[1, 1], T[1, 2] = ss * az + e * ay * ax, cc + e * ay * ay, -ss * ax + e * ay * az
+            T[2, 0], T[2, 1], T[2, 2] = -ss * ay + e * az * ax, ss * ax + e * az * ay, cc + e * az * az
+            dj = inner[a_i]
+            _matmul3(T, Go[dj], tmp)
+            Go[dj] = tmp
+        if dummy >= 0:
+            _eye3(Go[dummy])
+        Lo[:] = L
+        for n in range(local_joint.shape[0]):
+            jj, pp = local_joint[n], local_parent[n]
+            for i in range(3):
+                for k in range(3):
+                    Lo[jj, i, k] = (
+                        Go[pp, 0, i] * Go[jj, 0, k] + Go[pp, 1, i] * Go[jj, 1, k] + Go[pp, 2, i] * Go[jj, 2, k]
+                    )
+        if root_inner >= 0:
+            Lo[root_inner] = Go[root_inner]
+        # forward kinematics: bone vectors summed along each joint's path
+        for n in range(bones.shape[0]):
+            g, c = bone_parent[n], bones[n]
+            bv[n, 0], bv[n, 1], bv[n, 2] = _mv3(Go[g], off[b, c, 0], off[b, c, 1], off[b, c, 2])
+        for j in range(J):
+            for i in range(3):
+                acc = tgt_in[ri, i] * below_root[j, 0]
+                for n in range(bones.shape[0]):
+                    if bone_paths[j, n] != 0.0:
+                        acc += bone_paths[j, n] * bv[n, i]
+                X_out[b, j, i] = acc
+        for i in range(3):
+            rp_out[b, i] = tgt_in[ri, i]
+        # quaternions (branch-free Shepperd, as rtik.solve.refine.matrix_to_quat), w >= 0
+        for j in range(J):
+            for c in range(16):
+                acc = QB[c]
+                for r in range(9):
+                    acc += Lo[j, r // 3, r % 3] * QA[r, c]
+                Q[c] = acc
+            kbest = 0
+            for k in range(1, 4):
+                if Q[5 * k] > Q[5 * kbest]:
+                    kbest = k
+            qx, qy, qz, qw = Q[4 * kbest], Q[4 * kbest + 1], Q[4 * kbest + 2], Q[4 * kbest + 3]
+            f = 1.0 / np.sqrt(qx * qx + qy * qy + qz * qz + qw * qw)
+            if qw < 0:
+                f = -f
+            q_out[b, j, 0], q_out[b, j, 1], q_out[b, j, 2], q_out[b, j, 3] = qx * f, qy * f, qz * f, qw * f
+        # bookkeeping
+        last_ts[s] = ts[b]
+        for k in range(3):
+            last_root[s, k] = root[b, k]
+        last_tgt[s] = tgt_in
+        cs_a[s, 0], cs_a[s, 1] = c_, s_
+        fresh_a[s] = False
+    return q_out, rp_out, X_out, noise_out
+
+
+@jit
+def all_finite(r6, clean, st):
+    """Whether every network output is finite (the common case, checked without temporaries)."""
+    for a in (r6.ravel(), clean.ravel(), st.ravel()):
+        for x in a:
+            if not np.isfinite(x):
+                return False
+    return True
+
+
+@jit
+def push_frame(P, mask, index, scale, min_span, root, fresh, p_pos, p_mask, slot):
+    """Validate one frame of an index layout and, if it is usable, write it into the slot's pending frame.
+
+    ``P (Js, 3)`` float64 source positions, ``mask (Js,)`` bool (all true when the source gave none), ``index
+    (Ji,)`` source row of each model joint (-1 = never observed), ``scale`` metres per stream unit, ``root`` the
+    root's input index, ``fresh`` whether the stream has no previous frame. Returns True when the frame was
+    stored; False leaves the slot untouched (the caller's numpy path then names what is wrong)."""
+    for r in range(P.shape[0]):
+        if mask[r]:
+            for k in range(3):
+                if not np.isfinite(P[r, k]):
+                    return False
+    Ji = index.shape[0]
+    n = 0
+    lo = np.full(3, np.inf)
+    hi = np.full(3, -np.inf)
+    for i in range(Ji):
+        r = index[i]
+        if r >= 0 and mask[r]:
+            n += 1
+            for k in range(3):
+                lo[k] = min(lo[k], P[r, k])
+                hi[k] = max(hi[k], P[r, k])
+    if n == 0 or (fresh and (index[root] < 0 or not mask[index[root]])):
+        return False
+    if n > 1 and max(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]) * scale < min_span:
+        return False
+    for i in range(Ji):
+        r = index[i]
+        ok = r >= 0 and mask[r]
+        p_mask[slot, i] = ok
+        for k in range(3):
+            p_pos[slot, i, k] = P[r, k] if ok else 0.0
+    return True

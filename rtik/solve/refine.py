@@ -1,0 +1,254 @@
+"""Post-processing of the network's rotations, vectorised over streams and joints (numpy only).
+
+Glossary: ``B`` streams in the batch, ``J`` skeleton joints, ``L`` local rotation matrices ``(B, J, 3, 3)``
+(joint frame -> parent frame, column vectors), ``G`` global rotation matrices, ``off`` per-stream bone offsets
+``(B, J, 3)`` in metres (the calibrated skeleton), ``tgt`` per-joint target positions ``(B, J, 3)`` metres, world.
+
+Refinement (:func:`refine`) swing-corrects each non-leaf joint's GLOBAL rotation so that its (first) child bone
+points along the target direction, keeping the network's twist about that bone; a *determined* joint (several
+child bones, e.g. hips, chest) then turns about that bone so its other child bones match too (the least-squares
+twist angle). Each joint's correction depends only on its own network rotation and the targets, never on the
+corrected parent, so every joint is corrected at once; locals are recovered as ``G_parent^T G``. Leaves keep the
+network's local rotation (their orientation is unobservable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtik.geometry.skeleton import Skeleton
+
+# skew(w) = (w @ _SKEW).reshape(3, 3): the cross-product matrix [w]x
+_SKEW = np.zeros((3, 9))
+_SKEW[0, 2 * 3 + 1], _SKEW[0, 1 * 3 + 2] = 1.0, -1.0  # x: R[2,1] = x, R[1,2] = -x
+_SKEW[1, 0 * 3 + 2], _SKEW[1, 2 * 3 + 0] = 1.0, -1.0  # y: R[0,2] = y, R[2,0] = -y
+_SKEW[2, 1 * 3 + 0], _SKEW[2, 0 * 3 + 1] = 1.0, -1.0  # z: R[1,0] = z, R[0,1] = -z
+_EYE = np.eye(3)
+
+
+@dataclass(frozen=True, eq=False)
+class Tables:
+    """Index tables of a skeleton's topology, computed once per solver.
+
+    Fields:
+        parents: ``(J,)`` parent index (-1 at the root).
+        levels: per tree depth >= 1, the joints that need a global rotation (non-leaves) at that depth.
+        level_parents: their parents, same structure.
+        inner: ``(A,)`` joints with at least one child bone (they get corrected).
+        primary: ``(A,)`` each inner joint's first child bone joint.
+        det: ``(D,)`` positions in ``inner`` of determined joints; ``second``: ``(D, K)`` their other child bones
+            (padded by repeating the last), ``second_w``: ``(D, K)`` 1/0 weights of the padding.
+        bones: ``(Jb,)`` joints whose offset is a rigid bone; ``ancestors``: ``(J, J)`` 1 where column joint's
+            bone lies on the row joint's path from the motion root.
+        motion_root: index of the joint carrying the world translation; ``dummy``: dummy root index or -1.
+        below_root: ``(J, 1)`` 1 for joints at or below the motion root (they carry its translation).
+        pair_joint, pair_child: ``(V,)`` (joint, child bone) pairs: every inner joint's primary bone, then each
+            determined joint's other bones (``D * K``, row-major).
+        local_joint, local_parent: inner joints below the root and their parents (locals recomputed for them).
+        bone_parent, bone_paths: parents of ``bones`` and ``ancestors[:, bones]``.
+    """
+
+    parents: np.ndarray
+    levels: tuple
+    level_parents: tuple
+    inner: np.ndarray
+    primary: np.ndarray
+    det: np.ndarray
+    second: np.ndarray
+    second_w: np.ndarray
+    bones: np.ndarray
+    ancestors: np.ndarray
+    motion_root: int
+    dummy: int
+    below_root: np.ndarray
+    pair_joint: np.ndarray
+    pair_child: np.ndarray
+    local_joint: np.ndarray
+    local_parent: np.ndarray
+    bone_parent: np.ndarray
+    bone_paths: np.ndarray
+
+    @classmethod
+    def build(cls, skel: Skeleton) -> Tables:
+        J = len(skel)
+        par = skel.parents
+        kids = [skel.bone_children(j) for j in range(J)]
+        inner = [j for j in range(J) if kids[j]]
+        depth = np.zeros(J, dtype=int)
+        for j in range(1, J):
+            depth[j] = depth[par[j]] + 1
+        need = set(inner) | {j for j in range(J) if j in par[inner]}
+        levels, lpar = [], []
+        for d in range(1, depth.max() + 1):
+            lv = [j for j in range(J) if depth[j] == d and j in need]
+            if lv:
+                levels.append(np.array(lv))
+                lpar.append(par[lv])
+        det = [i for i, j in enumerate(inner) if len(kids[j]) > 1]
+        K = max([len(kids[inner[i]]) - 1 for i in det], default=1)
+        second = np.array([(kids[inner[i]][1:] * K)[:K] for i in det], dtype=np.int64).reshape(len(det), K)
+        second_w = np.array([[1.0 if k < len(kids[inner[i]]) - 1 else 0.0 for k in range(K)] for i in det])
+        bones = [j for j in range(J) if j in {c for k in kids for c in k}]
+        anc = np.zeros((J, J))
+        for j in range(J):
+            a = j
+            while a >= 0:
+                if a in bones:
+                    anc[j, a] = 1.0
+                a = par[a]
+        mr, dummy = skel.motion_root(), skel.dummy_root()
+        below = np.zeros((J, 1))
+        for j in range(J):
+            a = j
+            while a >= 0 and a != mr:
+                a = par[a]
+            below[j, 0] = float(a == mr)
+        inner_a, prim = np.array(inner), np.array([kids[j][0] for j in inner])
+        det_a, bones_a = np.array(det, dtype=np.int64), np.array(bones)
+        pair_joint = np.concatenate([inner_a, np.repeat(inner_a[det_a], K)]).astype(np.int64)
+        pair_child = np.concatenate([prim, second.reshape(-1)]).astype(np.int64)
+        local = inner_a[par[inner_a] >= 0]
+        return cls(
+            par, tuple(levels), tuple(lpar), inner_a, prim, det_a, second, second_w.reshape(len(det), K), bones_a,
+            anc, mr, -1 if dummy is None else dummy, below, pair_joint, pair_child, local, par[local],
+            par[bones_a], anc[:, bones_a],
+        )  # fmt: skip
+
+
+def sixd_to_matrix(r6: np.ndarray) -> np.ndarray:
+    """6-D ``(..., 6)`` (first two columns) -> rotation matrices ``(..., 3, 3)`` float64 by Gram-Schmidt."""
+    r = r6.astype(np.float64)
+    a = _unit(r[..., :3])
+    b = r[..., 3:]
+    b = _unit(b - _dot(a, b)[..., None] * a)
+    return np.stack([a, b, cross(a, b)], axis=-1)
+
+
+def global_rotations(L: np.ndarray, t: Tables) -> np.ndarray:
+    """Global rotations ``(B, J, 3, 3)`` of the joints that have children (others are left as ``L``)."""
+    G = L.copy()
+    for lv, lp in zip(t.levels, t.level_parents, strict=True):
+        G[:, lv] = G[:, lp] @ L[:, lv]
+    return G
+
+
+def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``u x v`` for ``(..., 3)`` arrays (through the skew matrix: fewer numpy calls than ``np.cross``)."""
+    return ((u @ _SKEW).reshape(*u.shape[:-1], 3, 3) @ v[..., None])[..., 0]
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / (np.sqrt(v[..., None, :] @ v[..., :, None])[..., 0] + 1e-12)
+
+
+def swing(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Minimal rotations ``(..., 3, 3)`` turning unit vectors ``u`` onto unit vectors ``v`` (``(..., 3)``)."""
+    w = cross(u, v)
+    c = _dot(u, v)
+    R = c[..., None, None] * _EYE + (w @ _SKEW).reshape(*w.shape[:-1], 3, 3)
+    R += w[..., :, None] * (w / np.maximum(1.0 + c, 1e-9)[..., None])[..., None, :]
+    anti = c < -0.9999
+    if anti.any():  # opposite vectors: a half turn about any axis perpendicular to u
+        ua = u[anti]
+        axis = _unit(cross(ua, _EYE[np.argmin(np.abs(ua), axis=-1)]))
+        R[anti] = 2.0 * axis[..., :, None] * axis[..., None, :] - _EYE
+    return R
+
+
+def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return (u[..., None, :] @ v[..., :, None])[..., 0, 0]
+
+
+def refine(G, L, off, tgt, beta, t: Tables) -> tuple[np.ndarray, np.ndarray]:
+    """Correct the network's rotations towards the target positions.
+
+    Args:
+        G: ``(B, J, 3, 3)`` network global rotations (from :func:`global_rotations`).
+        L: ``(B, J, 3, 3)`` network local rotations.
+        off: ``(B, J, 3)`` bone offsets (metres), ``tgt``: ``(B, J, 3)`` target positions (metres, world).
+        beta: ``(B, J)`` weight of the target direction against the network's (1 = follow the targets exactly).
+        t: the skeleton's :class:`Tables`.
+
+    Returns:
+        ``(L_out, G_out)``: refined local and global rotations ``(B, J, 3, 3)`` (G valid for inner joints).
+    """
+    A = len(t.inner)
+    # every (joint, child bone) pair at once: the primary bones first, then the determined joints' other bones
+    net = (G[:, t.pair_joint] @ off[:, t.pair_child, :, None])[..., 0]  # (B, V, 3) network bone directions
+    net = _unit(net)
+    want = _unit(tgt[:, t.pair_child] - tgt[:, t.pair_joint])
+    want = _unit(net + beta[:, t.pair_child, None] * (want - net))  # blended target directions
+    S = swing(net[:, :A], want[:, :A])  # (B, A, 3, 3)
+    G_out = G.copy()
+    G_out[:, t.inner] = S @ G[:, t.inner]
+    if len(t.det):
+        B, D, K = len(G), *t.second.shape
+        a = want[:, t.det]  # (B, D, 3) the swung primary bone: the twist axis
+        u = (S[:, t.det, None] @ net[:, A:].reshape(B, D, K, 3)[..., None])[..., 0]  # other bones after the swing
+        v = want[:, A:].reshape(B, D, K, 3)
+        ax = np.broadcast_to(a[:, :, None], u.shape)
+        # twist angle about a lining u up with v (projections on the plane normal to a), least squares over K
+        s = (_dot(cross(ax, u), v) * t.second_w).sum(-1)
+        c = ((_dot(u, v) - _dot(u, ax) * _dot(v, ax)) * t.second_w).sum(-1)
+        n = np.hypot(s, c) + 1e-12
+        s, c = s / n, c / n  # (B, D)
+        T = c[..., None, None] * _EYE + s[..., None, None] * (a @ _SKEW).reshape(B, D, 3, 3)
+        T += (1.0 - c)[..., None, None] * (a[..., :, None] * a[..., None, :])
+        dj = t.inner[t.det]
+        G_out[:, dj] = T @ G_out[:, dj]
+    if t.dummy >= 0:
+        G_out[:, t.dummy] = _EYE
+    L_out = L.copy()
+    L_out[:, t.local_joint] = np.swapaxes(G_out[:, t.local_parent], -1, -2) @ G_out[:, t.local_joint]
+    if t.parents[t.inner[0]] < 0:
+        L_out[:, t.inner[0]] = G_out[:, t.inner[0]]
+    return L_out, G_out
+
+
+def positions(G, off, root_pos, t: Tables) -> np.ndarray:
+    """Joint positions ``(B, J, 3)`` by forward kinematics from global rotations (of the inner joints) and
+    bone offsets: every bone vector at once, summed along each joint's path (no chain loop)."""
+    bv = (G[:, t.bone_parent] @ off[:, t.bones, :, None])[..., 0]  # (B, Jb, 3)
+    P = t.bone_paths @ bv  # (J, Jb) @ (B, Jb, 3)
+    P += root_pos[:, None, :] * t.below_root[None]
+    return P
+
+
+def _quat_map() -> tuple[np.ndarray, np.ndarray]:
+    """Linear map from a flat matrix ``(9,)`` to ``4 q q^T`` ``(16,)`` (x, y, z, w rows)."""
+    A, b = np.zeros((9, 16)), np.zeros(16)
+    e = {(i, j): 3 * i + j for i in range(3) for j in range(3)}
+    diag = ((1, 1, -1, -1), (1, -1, 1, -1), (1, -1, -1, 1), (1, 1, 1, 1))  # 1, m00, m11, m22 coefficients
+    for k, (c0, c1, c2, c3) in enumerate(diag):
+        b[5 * k] = c0
+        A[e[0, 0], 5 * k], A[e[1, 1], 5 * k], A[e[2, 2], 5 * k] = c1, c2, c3
+    off = {
+        (0, 1): ((0, 1, 1), (1, 0, 1)), (0, 2): ((0, 2, 1), (2, 0, 1)), (1, 2): ((1, 2, 1), (2, 1, 1)),
+        (0, 3): ((2, 1, 1), (1, 2, -1)), (1, 3): ((0, 2, 1), (2, 0, -1)), (2, 3): ((1, 0, 1), (0, 1, -1)),
+    }  # fmt: skip
+    for (r, c), terms in off.items():
+        for i, j, sgn in terms:
+            A[e[i, j], 4 * r + c] += sgn
+            A[e[i, j], 4 * c + r] += sgn
+    return A, b
+
+
+_QA, _QB = _quat_map()
+
+
+def matrix_to_quat(R: np.ndarray) -> np.ndarray:
+    """Rotation matrices ``(..., 3, 3)`` -> unit quaternions ``(..., 4)`` XYZW, ``w >= 0``.
+
+    Branch-free Shepperd: the symmetric matrix ``4 q q^T`` is linear in ``R``; its row with the largest diagonal
+    entry is ``4 q_k q``, well conditioned for every angle."""
+    m = R.reshape(-1, 9)
+    Q = (m @ _QA + _QB).reshape(-1, 4, 4)
+    k = np.argmax(Q[:, _DIAG4, _DIAG4], axis=1)
+    q = Q[np.arange(len(m)), k]  # (N, 4)
+    q *= np.where(q[:, 3:] < 0, -1.0, 1.0) / np.sqrt(np.einsum("ni,ni->n", q, q))[:, None]
+    return q.reshape(*R.shape[:-2], 4)
+
+
+_DIAG4 = np.arange(4)

@@ -1,0 +1,515 @@
+"""The stateful multi-stream solver: positions in, rotations out, one frame per stream per tick.
+
+``push`` validates a frame and puts it in its stream's latest-frame slot (a newer push replaces a frame not yet
+solved, counted as dropped); ``tick`` solves every stream with a new frame in ONE backend call. Per frame:
+normalise (root-relative, heading-aligned, body-size scaled; :mod:`rtik.models.normalize`) -> denoiser + IK step ->
+6-D -> matrices -> the root turned back to world heading -> refinement towards the observed positions
+(:mod:`rtik.solve.refine`) -> local quaternions, root position and FK positions.
+
+Per stream the solver keeps the recurrent state, a bone-length calibration (a robust running estimate over the
+observed frames, or fixed by :meth:`Solver.calibrate`), heading, an input-noise estimate and counters. A gap
+(> ``gap_s``), a teleport (root faster than ``max_speed``), a time going backwards or a burst of bad frames
+resets the stream's state; one stream's bad frame never affects another. The pre- and post-processing around
+the network runs compiled (:mod:`rtik.solve.kernels`, prepared by :mod:`rtik.solve.compiled`) or as numpy
+(:mod:`rtik.solve.numpath`, the reference), with the same results. Units: metres inside, the stream's
+unit (m, cm, mm) at its edge. Arrays are float64 unless stated; the wire types are float32.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from rtik.errors import InputError
+from rtik.formats import layouts
+from rtik.geometry.rotations import matrix_to_6d, quat_to_matrix
+from rtik.geometry.skeleton import Skeleton
+from rtik.models.modelpack import ModelPack
+from rtik.solve import compiled, numpath
+from rtik.solve import refine as rf
+from rtik.solve.numpath import MIN_SPAN, UNITS
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Tuning of the per-frame path (defaults suit live mocap at 30-120 Hz).
+
+    Fields:
+        gap_s: a frame later than this after the previous one resets the stream (seconds).
+        max_speed: root speeds above this reset the stream as a teleport (m/s).
+        teleport_slack: distance always allowed between frames on top of ``max_speed * dt`` (m).
+        nan_burst: this many rejected frames in a row reset the stream.
+        noise_rate: per-frame rate of the running input-noise estimate (0..1).
+        sigma_denoise: input noise (m, per coordinate) at which the denoised and the raw position weigh equally.
+        sigma_network: input noise (m) at which the network's bone direction and the observed one weigh equally.
+        calib_rate: first-frame step of the running bone-length estimate, as a fraction of the length.
+        calib_floor: smallest per-frame step of that estimate (m).
+        kernels: the pre- and post-processing around the network: ``"numba"`` (compiled loops,
+            :mod:`rtik.solve.kernels`), ``"numpy"`` (the vectorised reference) or ``"auto"`` (numba when installed).
+    """
+
+    gap_s: float = 0.5
+    max_speed: float = 15.0
+    teleport_slack: float = 0.1
+    nan_burst: int = 3
+    noise_rate: float = 0.05
+    sigma_denoise: float = 0.002
+    sigma_network: float = 0.02
+    calib_rate: float = 0.05
+    calib_floor: float = 1e-4
+    kernels: str = "auto"
+
+
+class SolveResult(NamedTuple):
+    """One solved frame of one stream (immutable; a named tuple because a tick makes one per stream).
+
+    Fields:
+        stream: stream name; seq: frame number in the stream (counts pushed frames that were solved).
+        timestamp: source timestamp of the frame (s).
+        local_quats: ``(J, 4)`` float32 XYZW, joint -> parent, the model's skeleton order.
+        root_pos: ``(3,)`` float32, the motion root's translation (m).
+        positions: ``(J, 3)`` float32, FK of the result on the stream's calibrated skeleton (m).
+        solve_us: wall time of the tick that solved it (µs, shared by the batch).
+        reset: the recurrent state was fresh for this frame (first frame, gap, teleport, NaN burst, reset()).
+        noise: the stream's current input-noise estimate (m, per coordinate).
+    """
+
+    stream: str
+    seq: int
+    timestamp: float
+    local_quats: np.ndarray
+    root_pos: np.ndarray
+    positions: np.ndarray
+    solve_us: float
+    reset: bool
+    noise: float = 0.0
+
+
+@dataclass
+class StreamInfo:
+    """A stream's configuration and counters (read them through :meth:`Solver.stream`)."""
+
+    name: str
+    slot: int
+    layout: layouts.LayoutMap
+    units: str
+    fps: float
+    frames: int = 0  # frames solved
+    rejected: int = 0  # frames refused by push (NaN, wrong shape, ...)
+    dropped: int = 0  # frames replaced in the slot before a tick solved them
+    resets: int = 0  # state resets (gaps, teleports, bursts, explicit)
+    bad_run: int = 0  # rejected frames in a row
+    last_error: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class Solver:
+    """See the module docstring and docs/solver.md. Thread-safe between one pushing and one ticking thread."""
+
+    def __init__(self, pack: ModelPack, backend="onnx", options: SolverOptions | None = None, **backend_options):
+        from rtik.models.backends.base import Backend, open_backend
+
+        self.pack = pack
+        self.options = options or SolverOptions()
+        self.backend = backend if isinstance(backend, Backend) else open_backend(pack, backend, **backend_options)
+        skel = pack.skeleton
+        self.skeleton: Skeleton = skel
+        self.tables = rf.Tables.build(skel)
+        self.J, self.Ji, self.S = len(skel), len(pack.input_joints), pack.state_size
+        self.in_idx = pack.input_index  # (Ji,) skeleton index of each input joint
+        self.root_in = list(pack.input_joints).index(pack.norm.root)
+        self.root_j = int(self.in_idx[self.root_in])
+        names = list(pack.input_joints)
+        self.left = np.array([names.index(n) for n in pack.norm.left])
+        self.right = np.array([names.index(n) for n in pack.norm.right])
+        rest = skel.bone_lengths()
+        self.rest_len = rest
+        self.rest_dir = skel.offsets / np.maximum(rest, 1e-12)[:, None]
+        is_bone = np.zeros(self.J, bool)
+        is_bone[self.tables.bones] = True
+        self.bone = is_bone & np.isin(skel.parents, self.in_idx)  # measurable from input positions
+        self.size_idx = skel.indices(pack.norm.size_joints)
+        # bone space: measurable bones (both ends are input joints), their input-space ends and rest geometry
+        self.b_joint = np.flatnonzero(self.bone)
+        pos_of = {int(j): i for i, j in enumerate(self.in_idx)}
+        self.b_child = np.array([pos_of[int(j)] for j in self.b_joint])
+        self.b_parent = np.array([pos_of[int(skel.parents[j])] for j in self.b_joint])
+        self.b_rest = rest[self.b_joint]
+        self.b_dir = self.rest_dir[self.b_joint]
+        self.b_size = np.isin(self.b_joint, self.size_idx).astype(np.float64)
+        if self.b_size.sum() != len(self.size_idx):
+            raise InputError("the model's body-size joints must end bones between input joints")
+        is_in = np.zeros(self.J, bool)
+        is_in[self.in_idx] = True
+        self.bone_in = (is_in & is_in[np.maximum(skel.parents, 0)]).astype(np.float64)  # bones with observed ends
+        self._prior6 = matrix_to_6d(quat_to_matrix(pack.prior_local)).astype(np.float32)  # (J, 6) fallback
+        self._streams: dict[str, StreamInfo] = {}
+        self._lock = threading.Lock()
+        self._ready: dict[int, StreamInfo] = {}
+        self._carry = None  # (slots, state_out) of the last backend call
+        self._alloc(8)
+        self._all_observed: dict[int, np.ndarray] = {}
+        self._kern = compiled.load(self, self.options.kernels)  # rtik.solve.kernels, or None: the numpy path
+
+    @property
+    def kernels(self) -> str:
+        """Which pre/post-processing runs: ``"numba"`` (compiled, :mod:`rtik.solve.kernels`) or ``"numpy"``."""
+        return "numpy" if self._kern is None else "numba"
+
+    def _slot_arrays_pre(self):
+        return (
+            self._scale, self._last_ts, self._last_root, self._last_tgt, self._fresh, self._blen, self._nobs,
+            self._locked, self._cs, self._state,
+        )  # fmt: skip
+
+    def _slot_arrays_post(self):
+        return self._noise, self._last_ts, self._last_root, self._last_tgt, self._cs, self._fresh
+
+    @classmethod
+    def from_path(cls, path=None, backend="onnx", **kw) -> Solver:
+        """A solver for the pack at ``path`` (``None`` = the shipped default model)."""
+        from rtik.models import modelpack
+
+        return cls(modelpack.load(path), backend, **kw)
+
+    # ------------------------------------------------------------------------------------------- storage
+    def _alloc(self, cap: int) -> None:
+        old = getattr(self, "_cap", 0)
+        J, Ji = self.J, self.Ji
+        spec = {
+            "state": ((self.S,), np.float32, 0.0), "p_pos": ((Ji, 3), np.float64, 0.0), "p_mask": ((Ji,), bool, False),
+            "p_ts": ((), np.float64, 0.0), "p_reset": ((), bool, False), "last_ts": ((), np.float64, 0.0),
+            "last_root": ((3,), np.float64, 0.0), "last_tgt": ((Ji, 3), np.float64, 0.0), "cs": ((2,), np.float64, 0.0),
+            "fresh": ((), bool, True), "blen": ((J,), np.float64, np.nan), "nobs": ((J,), np.float64, 0.0),
+            "locked": ((), bool, False), "noise": ((), np.float64, 0.0), "scale": ((), np.float64, 1.0),
+        }  # fmt: skip
+        for name, (shape, dtype, fill) in spec.items():
+            a = np.full((cap, *shape), fill, dtype=dtype)
+            if old:
+                a[:old] = getattr(self, "_" + name)
+            setattr(self, "_" + name, a)
+        self._cap = cap
+        self._free = sorted(set(range(cap)) - {s.slot for s in getattr(self, "_streams", {}).values()})
+
+    # ------------------------------------------------------------------------------------------- streams
+    def open_stream(self, name: str, layout="rtik", units: str = "m", fps: float | None = None, joints=None):
+        """Open stream ``name``. ``layout``: a name (see :mod:`rtik.formats.layouts`), a
+        :class:`~rtik.formats.layouts.Layout` or a list of joint names; ``joints``: the source's joint names
+        (needed by ``bvh``); ``units``: m/cm/mm; ``fps``: nominal frame rate (default: the model's).
+        Re-opening a stream replaces it."""
+        if not isinstance(name, str) or not name:
+            raise InputError(f"stream name must be a non-empty string, got {name!r}")
+        if units not in UNITS:
+            raise InputError(f"stream {name!r}: unknown units {units!r}; valid units: {', '.join(UNITS)}")
+        fps = float(fps or self.pack.fps)
+        if not np.isfinite(fps) or fps <= 0:
+            raise InputError(f"stream {name!r}: fps must be positive, got {fps}")
+        lmap = layouts.resolve(layouts.get(layout, self.pack.input_joints, joints), self.pack.input_joints)
+        if not lmap.provided[self.root_in]:
+            raise InputError(
+                f"stream {name!r}: layout {lmap.layout.name!r} does not provide the root joint "
+                f"{self.pack.norm.root!r}; it maps: {', '.join(lmap.layout.rows) or 'nothing'}"
+            )
+        if not (lmap.provided[self.left] & lmap.provided[self.right]).any():
+            raise InputError(
+                f"stream {name!r}: layout {lmap.layout.name!r} provides no left/right pair for the heading"
+            )
+        with self._lock:
+            if name in self._streams:
+                self._close(name)
+            if not self._free:
+                self._alloc(self._cap * 2)
+            slot = self._free.pop(0)
+            self._reset_slot(slot, calibration=True)
+            self._streams[name] = StreamInfo(name, slot, lmap, units, fps)
+            self._scale[slot] = UNITS[units]
+        return self._streams[name]
+
+    def _reset_slot(self, slot: int, calibration: bool) -> None:
+        self._carry = None
+        self._state[slot] = 0.0
+        self._fresh[slot] = True
+        if calibration:
+            self._cs[slot] = (1.0, 0.0)  # heading yaw 0 until observed
+            self._blen[slot] = np.nan
+            self._nobs[slot] = 0.0
+            self._locked[slot] = False
+            self._noise[slot] = 0.0
+
+    def _get(self, name: str) -> StreamInfo:
+        s = self._streams.get(name)
+        if s is None:
+            raise InputError(f"no stream {name!r}; open streams: {', '.join(self._streams) or 'none'}")
+        return s
+
+    def stream(self, name: str) -> StreamInfo:
+        """The stream's configuration and counters."""
+        return self._get(name)
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return tuple(self._streams)
+
+    def close_stream(self, name: str) -> None:
+        with self._lock:
+            self._get(name)
+            self._close(name)
+
+    def _close(self, name: str) -> None:
+        self._carry = None
+        s = self._streams.pop(name)
+        self._ready.pop(s.slot, None)
+        self._free.append(s.slot)
+
+    def reset(self, name: str) -> None:
+        """Forget the stream's recurrent state (its calibration stays)."""
+        with self._lock:
+            s = self._get(name)
+            self._reset_slot(s.slot, calibration=False)
+            self._p_reset[s.slot] = True
+            s.resets += 1
+
+    # ---------------------------------------------------------------------------------------- calibration
+    def calibrate(self, name: str, frames=None, mask=None, lock: bool = True) -> np.ndarray:
+        """Fix the stream's bone lengths: measured (median) over ``frames (F, Js, 3)`` in the stream's layout and
+        units, or the running estimate so far if ``None``. ``lock`` stops the running update. Returns the bone
+        lengths ``(J,)`` in metres (nan where never observed)."""
+        from rtik.geometry.kinematics import bone_lengths
+
+        s = self._get(name)
+        if frames is not None:
+            F = np.asarray(frames, dtype=np.float64)
+            if F.ndim != 3 or F.shape[1:] != (s.layout.num_source_joints, 3):
+                raise InputError(
+                    f"stream {name!r}: calibration frames have shape {F.shape}, "
+                    f"expected (F, {s.layout.num_source_joints}, 3)"
+                )
+            m = np.ones(F.shape[:2], bool) if mask is None else np.asarray(mask, dtype=bool)
+            m = m & np.isfinite(F).all(axis=-1)
+            pairs = [s.layout.apply(np.nan_to_num(f) * UNITS[s.units], mm) for f, mm in zip(F, m, strict=True)]
+            P, M = [p for p, _ in pairs], [k for _, k in pairs]
+            full = np.zeros((len(P), self.J, 3))
+            full[:, self.in_idx] = P
+            fm = np.zeros((len(P), self.J), bool)
+            fm[:, self.in_idx] = M
+            L = np.where(self.bone, bone_lengths(self.skeleton, full, fm), np.nan)
+            with self._lock:
+                self._blen[s.slot] = L
+                self._nobs[s.slot] = np.where(np.isfinite(L), 1e6, 0.0)
+        with self._lock:
+            self._locked[s.slot] = bool(lock)
+            return self._blen[s.slot].copy()
+
+    def stream_skeleton(self, name: str, unit_scale: float = 1.0) -> Skeleton:
+        """The model's skeleton with the stream's calibrated bone lengths, times ``unit_scale`` (1 = metres)."""
+        from rtik.geometry.kinematics import rescale_skeleton
+
+        s = self._get(name)
+        return rescale_skeleton(self.skeleton, self._blen[s.slot]).scaled(unit_scale)
+
+    # ---------------------------------------------------------------------------------------------- push
+    def push(self, name: str, positions, timestamp: float, mask=None) -> None:
+        """Queue a frame: ``positions (Js, 3)`` in the stream's layout and units, ``timestamp`` (s, source clock),
+        ``mask (Js,)`` (true/1 = observed; missing joints may hold anything, NaN included). Raises
+        :class:`InputError` (and counts the frame as rejected) when the frame is unusable."""
+        s = self._get(name)
+        if self._kern is not None and s.layout.index is not None and self._push_fast(s, positions, timestamp, mask):
+            return
+        try:
+            P, M, ts = numpath.check_frame(self, s, positions, timestamp, mask)
+        except InputError as e:
+            with self._lock:
+                s.rejected += 1
+                s.bad_run += 1
+                s.last_error = str(e)
+                if s.bad_run == self.options.nan_burst:
+                    self._reset_slot(s.slot, calibration=False)
+                    self._p_reset[s.slot] = True
+                    s.resets += 1
+            raise
+        with self._lock:
+            slot = s.slot
+            self._p_pos[slot] = P
+            self._p_mask[slot] = M
+            self._queue(s, ts)
+
+    def _queue(self, s: StreamInfo, ts: float) -> None:
+        slot = s.slot
+        self._p_ts[slot] = ts
+        s.bad_run = 0
+        if slot in self._ready:
+            s.dropped += 1
+        self._ready[slot] = s
+
+    def _push_fast(self, s: StreamInfo, positions, timestamp, mask) -> bool:
+        """The compiled path of :meth:`push` for the usual frame (a pure-selection layout): True when the frame was
+        valid and is queued; False sends it through the numpy path, which queues it or names what is wrong."""
+        try:
+            P = np.ascontiguousarray(positions, dtype=np.float64)
+            ts = float(timestamp)
+        except (TypeError, ValueError):
+            return False
+        Js = s.layout.num_source_joints
+        if P.shape != (Js, 3) or not math.isfinite(ts):
+            return False
+        if mask is None:
+            m = self._all_observed.get(Js)
+            if m is None:
+                m = self._all_observed[Js] = np.ones(Js, bool)
+        else:
+            try:
+                m = np.asarray(mask)
+                if m.dtype != np.bool_ or m.ndim != 1 or not m.flags.c_contiguous:
+                    m = np.ascontiguousarray(m.reshape(-1), dtype=bool)
+            except (TypeError, ValueError):
+                return False
+            if m.shape != (Js,):
+                return False
+        with self._lock:
+            slot = s.slot
+            if not self._kern.push_frame(
+                P, m, s.layout.index, UNITS[s.units], MIN_SPAN, self.root_in, bool(self._fresh[slot]), self._p_pos,
+                self._p_mask, slot,
+            ):  # fmt: skip
+                return False
+            self._queue(s, ts)
+        return True
+
+    # ---------------------------------------------------------------------------------------------- tick
+    def tick(self) -> dict[str, SolveResult]:
+        """Solve every stream with a new frame (one backend call); ``{stream: SolveResult}``."""
+        t0 = time.perf_counter()
+        with self._lock:
+            if not self._ready:
+                return {}
+            ready = dict(sorted(self._ready.items()))  # slot order: a steady batch keeps its layout
+            self._ready = {}
+            slots = np.fromiter(ready, dtype=np.int64, count=len(ready))
+            P_in = self._p_pos[slots]  # (B, Ji, 3) stream units
+            M_in = self._p_mask[slots]  # (B, Ji)
+            ts = self._p_ts[slots]
+            forced = self._p_reset[slots]
+            self._p_reset[slots] = False
+        out = self._solve(slots, P_in, M_in, ts, forced, list(ready.values()))
+        q, r, p, rs, nz = out
+        us = (time.perf_counter() - t0) * 1e6
+        return {
+            s.name: SolveResult(s.name, s.frames - 1, float(ts[i]), q[i], r[i], p[i], us, bool(rs[i]), float(nz[i]))
+            for i, s in enumerate(ready.values())
+        }
+
+    def _solve(self, slots, P_in, M_in, ts, forced, infos):
+        """Pre-processing, the network, post-processing: compiled (:mod:`rtik.solve.kernels`) or numpy
+        (:mod:`rtik.solve.numpath`), the same contracts. -> ``(local_quats, root_pos, positions, reset, noise)``"""
+        k = self._kern
+        if k is None:
+            pos, mask, reset, fresh, *geo = numpath.pre(self, slots, P_in, M_in, ts, forced)
+        else:
+            pos, mask, reset, fresh, *geo = k.pre(slots, P_in, M_in, ts, forced, *self._slot_arrays_pre(), *self._kpre)
+        if reset.any():
+            for i in np.flatnonzero(reset & ~fresh & ~forced):  # gaps, teleports, time going back
+                infos[i].resets += 1
+        r6, clean, reset = self._network(slots, pos, mask, reset, infos)
+        if k is None:
+            q, root_pos, X, noise = numpath.post(self, r6, clean, M_in, fresh, *geo, slots, ts)
+        else:
+            q, root_pos, X, noise = k.post(
+                r6, clean, M_in, fresh, *geo, slots, *self._slot_arrays_post(), ts, *self._kpost
+            )
+        for sinfo in infos:
+            sinfo.frames += 1
+        return q, root_pos, X, reset, noise
+
+    def _network(self, slots, pos, mask, reset, infos):
+        """One backend call for the batch; streams whose output is not finite are reset. -> ``(r6, clean, reset)``"""
+        key = slots.tobytes()  # the same streams as last tick and no reset: hand the backend its own state_out back
+        last = self._carry
+        carry = last is not None and last[0] == key and not reset.any()
+        r6, clean, st = self.backend.step(pos, mask, last[1] if carry else self._state[slots])
+        finite = numpath.all_finite if self._kern is None else self._kern.all_finite
+        if not finite(r6, clean, st):
+            # a network output that is not finite must never poison a stream's state: those streams start
+            # afresh and take the mean pose (refined onto the observed bones) and their raw positions this frame
+            bad = ~(np.isfinite(r6).all((1, 2)) & np.isfinite(st).all(1) & np.isfinite(clean).all((1, 2)))
+            r6, clean, st = r6.copy(), clean.copy(), st.copy()
+            r6[bad] = self._prior6
+            clean[bad] = pos[bad]
+            st[bad] = 0.0
+            reset = reset | bad
+            for i in np.flatnonzero(bad):
+                infos[i].resets += 1
+                infos[i].last_error = "network output was not finite; stream state reset"
+        self._state[slots] = st
+        self._carry = (key, st)
+        return np.ascontiguousarray(r6, np.float32), np.ascontiguousarray(clean, np.float32), reset
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def euler(self, local_quats) -> np.ndarray:
+        """Euler angles ``(..., J, 3)`` in degrees, each joint in its skeleton channel order (BVH intrinsic),
+        from local quaternions ``(..., J, 4)`` (for writers; joints without rotation channels get ZXY)."""
+        from rtik.geometry import rotations as rot
+
+        q = np.asarray(local_quats, dtype=np.float64)
+        out = np.zeros(q.shape[:-1] + (3,))
+        orders = [self.skeleton.rotation_order(j) or "ZXY" for j in range(self.J)]
+        for order in set(orders):
+            js = [j for j in range(self.J) if orders[j] == order]
+            out[..., js, :] = rot.quat_to_euler(q[..., js, :], order)
+        return out
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def solve_sequence(
+    solver_or_pack, positions, fps: float, mask=None, layout="rtik", units="m", joints=None,
+    calibrate: bool = True, backend="onnx", stream: str = "sequence",
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Solve a whole clip through the same per-frame path as live streams.
+
+    Args:
+        solver_or_pack: a :class:`Solver` (a temporary stream is opened on it) or a :class:`ModelPack`.
+        positions: ``(F, Js, 3)`` in ``layout`` and ``units``; ``mask``: ``(F, Js)`` observed joints or None.
+        fps: frame rate (Hz); frame ``i`` has timestamp ``i / fps``.
+        calibrate: measure the bone lengths over the whole clip first (else the running estimate is used).
+
+    Returns:
+        ``{"local_quats": (F, J, 4) float32, "root_pos": (F, 3) m, "positions": (F, J, 3) m, "reset": (F,) bool,
+        "bone_lengths": (J,) m}``.
+    """
+    own = not isinstance(solver_or_pack, Solver)
+    solver = Solver(solver_or_pack, backend) if own else solver_or_pack
+    X = np.asarray(positions, dtype=np.float64)
+    if X.ndim != 3 or X.shape[-1] != 3:
+        raise InputError(f"positions must have shape (F, J, 3), got {X.shape}")
+    if mask is not None and np.shape(mask) != X.shape[:2]:
+        raise InputError(f"mask has shape {np.shape(mask)}, expected {X.shape[:2]}")
+    F = len(X)
+    try:
+        solver.open_stream(stream, layout=layout, units=units, fps=fps, joints=joints)
+        if calibrate:
+            solver.calibrate(stream, X, mask)
+        out = {
+            "local_quats": np.zeros((F, solver.J, 4), np.float32),
+            "root_pos": np.zeros((F, 3), np.float32),
+            "positions": np.zeros((F, solver.J, 3), np.float32),
+            "reset": np.zeros(F, bool),
+        }
+        for i in range(F):
+            solver.push(stream, X[i], i / fps, None if mask is None else mask[i])
+            r = solver.tick()[stream]
+            out["local_quats"][i], out["root_pos"][i], out["positions"][i], out["reset"][i] = (
+                r.local_quats, r.root_pos, r.positions, r.reset
+            )  # fmt: skip
+        out["bone_lengths"] = solver.calibrate(stream, lock=calibrate)
+        return out
+    finally:
+        if stream in solver.streams:
+            solver.close_stream(stream)
+        if own:
+            solver.close()

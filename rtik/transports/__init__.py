@@ -1,1 +1,0 @@
-"""Wire transports: ZeroMQ, OSC, VMC."""
