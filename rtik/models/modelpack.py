@@ -28,7 +28,7 @@ MIN_OPSET, MAX_OPSET = 13, 25
 STEP_INPUTS = (("pos", ("B", "Ji", 3)), ("mask", ("B", "Ji")), ("state", ("B", "S")))
 STEP_OUTPUTS = (("rot6d", ("B", "J", 6)), ("pos_clean", ("B", "Ji", 3)), ("state_out", ("B", "S")))
 #: where the shipped default model lives inside the package
-DEFAULT_PACK = Path(__file__).resolve().parent / "models" / "default"
+DEFAULT_PACK = Path(__file__).resolve().parent / "default"
 
 
 @dataclass(frozen=True, eq=False)
