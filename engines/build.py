@@ -80,7 +80,7 @@ def main(argv=None) -> int:
             report = build_int8(pack, args.clip or default_clips(), args.frames, args.max_drift_deg)
             where = engine_dir(pack) / INT8_FILE
         else:
-            from engines.tensorrt import build_engine
+            from rtik.models.backends.trt_plan import build_engine
 
             where = build_engine(pack, "fp16" if args.fp16 else "fp32")
             report = json.loads(where.with_suffix(".json").read_text())

@@ -1,59 +1,12 @@
-"""ONNX graph variants of a model pack's step: an FP16 copy (for strongly typed TensorRT networks) and a
-dynamically quantised INT8 copy (for ONNX Runtime on CPU). Needs the ``onnx`` package (build time only)."""
+"""A dynamically quantised INT8 copy of a model pack's ONNX step, for ONNX Runtime on CPU (build time only; the
+FP16 copy for TensorRT is :func:`rtik.models.convert.to_fp16`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from rtik.errors import BackendError
-
-
-def _onnx():
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError as e:
-        raise BackendError("building engines needs the onnx package: pip install onnx") from e
-    return onnx, numpy_helper
-
-
-def to_fp16(src: Path, dst: Path) -> Path:
-    """Write an FP16 copy of the ONNX graph ``src`` to ``dst``: float32 weights, constants and casts become
-    float16, while the graph's inputs and outputs stay float32 (a Cast at each boundary), so callers keep
-    feeding float32. TensorRT 10+ strongly typed networks run in the precision the graph states."""
-    onnx, nh = _onnx()
-    F32, F16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
-    m = onnx.load(str(src))
-    g = m.graph
-    for i, init in enumerate(g.initializer):
-        if init.data_type == F32:
-            g.initializer[i].CopyFrom(nh.from_array(nh.to_array(init).astype(np.float16), init.name))
-    for node in g.node:
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == F32:
-                a.t.CopyFrom(nh.from_array(nh.to_array(a.t).astype(np.float16), a.t.name))
-            if node.op_type == "Cast" and a.name == "to" and a.i == F32:
-                a.i = F16
-    inputs = [v.name for v in g.input if v.type.tensor_type.elem_type == F32]
-    outputs = [v.name for v in g.output if v.type.tensor_type.elem_type == F32]
-    rename = {n: n + "__fp16" for n in inputs + outputs}
-    for node in g.node:
-        node.input[:] = [rename.get(x, x) for x in node.input]
-        node.output[:] = [rename.get(x, x) for x in node.output]
-    head = [onnx.helper.make_node("Cast", [n], [rename[n]], to=F16, name=f"cast_in_{n}") for n in inputs]
-    tail = [onnx.helper.make_node("Cast", [rename[n]], [n], to=F32, name=f"cast_out_{n}") for n in outputs]
-    nodes = head + list(g.node) + tail
-    del g.node[:]
-    g.node.extend(nodes)
-    for vi in g.value_info:
-        if vi.type.tensor_type.elem_type == F32:
-            vi.type.tensor_type.elem_type = F16
-    onnx.checker.check_model(m)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(m, str(dst))
-    return dst
+from rtik.models.convert import import_onnx
 
 
 def to_int8(src: Path, dst: Path) -> Path:
@@ -62,7 +15,7 @@ def to_int8(src: Path, dst: Path) -> Path:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as e:
         raise BackendError("INT8 quantisation needs onnxruntime (with its quantization tools) and onnx") from e
-    _onnx()
+    import_onnx()
     dst.parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
     return dst

@@ -9,9 +9,9 @@ import pytest
 import steppack
 
 from engines import build as eb
-from engines.convert import to_fp16
 from rtik.errors import BackendError
 from rtik.models.backends.base import engine_dir, open_backend
+from rtik.models.convert import to_fp16
 
 
 @pytest.fixture

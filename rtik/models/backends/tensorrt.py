@@ -1,7 +1,8 @@
 """TensorRT backend: the pack's step as a TensorRT engine on an NVIDIA GPU.
 
-- The engine is built from the pack's ONNX by :mod:`engines.tensorrt` (an FP16 ONNX copy for ``precision="fp16"``,
-  since TensorRT 10/11 networks are strongly typed) and cached per GPU name, TensorRT version and pack hash.
+- The engine is built from the pack's ONNX by :mod:`rtik.models.backends.trt_plan` (an FP16 ONNX copy for
+  ``precision="fp16"``, since TensorRT 10/11 networks are strongly typed) and cached per GPU name, TensorRT
+  version and pack hash.
 - The batch is dynamic through one optimisation profile; batches are padded up to buckets
   (:data:`rtik.models.backends.base.BATCH_BUCKETS`), each with its own execution context, fixed tensor addresses and
   captured CUDA graphs, so a frame costs one host->device copy, one graph launch and one device->host copy.
@@ -21,24 +22,11 @@ import numpy as np
 
 from rtik.errors import BackendError
 from rtik.models.backends.base import Backend, bucket
+from rtik.models.backends.trt_plan import build_engine, cuda_runtime, import_tensorrt
 from rtik.models.modelpack import ModelPack
 
 _INPUTS = ("pos", "mask", "state")
 _OUTPUTS = ("rot6d", "pos_clean", "state_out")
-
-
-def cuda_runtime():
-    """cuda-python's runtime module (``cuda.bindings.runtime``, or ``cuda.cudart`` in older releases)."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart
-        except ImportError as e:
-            raise BackendError(
-                "the tensorrt backend needs cuda-python for device memory: pip install cuda-python (see docs/gpu.md)"
-            ) from e
-    return cudart
 
 
 def _check(result, what: str):
@@ -100,8 +88,6 @@ class TensorRTBackend(Backend):
     def __init__(self, pack: ModelPack, name="tensorrt", precision="fp32", plan=None):
         super().__init__(pack)
         self.name = name
-        from engines.tensorrt import build_engine, import_tensorrt
-
         trt = import_tensorrt()
         self.trt, self.cudart = trt, cuda_runtime()
         self.plan = plan or build_engine(pack, precision)

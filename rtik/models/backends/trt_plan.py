@@ -1,9 +1,11 @@
-"""Build TensorRT engines (serialised plans) from a model pack's ONNX step, and find them in the cache.
+"""Build TensorRT engines (serialised plans) from a model pack's ONNX step, and find them in the cache; the
+imports of tensorrt and cuda-python with their install hints. Used by the ``tensorrt`` backend (which builds a
+missing plan when it opens) and by ``python -m engines.build``.
 
 Written to NVIDIA's documented Python API (TensorRT 10/11: ``Builder``, ``create_network`` with the
 ``STRONGLY_TYPED`` flag where it exists, ``OnnxParser``, ``IBuilderConfig``, one ``IOptimizationProfile`` over the
 dynamic batch, ``build_serialized_network``). Strongly typed networks take their precision from the graph, so
-the FP16 engine is built from an FP16 copy of the ONNX (see :func:`engines.convert.to_fp16`). A plan only runs on
+the FP16 engine is built from an FP16 copy of the ONNX (see :func:`rtik.models.convert.to_fp16`). A plan only runs on
 the GPU model and TensorRT version that built it: the cache key holds both, plus the pack's content hash.
 """
 
@@ -36,10 +38,22 @@ def import_tensorrt():
     return trt
 
 
+def cuda_runtime():
+    """cuda-python's runtime module (``cuda.bindings.runtime``, or ``cuda.cudart`` in older releases)."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError as e:
+            raise BackendError(
+                "the tensorrt backend needs cuda-python for device memory: pip install cuda-python (see docs/gpu.md)"
+            ) from e
+    return cudart
+
+
 def gpu_name() -> str:
     """Name of CUDA device 0 (through cuda-python), for the cache key."""
-    from rtik.models.backends.tensorrt import cuda_runtime
-
     cudart = cuda_runtime()
     err, prop = cudart.cudaGetDeviceProperties(0)
     if int(err) != 0:
@@ -64,7 +78,7 @@ def build_engine(pack: ModelPack, precision: str = "fp32", batch=BATCH_RANGE, wo
         return out
     onnx_file = pack.file("onnx")
     if precision == "fp16":
-        from engines.convert import to_fp16
+        from rtik.models.convert import to_fp16
 
         onnx_file = to_fp16(onnx_file, engine_dir(pack) / "step.fp16.onnx")
     logger = trt.Logger(trt.Logger.WARNING)
