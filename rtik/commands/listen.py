@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 import numpy as np
@@ -16,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("--stream", action="append", default=[], help="only this stream (repeatable; default: all)")
     p.add_argument("--bvh", metavar="OUT", help="record the first (or --stream) stream's poses to this BVH file")
     p.add_argument("--units", choices=("cm", "m"), default="cm", help="BVH length unit (default: %(default)s)")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl+C)")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: at Ctrl+C or SIGTERM)")
     p.add_argument("--quiet", action="store_true", help="print only the summary at the end")
     from rtik.serve.security import add_client_args
 
@@ -56,7 +58,25 @@ class Tally:
         return out
 
 
+def stop_on_sigterm(stop: threading.Event):
+    """Have SIGTERM set ``stop``, so that a terminated listener ends as Ctrl+C ends it (summary printed, recording
+    finalised); the handler it replaced, to restore, or None where none was installed (not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+
+
 def run(args) -> int:
+    stop = threading.Event()
+    previous = stop_on_sigterm(stop)
+    try:
+        return _listen(args, stop)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _listen(args, stop: threading.Event) -> int:
     from rtik.geometry.skeleton import Skeleton
     from rtik.serve.recorder import Recording
     from rtik.serve.security import client_keys_from_args
@@ -76,7 +96,7 @@ def run(args) -> int:
     start = last = time.monotonic()
     with Listener(args.endpoint, args.stream, curve=curve) as rx:
         try:
-            while args.duration is None or time.monotonic() - start < args.duration:
+            while not stop.is_set() and (args.duration is None or time.monotonic() - start < args.duration):
                 pose = rx.recv(timeout=0.2)
                 now_wall, now = time.time(), time.monotonic()
                 if pose is not None:
