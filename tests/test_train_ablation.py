@@ -19,6 +19,7 @@ from rtik.formats import bvh  # noqa: E402
 from rtik.models import modelpack  # noqa: E402
 from train import fit  # noqa: E402
 from train import geometry as geo  # noqa: E402
+from train.checkpoint import load_checkpoint  # noqa: E402
 from train.data import CM, mocap_root, normalized_positions  # noqa: E402
 from train.export import export_pack, pack_meta  # noqa: E402
 from train.model import IKModel, ModelConfig  # noqa: E402
@@ -142,7 +143,7 @@ def test_fit_options(tmp_path, mocap):
             "0", "--hidden", "16", "--layers", "1", "--arch", "ff", "--ff-window", "3", "--no-denoiser",
             "--no-fk-loss", "--train-split", "all", "--augment", "none", "--no-export", "--no-progress"]  # fmt: skip
     assert fit.main(args) == 0
-    model, meta = fit.load_checkpoint(out / "last.pt")
+    model, meta = load_checkpoint(out / "last.pt")
     assert model.cfg.arch == "ff" and model.cfg.ff_window == 3 and not model.cfg.denoiser
     assert model.state_size == 2 * 16
     assert "--no-fk-loss" in meta["training"]["command"]

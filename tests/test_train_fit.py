@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from train import fit  # noqa: E402
+from train.checkpoint import load_checkpoint  # noqa: E402
 
 
 def test_twenty_steps_lower_the_loss(mocap, tmp_path):
@@ -28,6 +29,6 @@ def test_twenty_steps_lower_the_loss(mocap, tmp_path):
     assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
     assert (out / "last.pt").is_file() and (out / "loss.png").is_file()
     assert any("val_local_mean" in r for r in log)
-    model, meta = fit.load_checkpoint(out / "last.pt")
+    model, meta = load_checkpoint(out / "last.pt")
     assert meta["training"]["command"].startswith("python -m train.fit") and "CC BY-NC-ND" in meta["licence"]
     assert model.state_size == 16 + 32

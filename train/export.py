@@ -22,6 +22,7 @@ import torch
 from rtik.geometry.skeleton import Skeleton
 from rtik.models import modelpack
 from rtik.models.normalize import NormSpec
+from train.checkpoint import load_checkpoint
 from train.model import ARCHS, IKModel, ModelConfig
 from train.step import ExportStep
 
@@ -147,8 +148,6 @@ def main(argv=None) -> int:
         meta = pack_meta(model, "random", training={"command": " ".join(["python -m train.export", *sys.argv[1:]])})
         meta["licence"] = "random weights, no data"
     else:
-        from train.fit import load_checkpoint
-
         model, meta = load_checkpoint(args.checkpoint)
     pack = export_pack(model, args.out, meta)
     print(f"wrote {pack.path} (state size {pack.state_size}, {len(pack.input_joints)} input joints)")

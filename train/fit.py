@@ -23,6 +23,7 @@ import torch
 from rtik.geometry.kinematics import mean_local_rotations
 from train.batches import AugmentConfig, ExampleMaker, Streams
 from train.data import ClipSet, load_clips
+from train.export import export_pack, pack_meta
 from train.losses import angle_errors, losses
 from train.model import ARCHS, IKModel, ModelConfig
 
@@ -91,16 +92,6 @@ def _augment_config(which: str) -> AugmentConfig:
         mirror=0, mix_upper=0, perturb=0, rates=(1,), rate_p=(1.0,), speed=(1.0, 1.0), warp=0.0, bones=0,
         noise=0, occlude=0, outliers=0, mid_start=0,
     )  # fmt: skip
-
-
-def load_checkpoint(path) -> tuple[IKModel, dict]:
-    """``(model, pack metadata)`` from a checkpoint written by :func:`main`."""
-    from rtik.geometry.skeleton import Skeleton
-
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    model = IKModel(Skeleton.from_dict(ck["skeleton"]), ModelConfig(**ck["config"]))
-    model.load_state_dict(ck["model"])
-    return model.eval(), ck["meta"]
 
 
 def _plot(log: list[dict], path: Path) -> None:
@@ -256,8 +247,6 @@ def main(argv=None) -> int:
     if bar is not None:
         bar.close()
     if rank == 0 and not args.no_export:
-        from train.export import export_pack
-
         pack = export_pack(model, out / "pack", _meta(model, prior, train, command, exclude, v))
         print(f"wrote {pack.path}")
     if world > 1:
@@ -283,8 +272,6 @@ def _code_version() -> str:
 
 
 def _meta(model, prior, train, command, exclude, val_metrics) -> dict:
-    from train.export import pack_meta
-
     name = "rtik-default" if not exclude else f"rtik-without-{'-'.join(exclude)}"
     return pack_meta(
         model,
