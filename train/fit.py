@@ -265,7 +265,8 @@ def _code_version() -> str:
 
     try:
         head = git("rev-parse", "--short", "HEAD").stdout.strip()
-        dirty = git("status", "--porcelain", "--", str(here), str(here.parent / "rtik" / "normalize.py")).stdout
+        norm = here.parent / "rtik" / "models" / "normalize.py"
+        dirty = git("status", "--porcelain", "--", str(here), str(norm)).stdout
         return head + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
