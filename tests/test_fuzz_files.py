@@ -13,10 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rtik.commands import solve
 from rtik.commands.send import load_positions
 from rtik.errors import BVHError, RtikError
-from rtik.formats import bvh
+from rtik.formats import bvh, points
 
 # deterministic by default; RTIK_FUZZ_EXAMPLES=3000 RTIK_FUZZ_RANDOM=1 pytest ... explores further
 FUZZ = settings(
@@ -99,7 +98,7 @@ def test_npz_inputs(tmp_path, content, data):
         raw = content[: data.draw(st.integers(0, len(content)))]  # a truncated archive
     p = tmp_path / "in.npz"
     p.write_bytes(raw)
-    for read in (solve.read_npz, load_positions):
+    for read in (points.read_npz, load_positions):
         try:
             read(p)
         except RtikError as e:
@@ -117,7 +116,7 @@ def test_csv_inputs(tmp_path, head, rows, junk):
     p = tmp_path / "in.csv"
     p.write_bytes((",".join(head) + "\n" + "\n".join(",".join(r) for r in rows)).encode() + junk)
     try:
-        clip = solve.read_csv(p)
+        clip = points.read_csv(p)
     except RtikError as e:
         assert str(p) in str(e)
         return
@@ -130,4 +129,4 @@ def test_a_zip_bomb_like_npz_is_refused_cheaply(tmp_path):
         z.writestr("positions.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, "
                    b"'shape': (1000000000, 3, 3), }" + b" " * 40 + b"\n")  # fmt: skip
     with pytest.raises(RtikError, match=str(p)):
-        solve.read_npz(p)
+        points.read_npz(p)

@@ -64,7 +64,7 @@ def load_positions(path, file_units: str | None = None) -> tuple[np.ndarray, np.
             pos = np.delete(pos, dummy, axis=1)
         return pos, None, motion.fps
     if p.suffix.lower() == ".npz":
-        from rtik.commands.solve import npz_arrays
+        from rtik.formats.points import npz_arrays
 
         z = npz_arrays(p)
         try:

@@ -1,0 +1,138 @@
+"""Joint positions from files: ``.bvh`` (positions by forward kinematics; rotations ignored), ``.npz`` and
+``.csv``, read into a :class:`Clip` in the file's own length unit.
+
+- npz: arrays ``positions`` [F, J, 3], ``joints`` [J] names, ``fps``, optional ``units`` "m"/"cm"/"mm" (default
+  m) and ``mask`` [F, J]; no pickles (:func:`npz_arrays` reads any npz safely).
+- csv: header ``frame,time,<joint>_x,<joint>_y,<joint>_z,...``; ``frame`` and ``time`` optional, an empty or NaN
+  cell marks the joint missing in that row.
+
+A damaged or hostile file raises :class:`~rtik.errors.InputError` naming it. Used by ``rtik solve`` and
+``rtik send``.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rtik.errors import InputError
+from rtik.formats import bvh
+
+#: metres per unit of the length units a file may be in
+UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+SUFFIXES = (".bvh", ".npz", ".csv")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Positions read from a file. ``positions (F, J, 3)`` in ``units``; ``mask (F, J)`` bool or None."""
+
+    positions: np.ndarray
+    joints: tuple[str, ...]
+    fps: float
+    units: str
+    mask: np.ndarray | None = None
+
+
+def _units(value, path: Path, guess: str | None) -> str:
+    u = value or guess
+    if u is None:
+        raise InputError(f"{path}: cannot guess the length unit; pass --units ({', '.join(UNITS)})")
+    if u not in UNITS:
+        raise InputError(f"{path}: unknown units {u!r}; valid units: {', '.join(UNITS)}")
+    return u
+
+
+def read_bvh(path: Path, units=None, fps=None) -> Clip:
+    m = bvh.read(path)
+    return Clip(m.positions(), m.skeleton.names, float(fps or m.fps), _units(units, path, bvh.guess_units(m)))
+
+
+#: what numpy raises on a damaged or hostile npz (empty, truncated, not a zip, arrays of the wrong kind)
+_NPZ_ERRORS = (OSError, ValueError, TypeError, EOFError, AttributeError, MemoryError, zipfile.BadZipFile)
+
+
+def npz_arrays(path: Path, required=("positions",)) -> dict[str, np.ndarray]:
+    """Every array of an npz file (no pickles), after checking that ``required`` are there and that ``positions``
+    holds real numbers; a damaged or hostile file raises :class:`InputError` naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except _NPZ_ERRORS as e:
+        raise InputError(f"{path}: cannot read: {e}") from e
+    for key in required:
+        if key not in data:
+            raise InputError(f"{path}: missing array {key!r} (has: {', '.join(data) or 'nothing'})")
+    if "positions" in data and data["positions"].dtype.kind not in "fiu":
+        raise InputError(f"{path}: positions must be real numbers, got dtype {data['positions'].dtype}")
+    return data
+
+
+def read_npz(path: Path, units=None, fps=None) -> Clip:
+    try:
+        return _read_npz(path, units, fps)
+    except _NPZ_ERRORS as e:
+        raise InputError(f"{path}: cannot read: {e}") from e
+
+
+def _read_npz(path: Path, units=None, fps=None) -> Clip:
+    data = npz_arrays(path, ("positions", "joints"))
+    P, joints = data["positions"].astype(np.float64), tuple(str(j) for j in data["joints"])
+    if P.ndim != 3 or P.shape[1:] != (len(joints), 3):
+        raise InputError(f"{path}: positions has shape {P.shape}, expected (F, {len(joints)}, 3)")
+    rate = fps or (float(data["fps"]) if "fps" in data else None)
+    if not rate:
+        raise InputError(f"{path}: no 'fps' array; pass --fps")
+    mask = data["mask"].astype(bool) if "mask" in data else None
+    if mask is not None and mask.shape != P.shape[:2]:
+        raise InputError(f"{path}: mask has shape {mask.shape}, expected {P.shape[:2]}")
+    u = units or (str(data["units"]) if "units" in data else "m")
+    return Clip(P, joints, float(rate), _units(u, path, None), mask)
+
+
+def read_csv(path: Path, units=None, fps=None) -> Clip:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read: {e}") from e
+    if len(rows) < 2:
+        raise InputError(f"{path}: needs a header row and at least one frame")
+    head = [h.strip() for h in rows[0]]
+    joints = [h[:-2] for h in head if h.endswith("_x")]
+    cols = []
+    for j in joints:
+        for ax in "xyz":
+            if f"{j}_{ax}" not in head:
+                raise InputError(f"{path}: joint {j!r} has no column {j}_{ax}")
+            cols.append(head.index(f"{j}_{ax}"))
+    if not joints:
+        raise InputError(f"{path}: no <joint>_x,<joint>_y,<joint>_z columns in the header")
+    try:
+        vals = np.array([[float(r[c]) if c < len(r) and r[c].strip() else np.nan for c in cols] for r in rows[1:]])
+        times = np.array([float(r[head.index("time")]) for r in rows[1:]]) if "time" in head else None
+    except ValueError as e:
+        raise InputError(f"{path}: not a number: {e}") from e
+    except IndexError:
+        raise InputError(f"{path}: a row has no 'time' cell (every row needs one when the header has 'time')") from None
+    P = vals.reshape(len(vals), len(joints), 3)
+    if not fps and times is not None and len(times) > 1:
+        fps = 1.0 / float(np.median(np.diff(times)))
+    if not fps or not np.isfinite(fps) or fps <= 0:
+        raise InputError(f"{path}: no usable 'time' column; pass --fps")
+    mask = np.isfinite(P).all(axis=-1)
+    return Clip(P, tuple(joints), float(fps), _units(units or "m", path, None), None if mask.all() else mask)
+
+
+READERS = {".bvh": read_bvh, ".npz": read_npz, ".csv": read_csv}
+
+
+def read_input(path: Path, units=None, fps=None) -> Clip:
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise InputError(f"{path}: unsupported input type; valid: {', '.join(SUFFIXES)}")
+    return reader(path, units, fps)
