@@ -42,7 +42,11 @@ class AugmentConfig:
 
 
 class ExampleMaker:
-    """Turns clip ``i`` of a :class:`ClipSet` into one augmented, corrupted, normalised example."""
+    """Turns clip ``i`` of a :class:`ClipSet` into one augmented, corrupted, normalised example.
+
+    Each clip has its own body where the clip set holds one per clip (:meth:`ClipSet.skeleton_of`: a corpus of
+    several performers); bone-length scaling then varies that body. The clip set's ``skeleton`` gives the tree,
+    the mirror map and the reflections."""
 
     def __init__(self, clips: ClipSet, cfg: AugmentConfig = AugmentConfig(), spec: nz.NormSpec | None = None):
         self.clips, self.cfg, self.spec = clips, cfg, spec or nz.NormSpec()
@@ -63,7 +67,7 @@ class ExampleMaker:
         """Arrays of one example (``T`` frames): ``pos (T, Ji, 3)``, ``mask (T, Ji)``, ``pos_gt (T, Ji, 3)``,
         ``G (T, Ji, 3, 3)`` global rotations in the heading frame, ``L (T, Ji, 3, 3)`` local (the motion root's
         in the heading frame), ``offsets (Ji, 3)`` normalised bone offsets; all float32."""
-        c, skel = self.cfg, self.skel
+        c, skel = self.cfg, self.clips.skeleton_of(i)
         q, r = self.clips.clip(i)
         if rng.random() < c.mix_upper and len(self.upper):
             q = aug.mix_upper_body(q, self.clips.clip(int(rng.integers(len(self.clips))))[0], self.upper)
@@ -91,7 +95,7 @@ class ExampleMaker:
         if rng.random() < c.occlude:
             others = np.array([k for k in range(Ji) if k != self.root_in])
             mask = conditions.occlusion_mask(
-                (T, Ji), 30.0 * factor, rng, rng.uniform(0.2, 1.0), rng.uniform(0.05, 0.4), others
+                (T, Ji), self.clips.fps * factor, rng, rng.uniform(0.2, 1.0), rng.uniform(0.05, 0.4), others
             )
         size = nz.body_size(self.spec, self.names, s.bone_lengths()[self.keep])
         yaw, ok = nz.heading(self.spec, self.names, noisy, mask)

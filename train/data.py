@@ -72,6 +72,11 @@ class ClipSet:
         root: ``(N, 3)`` float32 motion-root translation, metres.
         starts: ``(C + 1,)`` int64 first frame of each clip (last = N).
         names, contents, styles: ``(C,)`` per clip; takes: ``(C,)`` int (-1 when unknown).
+        sources: ``(C,)`` source (archive) of each clip, or ``()`` for one unnamed source.
+        families: ``(C,)`` clip family (clips of one family are never split apart), or ``()``.
+        clip_offsets: ``(C, J, 3)`` float32 rest offsets of each clip's body, metres, or ``None`` (every clip
+            has ``skeleton``'s; a multi-source corpus has one body per performer).
+        val: ``(C,)`` bool, the clips of the val split, or ``None`` (the take rule: take % 10 == 0).
     """
 
     skeleton: Skeleton
@@ -83,6 +88,10 @@ class ClipSet:
     contents: tuple[str, ...]
     styles: tuple[str, ...]
     takes: np.ndarray
+    sources: tuple[str, ...] = ()
+    families: tuple[str, ...] = ()
+    clip_offsets: np.ndarray | None = None
+    val: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -111,28 +120,49 @@ class ClipSet:
             tuple(self.contents[i] for i in idx),
             tuple(self.styles[i] for i in idx),
             self.takes[idx],
+            tuple(self.sources[i] for i in idx) if self.sources else (),
+            tuple(self.families[i] for i in idx) if self.families else (),
+            None if self.clip_offsets is None else self.clip_offsets[idx],
+            None if self.val is None else self.val[idx],
         )
 
-    def split(self, which: str, exclude_content=()) -> ClipSet:
-        """``"train"`` (take % 10 != 0, without ``exclude_content``), ``"val"`` (take % 10 == 0, without
-        ``exclude_content``), ``"heldout"`` (every take of ``exclude_content``) or ``"all"``."""
+    def skeleton_of(self, i: int) -> Skeleton:
+        """The body of clip ``i`` (offsets in metres): ``skeleton`` with the clip's own rest offsets if it has
+        them."""
+        if self.clip_offsets is None:
+            return self.skeleton
+        return self.skeleton.with_offsets(self.clip_offsets[i])
+
+    def split(self, which: str, exclude_content=(), exclude_source=()) -> ClipSet:
+        """``"train"`` (not val, without ``exclude_content`` and ``exclude_source``), ``"val"`` (the val clips:
+        take % 10 == 0, or :attr:`val` where set; without the excluded), ``"heldout"`` (every clip of
+        ``exclude_content`` or ``exclude_source``) or ``"all"``."""
         ex = set(exclude_content)
         unknown = ex - set(self.contents)
         if unknown:
             raise InputError(
                 f"unknown content {', '.join(sorted(unknown))}; contents: {', '.join(sorted(set(self.contents)))}"
             )
+        exs = set(exclude_source)
+        unknown = exs - set(self.sources)
+        if unknown:
+            raise InputError(
+                f"unknown source {', '.join(sorted(unknown))}; sources: {', '.join(sorted(set(self.sources))) or '-'}"
+            )
         held = np.array([c in ex for c in self.contents], dtype=bool)
-        val = (self.takes % VAL_EVERY) == 0
+        if exs:
+            held |= np.array([s in exs for s in self.sources], dtype=bool)
+        val = (self.takes % VAL_EVERY) == 0 if self.val is None else np.asarray(self.val, dtype=bool)
         masks = {"train": ~val & ~held, "val": val & ~held, "heldout": held, "all": np.ones(len(self), bool)}
         if which not in masks:
             raise InputError(f"unknown split {which!r}; valid splits: {', '.join(masks)}")
         return self.subset(masks[which])
 
     def positions(self, i: int, skel: Skeleton | None = None) -> np.ndarray:
-        """World positions ``(F, J, 3)`` metres of clip ``i`` by FK (with ``skel``'s bone lengths if given)."""
+        """World positions ``(F, J, 3)`` metres of clip ``i`` by FK (with ``skel``'s bone lengths if given, else
+        the clip's own body)."""
         q, r = self.clip(i)
-        return forward_kinematics(skel or self.skeleton, q, root_pos=r)[0]
+        return forward_kinematics(skel or self.skeleton_of(i), q, root_pos=r)[0]
 
 
 def _source_files(src: Path):

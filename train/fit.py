@@ -1,6 +1,7 @@
 """Train the denoiser + IK network and write a model pack.
 
-    python -m train.fit --data PATH --out runs/NAME [--exclude-content run,wave-left-hand] [--minutes M]
+    python -m train.fit --out runs/NAME [--sources a,b] [--exclude-source snu-vsports] [--minutes M]   # corpus
+    python -m train.fit --data PATH --out runs/NAME [--exclude-content run,wave-left-hand]   # one rig (Bandai)
     torchrun --nproc_per_node=2 -m train.fit ...        # data-parallel (DDP, gloo), one stream set per rank
 
 CPU by default; fixed seeds; a progress bar; ``runs/NAME/last.pt`` checkpoints (``--resume`` continues one);
@@ -29,6 +30,10 @@ from train.model import ARCHS, IKModel, ModelConfig
 
 DATA_NAME = "Bandai Namco Research Motion Dataset 2"
 LICENCE = "weights learned from the Bandai Namco Research Motion Dataset 2 (CC BY-NC-ND 4.0): non-commercial use only"
+CORPUS_LICENCE = (
+    "weights learned from {} (Bandai Namco Research Motion Dataset 2: CC BY-NC 4.0; the other sources: research "
+    "and non-commercial use, see ../shared/mocap/extra/README.md): non-commercial use only"
+)
 
 
 class _Batches(torch.utils.data.IterableDataset):
@@ -50,7 +55,14 @@ def calibrate(model: IKModel, clips: ClipSet, n: int = 4000, seed: int = 0) -> d
 
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(clips.num_frames, size=min(n, clips.num_frames), replace=False))
-    P, Gq = forward_kinematics(clips.skeleton, clips.quats[idx].astype(np.float64), root_pos=clips.root[idx])
+    P = np.empty(idx.shape + clips.quats.shape[1:-1] + (3,))
+    Gq = np.empty(idx.shape + clips.quats.shape[1:])
+    clip = np.searchsorted(clips.starts, idx, side="right") - 1  # each clip's frames through its own body
+    for c in np.unique(clip):
+        sel = clip == c
+        P[sel], Gq[sel] = forward_kinematics(
+            clips.skeleton_of(int(c)), clips.quats[idx[sel]].astype(np.float64), root_pos=clips.root[idx[sel]]
+        )
     keep = model.rig.skel_index
     return model.calibrate(P[:, keep], rot.quat_to_matrix(Gq[:, keep]))
 
@@ -130,7 +142,10 @@ def _window(text: str) -> int:
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m train.fit", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=None, help="BVH folder or .tar.xz (default: the shared archive)")
+    ap.add_argument("--data", type=Path, default=None, help="BVH folder or .tar.xz of one rig, split by take "
+                    "(default: the corpus of every source)")  # fmt: skip
+    ap.add_argument("--sources", default="", help="comma-separated corpus sources (default: all; see train.corpus)")
+    ap.add_argument("--exclude-source", default="", help="comma-separated sources left out (leave-source-out)")
     ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, plot, pack)")
     ap.add_argument("--exclude-content", default="", help="comma-separated contents left out of training")
     ap.add_argument("--minutes", type=float, default=30.0, help="training time budget (wall clock)")
@@ -168,7 +183,15 @@ def main(argv=None) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     exclude = tuple(s for s in args.exclude_content.split(",") if s)
-    clips = load_clips(args.data, progress=rank == 0)
+    ex_src = tuple(s for s in args.exclude_source.split(",") if s)
+    if args.data is not None:
+        if args.sources or ex_src:
+            raise SystemExit("--sources and --exclude-source choose corpus sources: give them without --data")
+        clips = load_clips(args.data, progress=rank == 0)
+    else:
+        from train.corpus import load_corpus
+
+        clips = load_corpus([s for s in args.sources.split(",") if s], ex_src, progress=rank == 0)
     train, val = clips.split(args.train_split, exclude), clips.split("val", exclude)
     sizes = (args.hidden, args.layers, args.den_hidden)
     cfg = ModelConfig(*sizes, arch=args.arch, ff_window=args.ff_window, denoiser=not args.no_denoiser)
@@ -236,7 +259,7 @@ def main(argv=None) -> int:
             v = validate(model, val)
             log.append({"step": step, "time": elapsed, **{f"val_{k}": x for k, x in v.items()}})
             print(json.dumps(log[-1]), flush=True)
-            meta = _meta(model, prior, train, command, exclude, v)
+            meta = _meta(model, prior, train, command, exclude, v, ex_src)
             torch.save(
                 {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed, "log": log,
                  "config": cfg.to_dict(), "skeleton": model.skeleton.to_dict(), "meta": meta},
@@ -247,7 +270,7 @@ def main(argv=None) -> int:
     if bar is not None:
         bar.close()
     if rank == 0 and not args.no_export:
-        pack = export_pack(model, out / "pack", _meta(model, prior, train, command, exclude, v))
+        pack = export_pack(model, out / "pack", _meta(model, prior, train, command, exclude, v, ex_src))
         print(f"wrote {pack.path}")
     if world > 1:
         torch.distributed.destroy_process_group()
@@ -272,23 +295,31 @@ def _code_version() -> str:
         return "unknown"
 
 
-def _meta(model, prior, train, command, exclude, val_metrics) -> dict:
-    name = "rtik-default" if not exclude else f"rtik-without-{'-'.join(exclude)}"
+def _meta(model, prior, train, command, exclude, val_metrics, exclude_source=()) -> dict:
+    left_out = (*exclude, *exclude_source)
+    name = "rtik-default" if not left_out else f"rtik-without-{'-'.join(left_out)}"
+    data, split, licence = DATA_NAME, "train (take % 10 != 0)", LICENCE
+    if train.sources:  # the multi-source corpus
+        names = sorted(set(train.sources))
+        data = "corpus: " + ", ".join(names)
+        split = "train (Bandai: take % 10 != 0; other sources: families outside the val hash)"
+        split += f", without source {', '.join(exclude_source)}" if exclude_source else ""
+        licence = CORPUS_LICENCE.format(", ".join(names))
     return pack_meta(
         model,
         name,
         prior_local=prior,
-        fps=30.0,
+        fps=float(train.fps),
         training={
             "command": command,
-            "data": DATA_NAME,
-            "split": "train (take % 10 != 0)" + (f", without content {', '.join(exclude)}" if exclude else ""),
+            "data": data,
+            "split": split + (f", without content {', '.join(exclude)}" if exclude else ""),
             "clips": len(train),
             "frames": train.num_frames,
             "code": _code_version(),
         },
         metrics={"val_clean_quick": val_metrics},
-        licence=LICENCE,
+        licence=licence,
     )
 
 
