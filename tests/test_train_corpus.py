@@ -17,7 +17,7 @@ from rtik.errors import InputError  # noqa: E402
 from rtik.models import normalize as nz  # noqa: E402
 from train import corpus  # noqa: E402
 from train.batches import ExampleMaker  # noqa: E402
-from train.corpus import BANDAI, family_key, in_val, load_corpus  # noqa: E402
+from train.corpus import BANDAI, family_key, load_corpus, val_flags  # noqa: E402
 from train.fit import _augment_config  # noqa: E402
 
 EXTRA = ("snu-ys2010_Walking_rawmotion_woddy2_wide_ext_walk1.bvh", "snu-ys2010_Physics2_wd2_PushStep02.bvh")
@@ -67,11 +67,14 @@ def test_family_key_groups_near_duplicates():
 
 
 def test_val_part_is_fixed_by_family():
-    assert in_val(BANDAI, "dataset-2_run_normal_010.bvh", "x") and not in_val(BANDAI, "dataset-2_run_normal_011", "x")
-    keys = [family_key("snu-vsports", f"s_{s:03d}_{m}_1.bvh") for s in range(1, 40) for m in range(1, 9)]
-    val = [in_val("snu-vsports", "", k) for k in keys]
-    assert val == [in_val("snu-vsports", "", k) for k in keys]  # deterministic
-    assert 0.04 < np.mean(val) < 0.2
+    names = ["dataset-2_run_normal_010.bvh", "dataset-2_run_normal_011.bvh"]
+    assert val_flags(BANDAI, names, ["a", "b"]).tolist() == [True, False]
+    names = [f"s_{s:03d}_{m}_{t}.bvh" for s in range(1, 11) for m in range(1, 9) for t in (1, 2)]
+    fams = [family_key("snu-vsports", n) for n in names]
+    val = val_flags("snu-vsports", names, fams)
+    assert np.array_equal(val, val_flags("snu-vsports", names[::-1], fams[::-1])[::-1])  # order does not matter
+    assert val.sum() == 16 and len({f for f, v in zip(fams, val, strict=True) if v}) == 8  # 10 % of 80 families
+    assert val_flags("mpi-poseprior", ["a", "b", "c"], ["x", "y", "z"]).sum() == 1  # a small source has one
 
 
 def test_archive_read_mapped_and_cached(tiny):

@@ -94,12 +94,15 @@ def family_key(source: str, name: str) -> str:
     return f"{source}:{'-'.join(sorted(out)) or stem.lower()}"
 
 
-def in_val(source: str, name: str, family: str) -> bool:
-    """Whether a clip is in the fixed val part of its source (see the module doc)."""
+def val_flags(source: str, names, families) -> np.ndarray:
+    """``(C,)`` bool: the clips in the fixed val part of their source. Bandai: take % 10 == 0. Others: the
+    :data:`VAL_PERCENT` per cent of the source's families (at least one) whose key hashes lowest, so that the
+    choice depends on the family keys alone and a small source still has a val part."""
     if source == BANDAI:
-        return parse_name(name)[2] % VAL_EVERY == 0
-    h = int(hashlib.sha1(family.encode()).hexdigest()[:8], 16)
-    return h % 100 < VAL_PERCENT
+        return np.array([parse_name(n)[2] % VAL_EVERY == 0 for n in names], dtype=bool)
+    keys = sorted(set(families), key=lambda f: hashlib.sha1(f.encode()).hexdigest())
+    chosen = set(keys[: max(1, round(len(keys) * VAL_PERCENT / 100))]) if len(keys) > 1 else set()
+    return np.array([f in chosen for f in families], dtype=bool)
 
 
 def rig_signature(skel: Skeleton) -> str:
@@ -127,7 +130,7 @@ def _sample(parts, n: int):
 def build_source(source: str, path: Path, progress: bool = True) -> tuple[dict, dict]:
     """Read and map every clip of one archive. Returns ``(arrays, report)``; arrays as cached (see
     :func:`load_source`)."""
-    from rtik.formats.rig import Rig
+    from rtik.formats.rig import Rig, clip_arrays
 
     t0 = time.time()
     bar = None
@@ -136,7 +139,7 @@ def build_source(source: str, path: Path, progress: bool = True) -> tuple[dict, 
 
         bar = tqdm(desc=f"{source}: reading", unit="clip")
     refused: list[dict] = []
-    motions = []  # (name, Motion)
+    motions = []  # (name, (skeleton, local quats, root translation))
     for name, m in bvh.iter_archive(path):
         if bar is not None:
             bar.update()
@@ -146,26 +149,27 @@ def build_source(source: str, path: Path, progress: bool = True) -> tuple[dict, 
         elif m.num_frames < 2 or not m.fps > 0:
             refused.append({"clip": clip, "reason": f"too short ({m.num_frames} frames, {m.fps:g} fps)"})
         else:
-            motions.append((clip, m))
+            motions.append((clip, clip_arrays(m), m.fps))
     if bar is not None:
         bar.close()
     groups = defaultdict(list)  # one rig per skeleton (names and offsets); twist fitted over its names' clips
-    for k, (_, m) in enumerate(motions):
-        groups[m.skeleton.names].append(k)
+    for k, (_, (skel, _, _), _) in enumerate(motions):
+        groups[skel.names].append(k)
     rigs, rig_report = {}, {}
     for names, idx in groups.items():
-        sig = rig_signature(motions[idx[0]][1].skeleton)
-        sample = _sample([_pose(motions[k][1]) for k in idx[:64]], FIT_FRAMES)
+        sig = rig_signature(motions[idx[0]][1][0])
+        sample = _sample([motions[k][1][1:] for k in idx[:64]], FIT_FRAMES)
         by_offsets = defaultdict(list)
         for k in idx:
-            by_offsets[np.round(motions[k][1].skeleton.offsets, 4).tobytes()].append(k)
+            by_offsets[np.round(motions[k][1][0].offsets, 4).tobytes()].append(k)
         info = {"joints": len(names), "clips": len(idx), "skeletons": len(by_offsets), "names": list(names)}
         for ks in by_offsets.values():
             try:
-                rig = Rig.from_skeleton(motions[ks[0]][1].skeleton)
+                skel = motions[ks[0]][1][0]
+                rig = Rig.from_skeleton(skel)
                 up = rig.motion_up(*_join(sample))
                 if up != rig.up:
-                    rig = Rig.from_skeleton(motions[ks[0]][1].skeleton, up=up)
+                    rig = Rig.from_skeleton(skel, up=up)
                 rig.fit(sample)
             except _FAILURES as e:
                 rig = e
@@ -180,15 +184,15 @@ def build_source(source: str, path: Path, progress: bool = True) -> tuple[dict, 
         from tqdm import tqdm
 
         bar = tqdm(total=len(motions), desc=f"{source}: mapping", unit="clip")
-    for k, (clip, m) in enumerate(motions):
+    for k, (clip, (skel, lq, lr), clip_fps) in enumerate(motions):
         if bar is not None:
             bar.update()
         rig = rigs[k]
         try:
             if isinstance(rig, Exception):
                 raise rig
-            q, root = rig.to_body(*_pose(m))
-            units = _units(rig, m)
+            q, root = rig.to_body(lq, lr)
+            units = _units(rig, clip)
             off = rig.body.offsets * units
             root = np.asarray(root) * units
             if not (np.all(np.isfinite(q)) and np.all(np.isfinite(root)) and np.all(np.isfinite(off))):
@@ -201,10 +205,10 @@ def build_source(source: str, path: Path, progress: bool = True) -> tuple[dict, 
         Q.append(np.asarray(q, dtype=np.float32))
         R.append(root.astype(np.float32))
         offsets.append(off.astype(np.float32))
-        fps.append(m.fps)
+        fps.append(clip_fps)
         names.append(clip)
         families.append(family_key(source, clip))
-        rig_of.append(rig_signature(m.skeleton))
+        rig_of.append(rig_signature(skel))
     if bar is not None:
         bar.close()
     lens = [len(q) for q in Q]
@@ -217,7 +221,7 @@ def build_source(source: str, path: Path, progress: bool = True) -> tuple[dict, 
         "minutes": round(float(sum(n / f for n, f in zip(lens, fps, strict=True))) / 60.0, 2),
         "fps": {f"{f:g}": c for f, c in sorted(Counter(round(f, 2) for f in fps).items())},
         "families": len(set(families)),
-        "val_clips": int(sum(in_val(source, n, f) for n, f in zip(names, families, strict=True))),
+        "val_clips": int(val_flags(source, names, families).sum()),
         "rigs": {s: {**v, "clips_kept": rig_of.count(s)} for s, v in rig_report.items()},
         "refused": len(refused),
         "refused_why": dict(Counter(r["reason"].split(":")[0] for r in refused)),
@@ -239,16 +243,11 @@ def build_source(source: str, path: Path, progress: bool = True) -> tuple[dict, 
     return arrays, report
 
 
-def _pose(m: bvh.Motion) -> tuple[np.ndarray, np.ndarray]:
-    """``(local rotations (F, J, 4), motion root translation (F, 3))`` of a clip, file units."""
-    return m.local_quats(), m.local_positions()[:, m.skeleton.motion_root()]
-
-
 def _join(parts):
     return np.concatenate([q for q, _ in parts]), np.concatenate([r for _, r in parts])
 
 
-def _units(rig, motion) -> float:
+def _units(rig, clip: str) -> float:
     """Metres per file unit: the rig's guess, else the unit (m, cm, mm, inch, CMU's 0.45 inch) that puts the
     body's hips nearest 0.9 m above its toes in the T-pose."""
     guess = getattr(rig, "units_guess", None)
@@ -260,7 +259,7 @@ def _units(rig, motion) -> float:
     P = forward_kinematics(rig.body, rot.quat_identity((1, len(rig.body))))[0][0]
     h = P[rig.body.index("Hips"), 1] - P[:, 1].min()
     if not h > 0:
-        raise InputError(f"cannot tell the length unit of {motion.source} (hips {h:.3g} units above the toes)")
+        raise InputError(f"cannot tell the length unit of {clip} (hips {h:.3g} units above the toes)")
     return float(min(_UNITS, key=lambda u: abs(np.log(h * u / 0.9))))
 
 
@@ -332,6 +331,8 @@ def load_corpus(sources=None, exclude_source=(), root=None, fps: float = TRAIN_F
         fams += [str(f) for f in a["families"]]
         srcs += [s] * (len(st) - 1)
     meta = [parse_name(n) if s == BANDAI else ("", "", -1) for n, s in zip(names, srcs, strict=True)]
+    val = [val_flags(s, [n for n, x in zip(names, srcs, strict=True) if x == s],
+                     [f for f, x in zip(fams, srcs, strict=True) if x == s]) for s in chosen]  # fmt: skip
     off = np.concatenate(offsets)
     return ClipSet(
         body.with_offsets(np.median(off, axis=0)),
@@ -346,7 +347,7 @@ def load_corpus(sources=None, exclude_source=(), root=None, fps: float = TRAIN_F
         tuple(srcs),
         tuple(fams),
         off,
-        np.array([in_val(s, n, f) for s, n, f in zip(srcs, names, fams, strict=True)], dtype=bool),
+        np.concatenate(val),
     )
 
 
