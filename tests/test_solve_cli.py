@@ -118,3 +118,51 @@ def test_bench_paced_and_kernel_choice(pack, capsys):
     assert info["rate_hz"] == 200.0 and info["kernels"] == "numpy" and info["results"][0]["p50_us"] > 0
     assert main([*args, "--rate", "-5"]) == 1
     assert "--rate must be a rate in Hz" in capsys.readouterr().err
+
+
+def test_rig_input_writes_the_inputs_own_rig(pack, sample_clips, tmp_path):
+    clip = sample_clips[3]
+    dst = tmp_path / "own.bvh"
+    assert main(["solve", str(clip), "-o", str(dst), "--model", str(pack.path), "--rig", "input"]) == 0
+    src, out = bvh.read(clip), bvh.read(dst)
+    assert out.skeleton.names == src.skeleton.names and out.skeleton.channels == src.skeleton.channels
+    np.testing.assert_allclose(out.skeleton.offsets[2:], src.skeleton.offsets[2:], atol=1e-5)  # its own offsets
+    assert _roundtrip_mm(src.positions(), dst, 10.0) < 1.0
+
+
+def test_rig_from_another_file(pack, sample_clips, mocap, tmp_path):
+    other = mocap / "extra" / "sample" / "mpi-poseprior_03100_S7.bvh"
+    if not other.exists():
+        pytest.skip("no extra sample clips")
+    dst = tmp_path / "mpi.bvh"
+    assert main(["solve", str(sample_clips[0]), "-o", str(dst), "--model", str(pack.path), "--rig", str(other)]) == 0
+    out, rig = bvh.read(dst), bvh.read(other)
+    assert out.skeleton.names == rig.skeleton.names and out.num_frames == bvh.read(sample_clips[0]).num_frames
+    P = out.positions()
+    assert np.isfinite(P).all()
+    feet = [rig.skeleton.index(n) for n in ("LeftToeBase", "RightToeBase")]
+    head = rig.skeleton.index("Head")
+    assert (P[:, head, 1] > P[:, feet, 1].max(axis=1)).all()  # upright in the rig's own axes (Y up)
+
+
+def test_rig_errors_are_clear(pack, sample_clips, tmp_path, capsys):
+    npz = tmp_path / "p.npz"
+    np.savez(
+        npz,
+        positions=bvh.read(sample_clips[0]).positions()[:10] / 100,
+        joints=bvh.read(sample_clips[0]).skeleton.names,
+        fps=30.0,
+    )  # noqa: E501
+    args = ["-o", str(tmp_path / "o.bvh"), "--model", str(pack.path), "--rig"]
+    assert main(["solve", str(npz), *args, "input"]) == 1
+    assert "needs a BVH rig" in capsys.readouterr().err
+    stub = tmp_path / "stub.bvh"
+    stub.write_text(
+        "HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation "
+        "Yrotation\n JOINT Head\n {\n  OFFSET 0 10 0\n  CHANNELS 3 Zrotation Xrotation Yrotation\n  End Site\n"
+        "  {\n   OFFSET 0 5 0\n  }\n }\n}\nMOTION\nFrames: 1\nFrame Time: 0.033\n0 0 0 0 0 0 0 0 0\n"
+    )
+    assert main(["solve", str(sample_clips[0]), "-o", str(tmp_path / "o.bvh"), "--model", str(pack.path),
+                 "--rig", str(stub)]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "cannot map this rig" in err and "Hand_L" in err and not (tmp_path / "o.bvh").exists()

@@ -6,6 +6,11 @@ INPUT is a ``.bvh`` (joint positions by forward kinematics; its rotations are ig
 NaN cell marks the joint missing in that row), read by :mod:`rtik.formats.points`. OUTPUT is a BVH in the model's
 skeleton, with bone lengths calibrated from the input, in the input's unit. A folder in gives a folder out. Every
 frame goes through the same per-frame path as live streams (:func:`rtik.solve.solver.solve_sequence`).
+
+``--rig input`` writes the result in the input BVH's own rig instead (its joints, offsets, channel orders and
+unit), ``--rig RIG.bvh`` in the rig of another BVH file: the model's output goes onto the body and from there onto
+that rig (:mod:`rtik.formats.rig`). Joints the body does not model (fingers, twist bones, extra spine segments)
+keep their rest rotation relative to the rig's T-pose.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from rtik.formats.points import SUFFIXES, UNITS, read_input
 from rtik.geometry import kinematics
 
 
-def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None) -> Path:
-    """Solve one file into a BVH at ``dst``; errors name ``src``."""
+def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None, rig=None) -> Path:
+    """Solve one file into a BVH at ``dst``; errors name ``src``. ``rig``: None (the model's skeleton),
+    ``"input"`` (the input BVH's rig) or the path of a BVH whose rig the output takes."""
     from rtik.solve.solver import solve_sequence
 
     clip = read_input(src, units, fps)
@@ -40,10 +46,28 @@ def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None
             (("Xposition", "Yposition", "Zposition") if j == skel.motion_root() else ()) + rot for j in range(len(skel))
         ]
         skel = Skeleton(skel.names, skel.parents, skel.offsets, chans, skel.end_sites)
-    motion = bvh.from_pose(skel, out["local_quats"], 1.0 / clip.fps, out["root_pos"] * scale, source=str(src))
+    q, root = out["local_quats"], out["root_pos"] * scale
+    if rig is not None:
+        skel, q, root = _in_rig(rig, src, skel, q, root)
+    motion = bvh.from_pose(skel, q, 1.0 / clip.fps, root, source=str(src))
     dst.parent.mkdir(parents=True, exist_ok=True)
     bvh.write(dst, motion)
     return dst
+
+
+def _in_rig(rig, src: Path, skel, q, root):
+    """The solved motion (model skeleton ``skel``) in the rig ``rig`` names: ``(skeleton, local_quats, root)``."""
+    from rtik.formats.rig import Rig, clip_arrays, retarget
+
+    path = src if rig == "input" else Path(rig)
+    if path.suffix.lower() != ".bvh":
+        raise InputError(f"{src}: --rig {rig} needs a BVH rig, and {path} is not a .bvh file")
+    target = bvh.read(path)
+    dst_skel = clip_arrays(target)[0]
+    dst = Rig.from_motion(target) if target.num_frames > 1 else Rig.from_skeleton(dst_skel)
+    src_rig = Rig.from_skeleton(skel).fit([(q, root)])
+    q2, root2 = retarget(src_rig, q, root, dst)
+    return dst_skel, q2, root2
 
 
 def register(sub) -> None:
@@ -57,6 +81,11 @@ def register(sub) -> None:
     p.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS), help="input joint layout (auto: by name)")
     p.add_argument("--units", choices=tuple(UNITS), default=None, help="input length unit (default: guessed/metres)")
     p.add_argument("--fps", type=_positive, default=None, help="frame rate override (Hz)")
+    p.add_argument(
+        "--rig",
+        default=None,
+        help="write the output in a BVH rig: 'input' (the input file's own) or a .bvh file (default: the model's)",
+    )
     p.set_defaults(func=run)
 
 
@@ -88,7 +117,7 @@ def run(args) -> int:
     if not src.exists():
         raise InputError(f"{src}: no such file or folder")
     solver = Solver.from_path(args.model, backend=args.backend)
-    opts = {"layout": args.layout, "units": args.units, "fps": args.fps}
+    opts = {"layout": args.layout, "units": args.units, "fps": args.fps, "rig": args.rig}
     if src.is_file():
         out = solve_file(solver, src, args.output, **opts)
         print(f"{src} -> {out}")

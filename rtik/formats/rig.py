@@ -582,3 +582,20 @@ def _body_skeleton(P, mapping, skel: Skeleton) -> Skeleton:
     channels = tuple(moving if i < 2 else rot_ch for i in range(len(BODY_NAMES)))
     ends = tuple(np.zeros(3) if b in LEAVES else None for b in BODY_NAMES)
     return Skeleton(BODY_NAMES, BODY_PARENTS.copy(), offsets, channels, ends)
+
+
+def leg_length(body: Skeleton) -> float:
+    """Hip-to-ankle length of a body (both legs' mean), the scale of its root's travel."""
+    i = {n: k for k, n in enumerate(BODY_NAMES)}
+    return float(
+        np.mean([np.linalg.norm(body.offsets[i[f"LowerLeg_{s}"]]) + np.linalg.norm(body.offsets[i[f"Foot_{s}"]])
+                 for s in _SIDES])
+    )  # fmt: skip
+
+
+def retarget(src: Rig, local_quats, root_pos, dst: Rig) -> tuple[np.ndarray, np.ndarray]:
+    """Motion of rig ``src`` -> the same motion in rig ``dst`` (local rotations ``(F, Jd, 4)``, root ``(F, 3)``)
+    through the body. The hips' travel is scaled by the ratio of the two bodies' leg lengths (1 for the same
+    performer), so feet keep their contacts on another body as well as its proportions allow."""
+    body_q, hips = src.to_body(local_quats, root_pos)
+    return dst.from_body(body_q, hips * (leg_length(dst.body) / leg_length(src.body)))
