@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="rigs.png")
     ap.add_argument("--frame", type=int, default=60)
+    ap.add_argument("--only", nargs="*", default=(), help="substrings of the sample files to draw (default: all)")
     args = ap.parse_args(argv)
     import matplotlib
 
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
 
     files = sorted((MOCAP / "extra" / "sample").glob("*.bvh")) + sorted((MOCAP / "sample").glob("*.bvh"))[:1]
-    fig = plt.figure(figsize=(2.0 * len(files), 4.4))
+    files = [f for f in files if not args.only or any(s in f.name for s in args.only)]
+    fig = plt.figure(figsize=(2.4 * len(files), 5.0))
     for i, f in enumerate(files):
         m = bvh.read(f)
         rig = Rig.from_motion(m)
