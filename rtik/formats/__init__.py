@@ -5,11 +5,13 @@
 - :mod:`~rtik.formats.points`: joint positions from ``.bvh``, ``.npz`` and ``.csv`` files (``rtik solve``,
   ``rtik send``);
 - :mod:`~rtik.formats.layouts`: named input layouts (``rtik``, ``bvh``, ``mediapipe33``, ``coco17``) mapped onto a
-  model's input joints.
+  model's input joints;
+- :mod:`~rtik.formats.rig`: any BVH rig onto the model's body and back (:class:`Rig`), rigs as data.
 """
 
-from rtik.formats import bvh, layouts, points
+from rtik.formats import bvh, layouts, points, rig
 from rtik.formats.bvh import Motion
 from rtik.formats.layouts import Layout, LayoutMap
+from rtik.formats.rig import Rig
 
-__all__ = ["Layout", "LayoutMap", "Motion", "bvh", "layouts", "points"]
+__all__ = ["Layout", "LayoutMap", "Motion", "Rig", "bvh", "layouts", "points", "rig"]
