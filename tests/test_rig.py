@@ -151,3 +151,12 @@ def test_up_axis_is_checked():
     m = bvh.read(MOCAP / "extra" / "sample" / "mpi-poseprior_03100_S7.bvh")
     with pytest.raises(RigError, match="up axis"):
         Rig.from_skeleton(m.skeleton, up="up")
+
+
+def test_layout_feeds_body_joints_by_structure_not_names_alone():
+    """CMU's ``LeftShoulder`` is an upper arm and ``LeftCollar`` the clavicle; name aliases alone get it wrong."""
+    m = bvh.read(MOCAP / "extra" / "sample" / "animated-drawings_cmu_14_14_short.bvh")
+    lay = Rig.from_skeleton(clip_arrays(m)[0]).layout()
+    assert lay.joints == m.skeleton.names
+    assert lay.rows["UpperArm_L"] == (("LeftShoulder", 1.0),) and lay.rows["Shoulder_L"] == (("LeftCollar", 1.0),)
+    assert lay.rows["UpperLeg_R"] == (("RightHip", 1.0),) and lay.rows["Hand_R"] == (("RightWrist", 1.0),)

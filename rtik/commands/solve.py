@@ -32,6 +32,8 @@ def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None
 
     clip = read_input(src, units, fps)
     lay = "bvh" if layout == "auto" else layout
+    if layout == "auto" and clip.skeleton is not None:
+        lay = _rig_layout(clip.skeleton, lay)
     try:
         out = solve_sequence(solver, clip.positions, clip.fps, clip.mask, lay, clip.units, joints=clip.joints)
     except RtikError as e:
@@ -53,6 +55,17 @@ def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None
     dst.parent.mkdir(parents=True, exist_ok=True)
     bvh.write(dst, motion)
     return dst
+
+
+def _rig_layout(skeleton, fallback):
+    """A BVH's joints onto the model's by its rig mapping (name and structure: CMU's ``LeftShoulder`` is an upper
+    arm, a ``*Dummy`` merges with its neighbour); a rig the mapping refuses falls back to names alone."""
+    from rtik.formats.rig import Rig, RigError
+
+    try:
+        return Rig.from_skeleton(skeleton).layout()
+    except RigError:
+        return fallback
 
 
 def _in_rig(rig, src: Path, skel, q, root):

@@ -29,13 +29,15 @@ SUFFIXES = (".bvh", ".npz", ".csv")
 
 @dataclass(frozen=True)
 class Clip:
-    """Positions read from a file. ``positions (F, J, 3)`` in ``units``; ``mask (F, J)`` bool or None."""
+    """Positions read from a file. ``positions (F, J, 3)`` in ``units``; ``mask (F, J)`` bool or None;
+    ``skeleton``: the BVH's skeleton (None for points files), from which a rig mapping can be made."""
 
     positions: np.ndarray
     joints: tuple[str, ...]
     fps: float
     units: str
     mask: np.ndarray | None = None
+    skeleton: object = None
 
 
 def _units(value, path: Path, guess: str | None) -> str:
@@ -49,7 +51,8 @@ def _units(value, path: Path, guess: str | None) -> str:
 
 def read_bvh(path: Path, units=None, fps=None) -> Clip:
     m = bvh.read(path)
-    return Clip(m.positions(), m.skeleton.names, float(fps or m.fps), _units(units, path, bvh.guess_units(m)))
+    u = _units(units, path, bvh.guess_units(m))
+    return Clip(m.positions(), m.skeleton.names, float(fps or m.fps), u, skeleton=m.skeleton)
 
 
 #: what numpy raises on a damaged or hostile npz (empty, truncated, not a zip, arrays of the wrong kind)

@@ -344,6 +344,15 @@ class Rig:
                 self._C[b] = self._C[b] @ M.T
         return self
 
+    def layout(self):
+        """The :class:`~rtik.formats.layouts.Layout` of this rig's joints feeding the body's joints (the rig's
+        joint order; virtual body joints are missing)."""
+        from rtik.formats.layouts import Layout
+
+        names = self.skeleton.names
+        rows = {b: ((names[r], 1.0),) for b, r in self.mapping.items()}
+        return Layout("rig", tuple(names), rows)
+
     def describe(self) -> list[str]:
         """One line per body joint: the rig joint it comes from, or how it is made."""
         out = []
