@@ -72,6 +72,8 @@ streams = ["*"]
         ("[streams]\nmax_streams = true", "max_streams must be a int"),
         ("[recording]\nunits = 'mm'", "units = 'mm' is not valid; choose one of: cm, m"),
         ("[recording]\nflush_interval = 5.0", r"flush_interval must be in \(0, 1\]"),
+        ("[recording]\nrig = 'studio'", r"rig 'studio' is not one of \[recording\] rigs \(none\)"),
+        ("[recording]\nrigs = { studio = 3 }", r"rigs must map rig names to BVH file paths"),
         ("[log]\nformat = 'xml'", "choose one of: text, json"),
         ("[output]\nvmc = 3", r"\[output.vmc\] must be a table"),
         ("model = 3", r"\[model\] must be a table"),

@@ -63,8 +63,9 @@ def offline(pack, clip):
 
 
 @pytest.fixture(scope="module")
-def daemon(pack, tmp_path_factory):
+def daemon(pack, tmp_path_factory, mocap):
     tmp = tmp_path_factory.mktemp("daemon")
+    rig = mocap / "extra" / "sample" / "mpi-poseprior_03100_S7.bvh"
     vmc, osc_out = udp_listener(), udp_listener()
     ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
     osc_in, metrics = free_port(socket.SOCK_DGRAM), free_port()
@@ -95,6 +96,7 @@ max_streams = 12
 [recording]
 folder = "{(tmp / "rec").as_posix()}"
 streams = ["auto"]
+rigs = {{ mpi = "{rig.as_posix()}" }}
 [log]
 format = "json"
 """)
@@ -106,7 +108,7 @@ format = "json"
         proc.kill()
         raise AssertionError((tmp / "daemon.log").read_text()) from None
     yield {"proc": proc, "ep": ep, "osc": ("127.0.0.1", osc_in), "vmc": vmc, "osc_out": osc_out,
-           "metrics": metrics, "tmp": tmp}  # fmt: skip
+           "metrics": metrics, "tmp": tmp, "rig": rig}  # fmt: skip
     if proc.poll() is None:
         proc.kill()
         proc.wait(10)
@@ -156,6 +158,31 @@ def test_recording_equals_the_offline_result(daemon, clip, offline):
     assert np.degrees(2 * np.arccos(np.clip(dots, 0, 1))).max() < 0.01  # Euler text round trip: < 0.01°
     root = m.local_positions()[:, m.skeleton.motion_root()]
     np.testing.assert_allclose(root, offline["root_pos"] * 100.0, atol=1e-3)  # centimetres
+
+
+def test_recording_in_a_studio_rig(daemon, clip, offline, pack):
+    """`record start --rig`: the recording lands in the rig of [recording] rigs, equal to the offline result
+    carried onto that rig; an unknown rig is refused and the stream goes on."""
+    from rtik.serve.recorder import rig_writer
+
+    lockstep(daemon, "rigged", clip[:1])
+    with Control(daemon["ep"]["ctl"]) as ctl:
+        with pytest.raises(ControlError, match="no rig 'studio'; rigs: mpi"):
+            ctl.record_start("rigged", rig="studio")
+        assert ctl.record_start("rigged", "rigged-mpi", rig="mpi")["rig"] == "mpi"
+    lockstep(daemon, "rigged", clip, start=1)
+    with Control(daemon["ep"]["ctl"]) as ctl:
+        info = ctl.record_stop("rigged")
+    m, rig = bvh.read(info["path"]), bvh.read(daemon["rig"])
+    assert m.skeleton.names == rig.skeleton.names and m.num_frames == len(clip) - 1
+    np.testing.assert_allclose(
+        m.skeleton.offsets[1:], rig.skeleton.offsets[1:], atol=1e-5
+    )  # the rig's own, in its unit
+    skel, unit, convert = rig_writer(pack.skeleton, daemon["rig"], pack.prior_local)
+    q, root = convert(offline["local_quats"][1:].astype(np.float64), offline["root_pos"][1:].astype(np.float64))
+    got = m.local_quats()
+    dots = np.abs(np.sum(got * q / np.linalg.norm(q, axis=-1, keepdims=True), axis=-1))
+    assert unit == "in" and np.degrees(2 * np.arccos(np.clip(dots, 0, 1))).max() < 0.05
 
 
 def test_vmc_and_osc_outputs(daemon, clip):

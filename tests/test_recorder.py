@@ -194,3 +194,19 @@ def test_full_tmpfs(tmp_path, clip):
         assert not all(ok) and "No space left" in rec.error
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_rig_writer_refuses_a_rig_it_cannot_map(tmp_path):
+    from rtik.errors import RtikError
+    from rtik.geometry.skeleton import Skeleton
+    from rtik.serve.recorder import rig_writer
+
+    stub = tmp_path / "stub.bvh"
+    stub.write_text(
+        "HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation "
+        "Yrotation\n JOINT Head\n {\n  OFFSET 0 10 0\n  CHANNELS 3 Zrotation Xrotation Yrotation\n  End Site\n"
+        "  {\n   OFFSET 0 5 0\n  }\n }\n}\nMOTION\nFrames: 1\nFrame Time: 0.033\n0 0 0 0 0 0 0 0 0\n"
+    )
+    model = Skeleton(("Hips",), np.array([-1]), np.zeros((1, 3)))
+    with pytest.raises(RtikError, match="cannot map this rig onto the body: no joint found for Hand_L"):
+        rig_writer(model, stub)

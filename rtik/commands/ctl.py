@@ -32,6 +32,9 @@ def register(sub) -> None:
     rec.add_argument("action", choices=("start", "stop"), help="start or stop")
     rec.add_argument("stream", help="stream name")
     rec.add_argument("name", nargs="?", help="file name in the recordings folder (start; default: STREAM-TIME.bvh)")
+    rec.add_argument(
+        "--rig", default=None, help="record in this rig of [recording] rigs (start; default: the config's)"
+    )
     from rtik.serve.security import add_client_args
 
     add_client_args(p)
@@ -48,6 +51,8 @@ def run(args) -> int:
     elif cmd == "record":
         cmd = f"record_{args.action}"
         kw = {"stream": args.stream, **({"name": args.name} if args.name and args.action == "start" else {})}
+        if args.rig is not None and args.action == "start":
+            kw["rig"] = args.rig
     from rtik.serve.security import client_keys_from_args
 
     with Control(args.endpoint, timeout=args.timeout, curve=client_keys_from_args(args)) as ctl:

@@ -95,6 +95,8 @@ class RecordingConfig:
     units: str = "cm"  # "cm" (like the source mocap and most DCC tools) or "m"
     streams: list = field(default_factory=list)  # streams recorded from their first frame; ["*"] = all
     flush_interval: float = 1.0  # s between flushes to disk, at most
+    rigs: dict = field(default_factory=dict)  # name -> BVH file: rigs a recording can be written in
+    rig: str = ""  # the rig recordings are written in unless `record start --rig` says otherwise; "" = the model's
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[ingest.zmq] and [output.zmq] hwm must be at least 1")
     if not all(isinstance(s, str) for s in cfg.recording.streams):
         raise ConfigError('[recording] streams must be a list of stream names (or ["*"])')
+    if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in cfg.recording.rigs.items()):
+        raise ConfigError("[recording] rigs must map rig names to BVH file paths (strings)")
+    if cfg.recording.rig and cfg.recording.rig not in cfg.recording.rigs:
+        known = ", ".join(cfg.recording.rigs) or "none"
+        raise ConfigError(f"[recording] rig {cfg.recording.rig!r} is not one of [recording] rigs ({known})")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in cfg.vmc.bones.items()):
         raise ConfigError("[output.vmc] bones must map joint names to HumanBodyBones names (strings)")
     _validate_limits(cfg)

@@ -104,9 +104,11 @@ class Commands:
             "bone_lengths": {n: (float(v) if np.isfinite(v) else None) for n, v in zip(names, lengths, strict=True)},
         }
 
-    def cmd_record_start(self, stream, name=None) -> dict:
-        rec = self.d.start_recording(self.stream(stream), name)
-        return {"stream": stream, "path": str(rec.path)}
+    def cmd_record_start(self, stream, name=None, rig=None) -> dict:
+        if rig is not None and not isinstance(rig, str):
+            raise InputError(f"rig must be a rig name, got {rig!r}")
+        rec = self.d.start_recording(self.stream(stream), name, rig)
+        return {"stream": stream, "path": str(rec.path), "rig": rig if rig is not None else self.d.cfg.recording.rig}
 
     def cmd_record_stop(self, stream) -> dict:
         info = self.d.stop_recording(self.stream(stream))

@@ -88,6 +88,7 @@ class Daemon:
         self._last_idle_check = time.monotonic()
         self._log_times: dict[tuple, float] = {}
         self.record_dir = Path(cfg.recording.folder)
+        self.rigs = self._load_rigs(cfg, solver)  # name -> (skeleton, unit, convert) for recordings in a rig
         self.ctx = zmq.Context()
         self._socks: list = []
         self.outputs = Outputs(cfg, self.skeleton)
@@ -362,16 +363,37 @@ class Daemon:
         self.stats.set("streams", len(self.streams))
 
     # ----------------------------------------------------------------------------------------- recording
-    def start_recording(self, st: _Stream, name: str | None) -> Recording:
+    def _load_rigs(self, cfg: Config, solver) -> dict:
+        """The rigs of ``[recording] rigs``, read and mapped once at start: a file that cannot be read or mapped
+        stops the start with its reason."""
+        from rtik.errors import ConfigError
+        from rtik.serve.recorder import rig_writer
+
+        prior = getattr(getattr(solver, "pack", None), "prior_local", None)
+        rigs = {}
+        for name, path in cfg.recording.rigs.items():
+            try:
+                rigs[name] = rig_writer(self.skeleton, path, prior)
+            except (RtikError, OSError) as e:
+                raise ConfigError(f"[recording] rigs: {name} = {path!r}: {e}") from e
+        return rigs
+
+    def start_recording(self, st: _Stream, name: str | None, rig: str | None = None) -> Recording:
+        """Record ``st`` to BVH ``name`` (default: STREAM-TIME) in the model's skeleton, or in the rig ``rig``
+        (a name of ``[recording] rigs``; default ``[recording] rig``)."""
         if st.recording is not None:
             raise RecordError(f"stream {st.name!r} is already recording to {st.recording.path}")
+        rig = self.cfg.recording.rig if rig is None else rig
+        if rig and rig not in self.rigs:
+            raise RecordError(f"no rig {rig!r}; rigs: {', '.join(self.rigs) or 'none (see [recording] rigs)'}")
+        skeleton, units, convert = self.rigs[rig] if rig else (self.skeleton, self.cfg.recording.units, None)
         if name is None:
             name = f"{st.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.record_dir.mkdir(parents=True, exist_ok=True)
         fps = self.cfg.streams.fps
         st.recording = Recording(
-            resolve(self.record_dir, name), self.skeleton, self.cfg.recording.units,
-            1.0 / fps if fps > 0 else None, self.cfg.recording.flush_interval, auto_flush=False,
+            resolve(self.record_dir, name), skeleton, units,
+            1.0 / fps if fps > 0 else None, self.cfg.recording.flush_interval, auto_flush=False, convert=convert,
         )  # fmt: skip
         self.stats.set("recordings", self.n_recordings())
         log.info("recording stream %r to %s", st.name, st.recording.path)

@@ -27,7 +27,7 @@ from rtik.formats import bvh
 from rtik.geometry.skeleton import Skeleton
 
 COUNT_WIDTH = 10
-UNIT_SCALE = {"m": 1.0, "cm": 100.0}
+UNIT_SCALE = {"m": 1.0, "cm": 100.0, "mm": 1000.0, "in": 1 / 0.0254}  # file units per metre
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 #: frames used to estimate the frame time when the stream's rate is not known
 _ESTIMATE_FRAMES = 8
@@ -73,10 +73,12 @@ class Recording:
         flush_interval: seconds between flushes, at most.
         auto_flush: flush from ``write`` when due.
         opener: ``open``-like callable (tests inject failing files through it).
+        convert: ``(local_quats (F, J, 4), root (F, 3) metres) -> (local_quats (F, Jo, 4), root (F, 3))`` turning
+            the frames written into ``skeleton``'s (another rig; run at flush, off the solver thread), or None.
     """
 
     def __init__(self, path, skeleton: Skeleton, units: str = "cm", frame_time: float | None = None,
-                 flush_interval: float = 1.0, auto_flush: bool = True, opener=open):  # fmt: skip
+                 flush_interval: float = 1.0, auto_flush: bool = True, opener=open, convert=None):  # fmt: skip
         if units not in UNIT_SCALE:
             raise InputError(f"unknown recording units {units!r}; valid: {', '.join(UNIT_SCALE)}")
         self.path = Path(path)
@@ -85,6 +87,7 @@ class Recording:
         self.frame_time = frame_time
         self.flush_interval = flush_interval
         self.auto_flush = auto_flush
+        self.convert = convert
         self.frames = 0  # frames written to the file
         self.error: str | None = None
         self.closed = False
@@ -142,7 +145,10 @@ class Recording:
         if not batch:
             return
         q = np.stack([b[0] for b in batch])  # (F, J, 4)
-        r = np.stack([b[1] for b in batch]) * self.scale  # (F, 3)
+        r = np.stack([b[1] for b in batch])  # (F, 3) metres
+        if self.convert is not None:
+            q, r = self.convert(q, r)
+        r = r * self.scale
         self._f.write(bvh.format_frames(bvh.channels_from_pose(self.skeleton, q, r)).encode())
         self.frames += len(batch)
 
@@ -232,3 +238,39 @@ def _numeric(vals) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: metres per unit a rig file may be in; its unit is the one that gives its legs (hip to ankle, T-pose) the length
+#: nearest an adult's
+_RIG_UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254}
+_ADULT_LEGS = 0.85  # m
+
+
+def rig_writer(model_skeleton: Skeleton, path, prior_local=None):
+    """What a recording needs to be written in the rig of the BVH file ``path``: ``(skeleton in metres, unit,
+    convert)`` for :class:`Recording` (``unit``: the rig file's own: m, cm, mm or inches, judged by its legs).
+    The model's output goes onto the body (:mod:`rtik.formats.rig`) and from there onto the rig; a model skeleton
+    whose zero pose is not a T-pose has its twist aligned on ``prior_local`` (its mean pose). Raises
+    :class:`RtikError` (a rig that cannot be read or mapped)."""
+    from rtik.formats.rig import Rig, clip_arrays, leg_length, retarget
+
+    motion = bvh.read(path)
+    skel, q, root = clip_arrays(motion)
+    dst = Rig.from_motion(motion) if motion.num_frames > 1 else Rig.from_skeleton(skel)
+    legs = leg_length(dst.body)
+    if not legs > 0:
+        raise RecordError(f"{path}: cannot tell the rig's length unit (its legs have no length)")
+    unit = min(_RIG_UNITS, key=lambda u: abs(np.log(legs * _RIG_UNITS[u] / _ADULT_LEGS)))
+    scale = _RIG_UNITS[unit]
+    dst = Rig.from_skeleton(skel.scaled(scale), up=dst.up)  # the same rig in metres
+    if motion.num_frames > 1:
+        dst.fit([(q, root * scale)])
+    src = Rig.from_skeleton(model_skeleton)
+    if prior_local is not None:
+        q = np.asarray(prior_local, dtype=np.float64)[None]
+        src.fit([(q, np.zeros((1, 3)))])
+
+    def convert(q, root):
+        return retarget(src, q, root, dst)
+
+    return skel.scaled(scale), unit, convert

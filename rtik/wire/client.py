@@ -188,8 +188,11 @@ class Control(_Closing):
     def calibrate(self, stream: str) -> dict:
         return self.request("calibrate", stream=stream)
 
-    def record_start(self, stream: str, name: str | None = None) -> dict:
-        return self.request("record_start", stream=stream, **({"name": name} if name else {}))
+    def record_start(self, stream: str, name: str | None = None, rig: str | None = None) -> dict:
+        """Record ``stream`` to BVH ``name`` in the model's skeleton or in ``rig`` (one of the daemon's
+        ``[recording] rigs``)."""
+        extra = {**({"name": name} if name else {}), **({"rig": rig} if rig is not None else {})}
+        return self.request("record_start", stream=stream, **extra)
 
     def record_stop(self, stream: str) -> dict:
         return self.request("record_stop", stream=stream)
