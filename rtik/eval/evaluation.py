@@ -45,10 +45,13 @@ class Split:
     """Which clips are evaluated (``test``) and which are the training clips (the train split, take % 10 != 0,
     without the evaluated ones: what a model of that fold is trained on).
 
-    Fields: ``kind`` (``"val"``, ``"content"`` or ``"all"``), ``contents`` (for ``"content"``)."""
+    Fields: ``kind`` (``"val"``, ``"content"``, ``"all"`` or ``"source"``), ``contents`` (for ``"content"``),
+    ``sources`` (for ``"source"``: every clip of those sources of the multi-source corpus, see
+    :mod:`rtik.eval.sources`; ``val`` is a corpus split too when no Bandai archive is given)."""
 
     kind: str
     contents: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> Split:
@@ -61,12 +64,23 @@ class Split:
             if not names or bad:
                 raise InputError(f"unknown content {', '.join(bad) or '(none)'}; valid contents: {', '.join(CONTENTS)}")
             return cls("content", names)
-        raise InputError(f"unknown split {text!r}; valid splits: val, all, content:NAME[,NAME...]")
+        if text.startswith("source:"):
+            names = tuple(dict.fromkeys(s.strip() for s in text[len("source:") :].split(",") if s.strip()))
+            if not names:
+                raise InputError("split source: names no source; e.g. source:snu-vsports,mpi-poseprior")
+            return cls("source", sources=names)
+        raise InputError(
+            f"unknown split {text!r}; valid splits: val, all, content:NAME[,NAME...], source:NAME[,NAME...]"
+        )
 
     def __str__(self) -> str:
+        if self.kind == "source":
+            return f"source:{','.join(self.sources)}"
         return f"content:{','.join(self.contents)}" if self.kind == "content" else self.kind
 
     def is_test(self, name: str) -> bool:
+        if self.kind == "source":
+            return False
         if self.kind == "all":
             return True
         m = CLIP_NAME.search(name)
@@ -79,7 +93,7 @@ class Split:
     def is_train(self, name: str) -> bool:
         """The training split (take % 10 != 0) without the evaluated clips; nothing for ``all``."""
         m = CLIP_NAME.search(name)
-        return self.kind != "all" and m is not None and int(m["take"]) % 10 != 0 and not self.is_test(name)
+        return self.kind in ("val", "content") and m is not None and int(m["take"]) % 10 != 0 and not self.is_test(name)
 
 
 @dataclass(frozen=True, eq=False)

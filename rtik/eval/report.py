@@ -3,6 +3,10 @@
 Results are ``{method: {condition: Errors}}`` (:func:`rtik.eval.evaluation.evaluate`). The JSON is
 ``{method: {condition: {"mpjpe_mm", "rot_all_deg", "rot_determined_deg", "rot_limb_deg", "rot_leaf_deg",
 "grot_all_deg", "jerk_ratio", "jerk_ratio_pooled", "frames", "clips"}}}``; ``nan`` becomes ``null``.
+
+Corpus splits (:mod:`rtik.eval.crossrig`) have one more level, the *part* (a source, or ``all``): results
+``{part: {method: {condition: RigErrors}}}``, JSON ``{"split": ..., "parts": {part: {method: {condition:
+summary}}}, ...}`` with the :data:`rtik.eval.crossrig.KEYS` figures.
 """
 
 from __future__ import annotations
@@ -45,14 +49,56 @@ def table(results: dict[str, dict[str, Errors]]) -> str:
     for method, per in summaries(results).items():
         for cond, s in per.items():
             rows.append([method, cond, *(_fmt(s[k], k) for k in HEADERS)])
+    return _rows_table(rows, 2)
+
+
+#: column headers of the corpus table: MPJPE, rotation error with the fitted rest offset and without, jerk
+PART_HEADERS = {
+    "mpjpe_mm": "MPJPE mm",
+    "rot_fit_all_deg": "fit rot °",
+    "rot_fit_determined_deg": "determ",
+    "rot_fit_limb_deg": "limb",
+    "rot_fit_leaf_deg": "leaf",
+    "grot_fit_all_deg": "fit global °",
+    "rot_all_deg": "raw rot °",
+    "rot_determined_deg": "determ",
+    "rot_limb_deg": "limb",
+    "rot_leaf_deg": "leaf",
+    "grot_all_deg": "raw global °",
+    "jerk_ratio": "jerk ×",
+}
+
+
+def _rows_table(rows: list[list[str]], left: int) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for n, r in enumerate(rows):
-        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        cells = [c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
         lines.append("  ".join(cells))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def part_table(results: dict) -> str:
+    """A plain-text table of corpus results ``{part: {method: {condition: RigErrors}}}``: one row per (part,
+    method, condition)."""
+    rows = [["part", "method", "condition", *PART_HEADERS.values()]]
+    for part, per in results.items():
+        for method, by_cond in per.items():
+            for cond, e in by_cond.items():
+                s = e.summary()
+                rows.append([part, method, cond, *(_fmt(s[k], k) for k in PART_HEADERS)])
+    return _rows_table(rows, 3)
+
+
+def parts_to_json(results: dict, **meta) -> dict:
+    """The JSON document of corpus results: ``meta`` fields, then ``"parts"``."""
+    parts = {
+        part: {m: {c: {k: _clean(v) for k, v in e.summary().items()} for c, e in per.items()} for m, per in pm.items()}
+        for part, pm in results.items()
+    }
+    return {**meta, "parts": parts}
 
 
 def _clean(v):
@@ -72,9 +118,13 @@ def write_json(results: dict[str, dict[str, Errors]], path) -> None:
     Path(path).write_text(json.dumps(to_json(results), indent=1) + "\n")
 
 
-def write_png(results: dict[str, dict[str, Errors]], joint_names, path) -> bool:
-    """Bar charts of per-joint local rotation error (degrees) and position error (mm): one row per condition,
-    one bar colour per method. Returns ``False`` (and writes nothing) when matplotlib is not installed."""
+PANELS = (("rot_deg", "local rotation error (°)"), ("pos_mm", "position error (mm)"))
+
+
+def write_png(results: dict[str, dict[str, Errors]], joint_names, path, panels=PANELS) -> bool:
+    """Bar charts of per-joint errors, by default local rotation error (degrees) and position error (mm): one
+    row per condition, one bar colour per method; ``panels``: ``((per_joint key, title), ...)``. Returns
+    ``False`` (and writes nothing) when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -89,9 +139,9 @@ def write_png(results: dict[str, dict[str, Errors]], joint_names, path) -> bool:
     names = [joint_names[j] for j in keep]
     x = np.arange(len(keep))
     w = 0.8 / len(methods)
-    fig, axes = plt.subplots(len(conds), 2, figsize=(16, 3.2 * len(conds)), squeeze=False)
+    fig, axes = plt.subplots(len(conds), len(panels), figsize=(8 * len(panels), 3.2 * len(conds)), squeeze=False)
     for r, cond in enumerate(conds):
-        for c, (key, label) in enumerate((("rot_deg", "local rotation error (°)"), ("pos_mm", "position error (mm)"))):
+        for c, (key, label) in enumerate(panels):
             ax = axes[r, c]
             for i, m in enumerate(methods):
                 ax.bar(x + (i - (len(methods) - 1) / 2) * w, results[m][cond].per_joint()[key][keep], w, label=m)
