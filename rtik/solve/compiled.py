@@ -55,14 +55,16 @@ def _compile(sv):
     root_inner = int(t.inner[0]) if len(t.inner) and t.parents[t.inner[0]] < 0 else -1
     sv._kpre = (
         sv.root_in, i64(sv.b_joint), i64(sv.b_child), i64(sv.b_parent), f64(sv.b_rest),
-        f64(sv.b_dir), f64(sv.b_size), i64(sv.left), i64(sv.right), sv.J,
+        f64(sv.b_dir), f64(sv.b_size), i64(sv.left), i64(sv.right), sv.J, i64(sv.cl_p), i64(sv.cl_cj),
+        i64(sv.cl_gj), f64(sv.rest_dir),
         f64([o.gap_s, o.max_speed, o.teleport_slack, o.calib_rate, o.calib_floor, sv.pack.norm.min_lateral]),
     )  # fmt: skip
     sv._kpost = (
         i64(sv.in_idx), f64(sv.bone_in), sv.root_in, int(t.motion_root), int(t.dummy), i64(order),
         i64(order_par), i64(t.pair_joint), i64(t.pair_child), i64(t.inner), i64(t.det), f64(t.second_w),
         i64(t.local_joint), i64(t.local_parent), root_inner, i64(t.bone_parent), i64(t.bones),
-        f64(t.bone_paths), f64(t.below_root), f64(rf._QA), f64(rf._QB),
+        f64(t.bone_paths), f64(t.below_root), i64(sv.cl_p), i64(sv.cl_cj), i64(sv.cl_ci), f64(rf._QA),
+        f64(rf._QB),
         f64([o.noise_rate, o.sigma_denoise, o.sigma_network]),
     )  # fmt: skip
     # compile (or load from the cache) now, not on a live stream's first frame: an empty batch

@@ -53,14 +53,42 @@ def _mv3(M, x, y, z):
 
 
 @jit
+def _cluster_frame(X, M, b, pi, mem, ok, Fm):
+    """The frame ``Fm (3, 3)`` (columns x, y, z) a multi-child joint's points ``mem (K,)`` build in ``X[b]``
+    (up: the first point, across: second minus third, or second minus the joint when K = 2), as
+    :func:`rtik.solve.numpath.frame`; False (``Fm`` untouched) when the stream cannot build it (``ok``) or a point
+    it needs is not observed (``M``)."""
+    K = mem.shape[0]
+    nf = 3 if K >= 3 else 2
+    if not ok or not M[b, pi]:
+        return False
+    for k in range(nf):
+        if mem[k] < 0 or not M[b, mem[k]]:
+            return False
+    m0, m1 = mem[0], mem[1]
+    ux, uy, uz = X[b, m0, 0] - X[b, pi, 0], X[b, m0, 1] - X[b, pi, 1], X[b, m0, 2] - X[b, pi, 2]
+    q = mem[2] if nf == 3 else pi
+    ax, ay, az = X[b, m1, 0] - X[b, q, 0], X[b, m1, 1] - X[b, q, 1], X[b, m1, 2] - X[b, q, 2]
+    yx, yy, yz = _unit3(ux, uy, uz)
+    d = ax * yx + ay * yy + az * yz
+    xx, xy, xz = _unit3(ax - d * yx, ay - d * yy, az - d * yz)
+    Fm[0, 0], Fm[1, 0], Fm[2, 0] = xx, xy, xz
+    Fm[0, 1], Fm[1, 1], Fm[2, 1] = yx, yy, yz
+    Fm[0, 2], Fm[1, 2], Fm[2, 2] = xy * yz - xz * yy, xz * yx - xx * yz, xx * yy - xy * yx
+    return True
+
+
+@jit
 def pre(
     slots, P_in, M_in, ts, forced, scale, last_ts, last_root, last_tgt, fresh_a, blen, nobs, locked_a, cs_a,
-    state, ri, b_joint, b_child, b_parent, b_rest, b_dir, b_size, left, right, J, o_f,
+    state, cmem, ckind, cfr, cval, ce, cn, ri, b_joint, b_child, b_parent, b_rest, b_dir, b_size, left, right,
+    J, cl_p, cl_cj, cl_gj, rest_dir, o_f,
 ):  # fmt: skip
     """Scale, root fill-in, resets, bone-length calibration, heading and normalisation.
 
     ``o_f``: float options ``[gap_s, max_speed, teleport_slack, calib_rate, calib_floor, min_lateral]``.
-    Updates ``blen``, ``nobs`` and zeroes ``state`` rows of reset streams. Returns the network inputs and
+    Updates ``blen``, ``nobs``, the cluster estimate ``ce``, ``cn`` (as :func:`rtik.solve.numpath._calibrate_clusters`)
+    and zeroes ``state`` rows of reset streams. Returns the network inputs and
     what the post kernel needs."""
     B, Ji = P_in.shape[0], P_in.shape[1]
     Nb = b_joint.shape[0]
@@ -78,6 +106,8 @@ def pre(
     seen = np.zeros((B, Nb), np.bool_)
     Lb = np.empty(Nb)
     sh = np.empty(3)
+    C, K = cl_p.shape[0], cl_cj.shape[1]
+    Fm = np.empty((3, 3))
     for b in range(B):
         s = slots[b]
         sc = scale[s]
@@ -143,6 +173,40 @@ def pre(
                 off[b, j, a] = b_dir[k, a] * Lb[k]
             sz += Lb[k] * b_size[k]
         size[b] = sz
+        # rest offsets of the children of multi-child joints: running estimate in the frame their points build
+        for c in range(C):
+            pi = cl_p[c]
+            fok = _cluster_frame(P, M_in, b, pi, cmem[s, c], cval[s, c], Fm)
+            for k in range(K):
+                kd = ckind[s, c, k]
+                if kd < 0:
+                    continue
+                m = cmem[s, c, k]
+                if fok and M_in[b, m] and not lk:
+                    dx, dy, dz = P[b, m, 0] - P[b, pi, 0], P[b, m, 1] - P[b, pi, 1], P[b, m, 2] - P[b, pi, 2]
+                    n = cn[s, c, k]
+                    e0 = ce[s, c, k, 0]
+                    e1 = ce[s, c, k, 1]
+                    e2 = ce[s, c, k, 2]
+                    eta = max(calib_rate * 10.0 * np.sqrt(e0 * e0 + e1 * e1 + e2 * e2) / (10.0 + n), calib_floor)
+                    for a in range(3):
+                        e = Fm[0, a] * dx + Fm[1, a] * dy + Fm[2, a] * dz
+                        if n == 0.0:
+                            ce[s, c, k, a] = e
+                        else:
+                            ce[s, c, k, a] += min(max(e - ce[s, c, k, a], -eta), eta)
+                    cn[s, c, k] = n + 1.0
+                if cn[s, c, k] > 0.0:
+                    ox, oy, oz = _mv3(cfr[s, c], ce[s, c, k, 0], ce[s, c, k, 1], ce[s, c, k, 2])
+                    cj = cl_cj[c, k]
+                    if kd == 0:
+                        off[b, cj, 0], off[b, cj, 1], off[b, cj, 2] = ox, oy, oz
+                    else:
+                        g = cl_gj[c, k]
+                        lx, ly, lz = ox - off[b, cj, 0], oy - off[b, cj, 1], oz - off[b, cj, 2]
+                        lg = np.sqrt(lx * lx + ly * ly + lz * lz)
+                        for a in range(3):
+                            off[b, g, a] = rest_dir[g, a] * lg
         # heading from the left-right vectors, kept from the last frame when not observable
         lx, lz = 0.0, 0.0
         for k in range(left.shape[0]):
@@ -203,9 +267,9 @@ def _swing(u, v, out):
 @jit
 def post(
     r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, slots, noise_a, last_ts, last_root,
-    last_tgt, cs_a, fresh_a, ts, in_idx, bone_in, ri, mr, dummy, order, order_par, pair_joint, pair_child,
-    inner, det, second_w, local_joint, local_parent, root_inner, bone_parent, bones, bone_paths, below_root,
-    QA, QB, o_f,
+    last_tgt, cs_a, fresh_a, cmem, ckind, cfr, cval, cn, ts, in_idx, bone_in, ri, mr, dummy, order, order_par,
+    pair_joint, pair_child, inner, det, second_w, local_joint, local_parent, root_inner, bone_parent, bones,
+    bone_paths, below_root, cl_p, cl_cj, cl_ci, QA, QB, o_f,
 ):  # fmt: skip
     """Denoised targets, noise estimate, 6-D -> rotations, refinement, FK and quaternions; updates the
     per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network]``. Returns ``(quats (B, J, 4)
@@ -235,6 +299,9 @@ def post(
     Q = np.empty(16)
     beta = np.empty(J)
     bv = np.empty((bones.shape[0], 3))
+    C, KC = cl_p.shape[0], cl_cj.shape[1]
+    Fm = np.empty((3, 3))
+    tin = np.empty((1, Ji, 3))
     for b in range(B):
         s = slots[b]
         c_, s_, sz = cs[b, 0], cs[b, 1], size[b]
@@ -268,6 +335,30 @@ def post(
             al = alpha if M_in[b, i] else 1.0
             for k in range(3):
                 tgt_in[i, k] = P[b, i, k] + al * (den[i, k] - P[b, i, k])
+        # children the layout lacks, where their joint's frame is observed: the rest offset turned from the
+        # rest frame to the observed one (as rtik.solve.numpath._place_virtual)
+        if C > 0:
+            tin[0] = tgt_in
+            for c in range(C):
+                pi = cl_p[c]
+                if not _cluster_frame(tin, M_in[b : b + 1], 0, pi, cmem[s, c], cval[s, c], Fm):
+                    continue
+                for k in range(KC):
+                    if ckind[s, c, k] != 1 or cn[s, c, k] <= 0.0:
+                        continue
+                    cj = cl_cj[c, k]
+                    rx, ry, rz = off[b, cj, 0], off[b, cj, 1], off[b, cj, 2]
+                    fr = cfr[s, c]
+                    lx = fr[0, 0] * rx + fr[1, 0] * ry + fr[2, 0] * rz  # F_rest^T off
+                    ly = fr[0, 1] * rx + fr[1, 1] * ry + fr[2, 1] * rz
+                    lz = fr[0, 2] * rx + fr[1, 2] * ry + fr[2, 2] * rz
+                    vx, vy, vz = _mv3(Fm, lx, ly, lz)
+                    ci = cl_ci[c, k]
+                    tgt_in[ci, 0] = tin[0, pi, 0] + vx
+                    tgt_in[ci, 1] = tin[0, pi, 1] + vy
+                    tgt_in[ci, 2] = tin[0, pi, 2] + vz
+        for i in range(Ji):
+            for k in range(3):
                 tgt[in_idx[i], k] = tgt_in[i, k]
         for j in range(J):
             beta[j] = w_net * bone_in[j]
@@ -313,8 +404,11 @@ def post(
                 ua, va = ux * ax + uy * ay + uz * az, vx * ax + vy * ay + vz * az
                 ss += (cx * vx + cy * vy + cz * vz) * second_w[dd, k]
                 cc += (ux * vx + uy * vy + uz * vz - ua * va) * second_w[dd, k]
-            nn = np.hypot(ss, cc) + 1e-12
-            ss, cc = ss / nn, cc / nn
+            nn = np.hypot(ss, cc)
+            if nn < 1e-9:  # collinear children: no twist to read, keep it (as rtik.solve.refine.refine)
+                ss, cc = 0.0, 1.0
+            else:
+                ss, cc = ss / nn, cc / nn
             e = 1.0 - cc
             T[0, 0], T[0, 1], T[0, 2] = cc + e * ax * ax, -ss * az + e * ax * ay, ss * ay + e * ax * az
             T[1, 0], T[1, 1], T[1, 2] = ss * az + e * ay * ax, cc + e * ay * ay, -ss * ax + e * ay * az

@@ -126,6 +126,8 @@ def pre(sv, slots, P_in, M_in, ts, forced):
         L = np.where(known, L, sv.b_rest * mean[:, None])
     off = np.zeros((B, sv.J, 3))
     off[:, sv.b_joint] = sv.b_dir * L[..., None]  # calibrated offsets, metres
+    if sv.C:
+        _calibrate_clusters(sv, slots, P, M_in, locked, off)
     size = L @ sv.b_size  # (B,) body size
     # ---- heading from the left-right vectors (kept from the last frame when not observable)
     lat = P[:, sv.left] - P[:, sv.right]
@@ -170,6 +172,8 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, slots, t
     alpha = v2 / (v2 + o.sigma_denoise**2)  # weight of the denoised position
     alpha = alpha[:, None, None] if full else np.where(M_in, alpha[:, None], 1.0)[..., None]
     tgt_in = P + alpha * (den - P)
+    if sv.C:
+        _place_virtual(sv, slots, tgt_in, M_in, off)
     tgt = np.zeros((B, sv.J, 3))
     tgt[:, sv.in_idx] = tgt_in
     beta = (o.sigma_network**2 / (v2 + o.sigma_network**2))[:, None] * sv.bone_in  # (B, J)
@@ -191,6 +195,99 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, slots, t
     sv._cs[slots] = cs
     sv._fresh[slots] = False
     return q, root_pos.astype(np.float32), X.astype(np.float32), noise
+
+
+def frame(u, a):
+    """Orthonormal frames ``(..., 3, 3)`` (columns x, y, z) from up vectors ``u (..., 3)`` (y) and across vectors
+    ``a (..., 3)`` (x, made perpendicular to y); z = x cross y."""
+    y = u / (np.linalg.norm(u, axis=-1, keepdims=True) + 1e-12)
+    x = a - (a * y).sum(-1, keepdims=True) * y
+    x = x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-12)
+    return np.stack([x, y, np.cross(x, y)], axis=-1)
+
+
+def cluster_coords(sv, mem, kind, valid, P, M):
+    """Where each multi-child joint's cluster points sit in the frame they build (see :func:`_calibrate_clusters`):
+    ``mem, kind (N, C, K)``, ``valid (N, C)`` a stream's choice of points (``Solver._cluster_members``), ``P (N, Ji,
+    3)`` positions, ``M (N, Ji)`` observed. -> ``(e (N, C, K, 3) point coordinates, F (N, C, 3, 3) frames, ok (N, C)
+    frame built, seen (N, C, K) point observed in a built frame)``."""
+    n = np.arange(len(P))[:, None, None]
+    Q = P[n, np.maximum(mem, 0)]  # (N, C, K, 3)
+    qm = M[n, np.maximum(mem, 0)] & (kind >= 0)  # (N, C, K)
+    pp = P[:, sv.cl_p]  # (N, C, 3)
+    if sv.K >= 3:
+        ok = valid & M[:, sv.cl_p] & qm[..., 0] & qm[..., 1] & qm[..., 2]
+        F = frame(Q[:, :, 0] - pp, Q[:, :, 1] - Q[:, :, 2])
+    else:
+        ok = valid & M[:, sv.cl_p] & qm[..., 0] & qm[..., 1]
+        F = frame(Q[:, :, 0] - pp, Q[:, :, 1] - pp)
+    e = (Q - pp[:, :, None]) @ F  # row vectors: (F^T (q - p))^T
+    return e, F, ok, ok[..., None] & qm
+
+
+def _calibrate_clusters(sv, slots, P, M_in, locked, off):
+    """Rest offsets of the children of multi-child joints (hips, chest), a running robust estimate like the bone
+    lengths'. Each such joint's children are rigid in its frame, so their coordinates in the frame they build
+    themselves (up: the first child, across: second minus third) are constant over frames; each coordinate
+    vector steps towards each new measurement clipped to ``eta``. A child the stream's layout lacks is stood in
+    for by its only child (rigid there in a rig without that joint: MPI's chest, a head on the chest). The
+    estimate enters the offsets ``off (B, J, 3)`` through the rest frame (the same points in the model's rest
+    pose): a child gets ``F_rest e``, its direction and length; a missing child keeps its rest offset and the
+    bone from it to its stand-in gets the length that lands the stand-in."""
+    o = sv.options
+    mem, kind, frest = sv._cmem[slots], sv._ckind[slots], sv._cfr[slots]
+    e, _, _, seen = cluster_coords(sv, mem, kind, sv._cval[slots], P, M_in)
+    E0, n = sv._ce[slots], sv._cn[slots]
+    upd = seen & ~locked[:, None, None]
+    eta = np.maximum(o.calib_rate * 10.0 * np.linalg.norm(E0, axis=-1) / (10.0 + n), o.calib_floor)[..., None]
+    E = np.where((n == 0)[..., None], e, E0 + np.clip(e - E0, -eta, eta))
+    E = np.where(upd[..., None], E, E0)
+    n = n + upd
+    sv._ce[slots], sv._cn[slots] = E, n
+    _cluster_offsets(sv, E, n, kind, frest, off)
+
+
+def _cluster_offsets(sv, E, n, kind, frest, off):
+    """Write the calibrated cluster offsets into ``off (B, J, 3)`` from the estimate ``E (B, C, K, 3)`` (``n``
+    observations each), the streams' point kinds and rest frames."""
+    oc = (frest[:, :, None] @ E[..., None])[..., 0]  # (B, C, K, 3) in the rest frame: F_rest e
+    have = n > 0
+    cj, gj = np.maximum(sv.cl_cj, 0), np.maximum(sv.cl_gj, 0)
+    off[:, cj] = np.where((have & (kind == 0))[..., None], oc, off[:, cj])
+    stand = have & (kind == 1)
+    if stand.any():
+        Lg = np.linalg.norm(oc - off[:, cj], axis=-1)  # (B, C, K)
+        off[:, gj] = np.where(stand[..., None], sv.rest_dir[gj] * Lg[..., None], off[:, gj])
+
+
+def _place_virtual(sv, slots, tgt_in, M_in, off):
+    """Targets of the children a stream's layout lacks (kind 1) where their joint's frame is observed: the rest
+    offset ``off`` turned by the joint's rotation from its rest frame to the observed one, so that refinement
+    turns the joint by what its observed children say and the bone below lands on the stand-in."""
+    e, F, ok, _ = cluster_coords(sv, sv._cmem[slots], sv._ckind[slots], sv._cval[slots], tgt_in, M_in)
+    put = ok[..., None] & (sv._ckind[slots] == 1) & (sv._cn[slots] > 0)  # (B, C, K)
+    if not put.any():
+        return
+    R = F @ np.swapaxes(sv._cfr[slots], -1, -2)  # (B, C, 3, 3) rest frame -> world
+    cj, ci = np.maximum(sv.cl_cj, 0), np.maximum(sv.cl_ci, 0)
+    v = (R[:, :, None] @ off[:, cj][..., None])[..., 0] + tgt_in[:, sv.cl_p][:, :, None]  # (B, C, K, 3)
+    b, c, k = np.nonzero(put)
+    tgt_in[b, ci[c, k]] = v[b, c, k]
+
+
+def offsets(sv, slot: int) -> np.ndarray:
+    """The calibrated offsets ``(J, 3)`` (metres) of one stream, as :func:`pre` builds them."""
+    L = sv._blen[slot, sv.b_joint]
+    known = np.isfinite(L)
+    mean = (L[known] / sv.b_rest[known]).mean() if known.any() else 1.0
+    L = np.where(known, L, sv.b_rest * mean)
+    off = np.zeros((sv.J, 3))
+    off[sv.b_joint] = sv.b_dir * L[:, None]
+    if sv.C:
+        o = off[None]
+        _cluster_offsets(sv, sv._ce[[slot]], sv._cn[[slot]], sv._ckind[[slot]], sv._cfr[[slot]], o)
+        off = o[0]
+    return off
 
 
 def all_finite(r6, clean, st) -> bool:

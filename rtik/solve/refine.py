@@ -192,8 +192,10 @@ def refine(G, L, off, tgt, beta, t: Tables) -> tuple[np.ndarray, np.ndarray]:
         # twist angle about a lining u up with v (projections on the plane normal to a), least squares over K
         s = (_dot(cross(ax, u), v) * t.second_w).sum(-1)
         c = ((_dot(u, v) - _dot(u, ax) * _dot(v, ax)) * t.second_w).sum(-1)
-        n = np.hypot(s, c) + 1e-12
-        s, c = s / n, c / n  # (B, D)
+        n = np.hypot(s, c)
+        flat = n < 1e-9  # every other bone along the axis (collinear children): no twist to read, keep it
+        n = np.where(flat, 1.0, n)
+        s, c = np.where(flat, 0.0, s / n), np.where(flat, 1.0, c / n)  # (B, D)
         T = c[..., None, None] * _EYE + s[..., None, None] * (a @ _SKEW).reshape(B, D, 3, 3)
         T += (1.0 - c)[..., None, None] * (a[..., :, None] * a[..., None, :])
         dj = t.inner[t.det]

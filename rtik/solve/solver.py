@@ -147,6 +147,7 @@ class Solver:
         is_in = np.zeros(self.J, bool)
         is_in[self.in_idx] = True
         self.bone_in = (is_in & is_in[np.maximum(skel.parents, 0)]).astype(np.float64)  # bones with observed ends
+        self._clusters(skel, pos_of)
         self._prior6 = matrix_to_6d(quat_to_matrix(pack.prior_local)).astype(np.float32)  # (J, 6) fallback
         self._streams: dict[str, StreamInfo] = {}
         self._lock = threading.Lock()
@@ -156,6 +157,49 @@ class Solver:
         self._all_observed: dict[int, np.ndarray] = {}
         self._kern = compiled.load(self, self.options.kernels)  # rtik.solve.kernels, or None: the numpy path
 
+    def _clusters(self, skel: Skeleton, pos_of: dict) -> None:
+        """Tables of the multi-child joints whose rest offsets are calibrated (see :mod:`rtik.solve.numpath`):
+        ``cl_p (C,)`` input index of each such joint, ``cl_cj``/``cl_ci (C, K)`` skeleton/input index of its child
+        bones (-1 pads), ``cl_gj``/``cl_gi (C, K)`` the child's only child bone (-1 if none), which stands in for
+        a child the stream does not provide; ``cl_rest (C, K, 2, 3)`` rest position of child and grandchild
+        relative to the joint (joint frame, metres)."""
+        kids = {j: skel.bone_children(j) for j in range(self.J)}
+        multi = [j for j in range(self.J) if len(kids[j]) > 1 and j in pos_of and all(c in pos_of for c in kids[j])]
+        C, K = len(multi), max([len(kids[j]) for j in multi], default=1)
+        self.C, self.K = C, K
+        self.cl_p = np.array([pos_of[j] for j in multi], dtype=np.int64)
+        self.cl_cj, self.cl_ci, self.cl_gj, self.cl_gi = (np.full((C, K), -1, np.int64) for _ in range(4))
+        self.cl_rest = np.zeros((C, K, 2, 3))
+        for c, j in enumerate(multi):
+            for k, ch in enumerate(kids[j]):
+                self.cl_cj[c, k], self.cl_ci[c, k] = ch, pos_of[ch]
+                self.cl_rest[c, k] = skel.offsets[ch]
+                g = kids[ch]
+                if len(g) == 1 and g[0] in pos_of:
+                    self.cl_gj[c, k], self.cl_gi[c, k] = g[0], pos_of[g[0]]
+                    self.cl_rest[c, k, 1] += skel.offsets[g[0]]
+
+    def _cluster_members(self, provided: np.ndarray):
+        """A stream's choice of cluster points from the input joints its layout provides ``(Ji,)``:
+        ``(mem (C, K) input index or -1, kind (C, K): 0 the child, 1 its child standing in for a child the
+        layout lacks, -1 none; frest (C, 3, 3) the rest frame; valid (C,): the frame can be built)``."""
+        C, K = self.C, self.K
+        mem, kind = np.full((C, K), -1, np.int64), np.full((C, K), -1, np.int64)
+        frest, valid = np.zeros((C, 3, 3)), np.zeros(C, bool)
+        for c in range(C):
+            for k in range(K):
+                ci, gi = self.cl_ci[c, k], self.cl_gi[c, k]
+                if ci >= 0 and provided[ci]:
+                    mem[c, k], kind[c, k] = ci, 0
+                elif ci >= 0 and gi >= 0 and provided[gi]:
+                    mem[c, k], kind[c, k] = gi, 1
+            need = kind[c, :3] if K >= 3 else kind[c, :2]
+            valid[c] = bool(provided[self.cl_p[c]] and (need >= 0).all())
+            if valid[c]:
+                r = self.cl_rest[c, np.arange(K), np.maximum(kind[c], 0)]  # (K, 3)
+                frest[c] = numpath.frame(r[0], r[1] - r[2] if K >= 3 else r[1])
+        return mem, kind, frest, valid
+
     @property
     def kernels(self) -> str:
         """Which pre/post-processing runs: ``"numba"`` (compiled, :mod:`rtik.solve.kernels`) or ``"numpy"``."""
@@ -164,11 +208,14 @@ class Solver:
     def _slot_arrays_pre(self):
         return (
             self._scale, self._last_ts, self._last_root, self._last_tgt, self._fresh, self._blen, self._nobs,
-            self._locked, self._cs, self._state,
+            self._locked, self._cs, self._state, self._cmem, self._ckind, self._cfr, self._cval, self._ce, self._cn,
         )  # fmt: skip
 
     def _slot_arrays_post(self):
-        return self._noise, self._last_ts, self._last_root, self._last_tgt, self._cs, self._fresh
+        return (
+            self._noise, self._last_ts, self._last_root, self._last_tgt, self._cs, self._fresh, self._cmem,
+            self._ckind, self._cfr, self._cval, self._cn,
+        )  # fmt: skip
 
     @classmethod
     def from_path(cls, path=None, backend="onnx", **kw) -> Solver:
@@ -180,13 +227,15 @@ class Solver:
     # ------------------------------------------------------------------------------------------- storage
     def _alloc(self, cap: int) -> None:
         old = getattr(self, "_cap", 0)
-        J, Ji = self.J, self.Ji
+        J, Ji, C, K = self.J, self.Ji, self.C, self.K
         spec = {
             "state": ((self.S,), np.float32, 0.0), "p_pos": ((Ji, 3), np.float64, 0.0), "p_mask": ((Ji,), bool, False),
             "p_ts": ((), np.float64, 0.0), "p_reset": ((), bool, False), "last_ts": ((), np.float64, 0.0),
             "last_root": ((3,), np.float64, 0.0), "last_tgt": ((Ji, 3), np.float64, 0.0), "cs": ((2,), np.float64, 0.0),
             "fresh": ((), bool, True), "blen": ((J,), np.float64, np.nan), "nobs": ((J,), np.float64, 0.0),
             "locked": ((), bool, False), "noise": ((), np.float64, 0.0), "scale": ((), np.float64, 1.0),
+            "cmem": ((C, K), np.int64, -1), "ckind": ((C, K), np.int64, -1), "cfr": ((C, 3, 3), np.float64, 0.0),
+            "cval": ((C,), bool, False), "ce": ((C, K, 3), np.float64, 0.0), "cn": ((C, K), np.float64, 0.0),
         }  # fmt: skip
         for name, (shape, dtype, fill) in spec.items():
             a = np.full((cap, *shape), fill, dtype=dtype)
@@ -227,6 +276,8 @@ class Solver:
             slot = self._free.pop(0)
             self._reset_slot(slot, calibration=True)
             self._streams[name] = StreamInfo(name, slot, lmap, units, fps)
+            cm = self._cluster_members(np.asarray(lmap.provided, bool))
+            self._cmem[slot], self._ckind[slot], self._cfr[slot], self._cval[slot] = cm
             self._scale[slot] = UNITS[units]
         return self._streams[name]
 
@@ -238,6 +289,8 @@ class Solver:
             self._cs[slot] = (1.0, 0.0)  # heading yaw 0 until observed
             self._blen[slot] = np.nan
             self._nobs[slot] = 0.0
+            self._ce[slot] = 0.0
+            self._cn[slot] = 0.0
             self._locked[slot] = False
             self._noise[slot] = 0.0
 
@@ -276,9 +329,10 @@ class Solver:
 
     # ---------------------------------------------------------------------------------------- calibration
     def calibrate(self, name: str, frames=None, mask=None, lock: bool = True) -> np.ndarray:
-        """Fix the stream's bone lengths: measured (median) over ``frames (F, Js, 3)`` in the stream's layout and
-        units, or the running estimate so far if ``None``. ``lock`` stops the running update. Returns the bone
-        lengths ``(J,)`` in metres (nan where never observed)."""
+        """Fix the stream's body: bone lengths and the rest offsets of the children of multi-child joints (see
+        docs/solver.md), measured (median) over ``frames (F, Js, 3)`` in the stream's layout and units, or the
+        running estimate so far if ``None``. ``lock`` stops the running update. Returns the bone lengths ``(J,)``
+        in metres (nan where never observed); :meth:`stream_skeleton` has the whole calibrated skeleton."""
         from rtik.geometry.kinematics import bone_lengths
 
         s = self._get(name)
@@ -292,25 +346,46 @@ class Solver:
             m = np.ones(F.shape[:2], bool) if mask is None else np.asarray(mask, dtype=bool)
             m = m & np.isfinite(F).all(axis=-1)
             pairs = [s.layout.apply(np.nan_to_num(f) * UNITS[s.units], mm) for f, mm in zip(F, m, strict=True)]
-            P, M = [p for p, _ in pairs], [k for _, k in pairs]
+            P, M = np.array([p for p, _ in pairs]).reshape(-1, self.Ji, 3), np.array([k for _, k in pairs], bool)
             full = np.zeros((len(P), self.J, 3))
             full[:, self.in_idx] = P
             fm = np.zeros((len(P), self.J), bool)
-            fm[:, self.in_idx] = M
+            fm[:, self.in_idx] = M.reshape(-1, self.Ji)
             L = np.where(self.bone, bone_lengths(self.skeleton, full, fm), np.nan)
+            E, n = self._cluster_median(s.slot, P, M.reshape(-1, self.Ji))
             with self._lock:
                 self._blen[s.slot] = L
                 self._nobs[s.slot] = np.where(np.isfinite(L), 1e6, 0.0)
+                self._ce[s.slot], self._cn[s.slot] = E, n
         with self._lock:
             self._locked[s.slot] = bool(lock)
             return self._blen[s.slot].copy()
 
+    def _cluster_median(self, slot: int, P, M):
+        """The cluster coordinates ``(C, K, 3)`` (median over the frames where each is seen) and their counts."""
+        C, K, N = self.C, self.K, len(P)
+        if not C or not N:
+            return np.zeros((C, K, 3)), np.zeros((C, K))
+        rep = lambda a: np.broadcast_to(a[slot], (N, *a.shape[1:]))  # noqa: E731
+        e, _, _, seen = numpath.cluster_coords(self, rep(self._cmem), rep(self._ckind), rep(self._cval), P, M)
+        e = np.where(seen[..., None], e, np.nan)
+        have = seen.any(0)
+        E = np.zeros((C, K, 3))
+        E[have] = np.nanmedian(e[:, have], axis=0)
+        return E, np.where(have, 1e6, 0.0)
+
     def stream_skeleton(self, name: str, unit_scale: float = 1.0) -> Skeleton:
-        """The model's skeleton with the stream's calibrated bone lengths, times ``unit_scale`` (1 = metres)."""
+        """The model's skeleton with the stream's calibration (bone lengths, and the rest offsets of the children
+        of multi-child joints), times ``unit_scale`` (1 = metres)."""
         from rtik.geometry.kinematics import rescale_skeleton
 
         s = self._get(name)
-        return rescale_skeleton(self.skeleton, self._blen[s.slot]).scaled(unit_scale)
+        with self._lock:
+            sk = rescale_skeleton(self.skeleton, self._blen[s.slot])
+            off = numpath.offsets(self, s.slot)
+        offsets = sk.offsets.copy()
+        offsets[self.tables.bones] = off[self.tables.bones]
+        return sk.with_offsets(offsets).scaled(unit_scale)
 
     # ---------------------------------------------------------------------------------------------- push
     def push(self, name: str, positions, timestamp: float, mask=None) -> None:
@@ -476,11 +551,12 @@ def solve_sequence(
         solver_or_pack: a :class:`Solver` (a temporary stream is opened on it) or a :class:`ModelPack`.
         positions: ``(F, Js, 3)`` in ``layout`` and ``units``; ``mask``: ``(F, Js)`` observed joints or None.
         fps: frame rate (Hz); frame ``i`` has timestamp ``i / fps``.
-        calibrate: measure the bone lengths over the whole clip first (else the running estimate is used).
+        calibrate: measure the body (bone lengths, the offsets of multi-child joints' children) over the whole
+            clip first (else the running estimate is used).
 
     Returns:
         ``{"local_quats": (F, J, 4) float32, "root_pos": (F, 3) m, "positions": (F, J, 3) m, "reset": (F,) bool,
-        "bone_lengths": (J,) m}``.
+        "bone_lengths": (J,) m, "skeleton": the calibrated Skeleton (m), whose FK of the output is "positions"}``.
     """
     own = not isinstance(solver_or_pack, Solver)
     solver = Solver(solver_or_pack, backend) if own else solver_or_pack
@@ -507,6 +583,7 @@ def solve_sequence(
                 r.local_quats, r.root_pos, r.positions, r.reset
             )  # fmt: skip
         out["bone_lengths"] = solver.calibrate(stream, lock=calibrate)
+        out["skeleton"] = solver.stream_skeleton(stream)
         return out
     finally:
         if stream in solver.streams:
