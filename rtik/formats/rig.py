@@ -365,14 +365,19 @@ class Rig:
 def clip_arrays(motion) -> tuple[Skeleton, np.ndarray, np.ndarray]:
     """``(skeleton, local_quats (F, J, 4), root_pos (F, 3))`` of a BVH motion. Joints below the root that carry
     position channels (some exporters write every joint's translation) get their median translation as a fixed
-    offset, so the skeleton's offsets are the bones the motion really has."""
+    offset, so the skeleton's offsets are the bones the motion really has; channels that hold the joint's world
+    position instead (near the root's, as some CMU conversions write them) are ignored for the OFFSET."""
     skel = motion.skeleton
     local_pos = motion.local_positions()
     root = skel.motion_root()
     moving = [j for j in range(len(skel)) if j != root and skel.has_position_channels(j)]
     if moving:
         offsets = skel.offsets.copy()
-        offsets[moving] = np.median(local_pos[:, moving], axis=0)
+        for j in moving:
+            t = np.median(local_pos[:, j], axis=0)
+            # some exporters write world positions into these channels: close to the root's own, not a bone
+            if np.linalg.norm(t - np.median(local_pos[:, root], axis=0)) > 0.5 * np.linalg.norm(t):
+                offsets[j] = t
         skel = skel.with_offsets(offsets)
     return skel, motion.local_quats(), local_pos[:, root]
 
