@@ -30,5 +30,5 @@ def test_twenty_steps_lower_the_loss(mocap, tmp_path):
     assert (out / "last.pt").is_file() and (out / "loss.png").is_file()
     assert any("val_local_mean" in r for r in log)
     model, meta = load_checkpoint(out / "last.pt")
-    assert meta["training"]["command"].startswith("python -m train.fit") and "CC BY-NC-ND" in meta["licence"]
+    assert meta["training"]["command"].startswith("python -m train.fit") and "CC BY-NC 4.0" in meta["licence"]
     assert model.state_size == 16 + 32

@@ -30,7 +30,7 @@ OPSET = 17
 INPUT_NAMES = ("pos", "mask", "state")
 OUTPUT_NAMES = ("rot6d", "pos_clean", "state_out")
 #: licence of the Bandai Namco Research Motion Dataset 2, from which the shipped weights are learned
-DATA_LICENCE = "CC BY-NC-ND 4.0"
+DATA_LICENCE = "CC BY-NC 4.0"
 
 
 def example_inputs(model: IKModel, batch: int = 2, seed: int = 0):

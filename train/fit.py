@@ -29,7 +29,7 @@ from train.losses import angle_errors, losses
 from train.model import ARCHS, IKModel, ModelConfig
 
 DATA_NAME = "Bandai Namco Research Motion Dataset 2"
-LICENCE = "weights learned from the Bandai Namco Research Motion Dataset 2 (CC BY-NC-ND 4.0): non-commercial use only"
+LICENCE = "weights learned from the Bandai Namco Research Motion Dataset 2 (CC BY-NC 4.0): non-commercial use only"
 CORPUS_LICENCE = (
     "weights learned from {} (Bandai Namco Research Motion Dataset 2: CC BY-NC 4.0; the other sources: research "
     "and non-commercial use, see ../shared/mocap/extra/README.md): non-commercial use only"
