@@ -8,6 +8,7 @@ Files in the runs folder (default runs/eval), one per split and kind:
     python benchmarks/results.py                                   # tables from what exists
     python benchmarks/results.py --run --data ../shared/mocap/bandai-namco-motion-2.tar.xz   # baselines first
     python benchmarks/results.py --run --data ... --model runs/fold-run/pack --split content:run,wave-left-hand
+    python benchmarks/results.py --run-corpus                      # the corpus section (benchmarks/results_corpus.py)
 
 A model row appears only where a model JSON exists; everything else says that it awaits a model.
 """
@@ -22,6 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import results_corpus  # noqa: E402
 
 from rtik.eval.conditions import CONDITIONS  # noqa: E402
 from rtik.eval.evaluation import CONTENTS, METHODS  # noqa: E402
@@ -265,6 +269,7 @@ def render(runs: Path) -> str:
     if folds:
         out += ["## Leave-content-out folds", "", Path(__file__).with_name("results_folds.md").read_text().rstrip()]
         out += ["", *folds]
+    out += results_corpus.section(runs)
     abl = ablation_table(runs)
     if abl:
         out += ["## Ablations", "", Path(__file__).with_name("results_ablations.md").read_text().rstrip(), ""]
@@ -299,11 +304,16 @@ def main() -> int:
     ap.add_argument("--model", default=None, help="model pack, for --run: evaluate the model instead of baselines")
     ap.add_argument("--split", action="append", default=None, help="with --run: only these splits (repeatable)")
     ap.add_argument("--note-model", action="store_true", help="only record --model as the pack of each --split")
+    ap.add_argument(
+        "--run-corpus", action="store_true", help="run the missing corpus evaluations first (--model: the pack)"
+    )
     args = ap.parse_args()
     runs = Path(args.runs)
     if args.note_model:
         for split in args.split or []:
             write_model_meta(split, runs, args.model)
+    if args.run_corpus:
+        results_corpus.run(runs, args.model)
     if args.run:
         if not args.data:
             ap.error("--run needs --data")
