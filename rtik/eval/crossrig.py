@@ -264,10 +264,13 @@ def model_method(pack, backend: str = "onnx", fill: bool = False) -> Method:
     out_idx = np.array([out_names.index(n) for n in BODY_NAMES])
 
     def run(clip: SourceClip, positions: np.ndarray, mask: np.ndarray):
-        in_idx = clip.skeleton.indices(pack.input_joints)
         if fill:
             positions, mask = fill_virtual(clip, positions, mask)
-        res = solve_sequence(solver, positions[:, in_idx], clip.fps, mask[:, in_idx], layout="rtik", units="m")
+            names = list(pack.input_joints)
+        else:  # the rig's joints only: a layout that lacks the others (the solver calibrates without them)
+            names = [n for n in pack.input_joints if clip.present[clip.skeleton.index(n)]]
+        idx = clip.skeleton.indices(names)
+        res = solve_sequence(solver, positions[:, idx], clip.fps, mask[:, idx], layout=names, units="m")
         G, _ = rig.body_globals(res["local_quats"].astype(np.float64), res["root_pos"].astype(np.float64))
         return rot.matrix_to_quat(G), res["positions"][:, out_idx].astype(np.float64)
 
