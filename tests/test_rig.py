@@ -160,3 +160,10 @@ def test_layout_feeds_body_joints_by_structure_not_names_alone():
     assert lay.joints == m.skeleton.names
     assert lay.rows["UpperArm_L"] == (("LeftShoulder", 1.0),) and lay.rows["Shoulder_L"] == (("LeftCollar", 1.0),)
     assert lay.rows["UpperLeg_R"] == (("RightHip", 1.0),) and lay.rows["Hand_R"] == (("RightWrist", 1.0),)
+
+
+def test_describe_names_every_body_joints_source():
+    rig = Rig.from_motion(bvh.read(MOCAP / "extra" / "sample" / "mpi-poseprior_03100_S7.bvh"))
+    lines = rig.describe()
+    assert lines[0] == "Hips <- Hips"  # the rig's joint 0
+    assert "Spine <- virtual (on its chain, turns with its parent)" in lines and "Chest <- Spine" in lines

@@ -9,7 +9,8 @@ children, seven adult subjects), its native frame rate, and its *family*.
 
 A clip that cannot be read or mapped is reported with the reason and skipped. Per source, the cache
 ``cache/corpus-<source>-<key>.npz`` and its report ``.json`` (clips, frames, minutes, frame rates, rigs, joints
-mapped, clips refused and why) are rebuilt when the archive's size or time or :data:`CODE_VERSION` changes.
+mapped, clips refused and why) are rebuilt when the archive's size or time, :data:`CODE_VERSION` or the rig
+mapping's ``MAPPING_VERSION`` changes.
 
 **Frame rates.** Clips are cached at their native rate (24, 30, 60 or 120 Hz) and resampled to the training
 rate on load (slerp for rotations, linear for the root; :func:`train.augment.resample`).
@@ -267,10 +268,10 @@ _UNITS = (1.0, 0.01, 0.001, 0.0254, 0.0254 / 0.45)  # metres per m, cm, mm, inch
 
 
 def _rig_code() -> str:
-    """A hash of the rig mapping's source, so that a change to the mapping rebuilds the caches."""
-    import rtik.formats.rig as rig
+    """The rig mapping's version, so that a change to what the mapping makes rebuilds the caches."""
+    from rtik.formats.rig import MAPPING_VERSION
 
-    return hashlib.sha1(Path(rig.__file__).read_bytes()).hexdigest()[:8]
+    return f"rig{MAPPING_VERSION}"
 
 
 def cache_paths(source: str, path: Path, cache_dir=None) -> tuple[Path, Path]:

@@ -39,7 +39,11 @@ def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None
     except RtikError as e:
         raise type(e)(f"{src}: {e}") from e
     scale = 1.0 / UNITS[clip.units]
-    skel = kinematics.rescale_skeleton(solver.skeleton, out["bone_lengths"]).scaled(scale)
+    # the calibrated body: bone lengths and where the children of the hips and chest sit
+    calibrated = (
+        out["skeleton"] if "skeleton" in out else kinematics.rescale_skeleton(solver.skeleton, out["bone_lengths"])
+    )
+    skel = calibrated.scaled(scale)
     if not any(skel.channels):
         from rtik.geometry.skeleton import Skeleton
 

@@ -40,6 +40,10 @@ from rtik.geometry import rotations as rot
 from rtik.geometry.kinematics import forward_kinematics
 from rtik.geometry.skeleton import Skeleton
 
+#: the version of what the mapping makes of a rig; bump it when a change alters the body rotations or offsets of
+#: any rig (caches of mapped motion, such as train.corpus's, are keyed by it)
+MAPPING_VERSION = 2
+
 
 class RigError(InputError):
     """A rig that cannot be mapped onto the body (no hips, a missing limb, two joints claiming one)."""
@@ -357,8 +361,10 @@ class Rig:
         """One line per body joint: the rig joint it comes from, or how it is made."""
         out = []
         for b in BODY_NAMES[1:]:
-            src = self.mapping.get(b)
-            out.append(f"{b} <- {src}" if src else f"{b} <- virtual (on its chain, turns with its parent)")
+            if b in self.mapping:
+                out.append(f"{b} <- {self.skeleton.names[self.mapping[b]]}")
+            else:
+                out.append(f"{b} <- virtual (on its chain, turns with its parent)")
         return out
 
 
