@@ -55,7 +55,7 @@ def test_every_rig_maps_and_lands_on_its_joints(sample):
     assert len(set(rig.mapping.values())) == len(rig.mapping)  # no rig joint claimed twice
     body, body_pos, height = _mapped_positions(rig, skel, q, root)
     err = np.linalg.norm(body - body_pos, axis=-1).max() / height
-    # shoulders hung from a neck joint (SNU 22 joints) or turning dummy joints (ys2010 26) move in ways the
+    # shoulders hung from a neck joint (SNU 22 joints) or a spine turning at the hips (CMU 31) move in ways the
     # body cannot follow: within 2.5 % of the height
     assert err < (1e-6 if any(k in name for k in RIGID) else 0.025), err
 

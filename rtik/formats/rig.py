@@ -42,7 +42,7 @@ from rtik.geometry.skeleton import Skeleton
 
 #: the version of what the mapping makes of a rig; bump it when a change alters the body rotations or offsets of
 #: any rig (caches of mapped motion, such as train.corpus's, are keyed by it)
-MAPPING_VERSION = 2
+MAPPING_VERSION = 3
 
 
 class RigError(InputError):
@@ -439,8 +439,9 @@ def _map_joints(skel: Skeleton) -> tuple[dict, np.ndarray]:
         reps = []
         for run in runs:  # the last of each run; a branch point ends its run (what follows turns a new bone)
             cut = next((i for i, k in enumerate(run) if k in keep), None)
-            if cut is None or cut == len(run) - 1:
-                reps.append(run[-1])
+            if cut is None or cut == len(run) - 1 or all("dummy" in _norm(names[k]) for k in run[cut + 1 :]):
+                # a zero-length *Dummy after a branch point is no joint of its own (SNU's 26-joint rig)
+                reps.append(run[-1] if cut is None else run[cut])
             else:
                 reps += [run[cut], run[-1]]
         return reps  # [0]: a's run
