@@ -3,12 +3,11 @@ every source, source:NAME), the constant rest offset per joint, and `rtik eval` 
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 
 import numpy as np
 import pytest
+from archives import write_tar
 
 from rtik.cli import main
 from rtik.errors import InputError
@@ -25,14 +24,6 @@ TINY = {
 }
 
 
-def _tar(path, members):
-    with tarfile.open(path, "w:xz") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
 @pytest.fixture(scope="module")
 def tiny(mocap, tmp_path_factory):
     """``(cache folder, ClipSet)`` of a tiny corpus built by train.corpus from the sample clips."""
@@ -42,9 +33,11 @@ def tiny(mocap, tmp_path_factory):
     root = tmp_path_factory.mktemp("mocap")
     (root / "extra").mkdir()
     bandai = sorted((mocap / "sample").glob("*.bvh"))[:2]
-    _tar(root / f"{BANDAI}.tar.xz", [(f"data/{p.name}", p.read_bytes()) for p in bandai])
+    write_tar(root / f"{BANDAI}.tar.xz", [(f"data/{p.name}", p.read_bytes()) for p in bandai])
     for source, names in TINY.items():
-        _tar(root / "extra" / f"{source}.tar.xz", [(n, (mocap / "extra" / "sample" / n).read_bytes()) for n in names])
+        write_tar(
+            root / "extra" / f"{source}.tar.xz", [(n, (mocap / "extra" / "sample" / n).read_bytes()) for n in names]
+        )
     cache = tmp_path_factory.mktemp("cache")
     return cache, load_corpus(root=root, cache_dir=cache, progress=False)
 

@@ -3,12 +3,11 @@ caches and reports, family keys, val and leave-source-out splits, per-clip bodie
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 
 import numpy as np
 import pytest
+from archives import write_tar
 
 pytest.importorskip("torch")
 pytest.importorskip("rtik.formats.rig")
@@ -24,23 +23,15 @@ EXTRA = ("snu-ys2010_Walking_rawmotion_woddy2_wide_ext_walk1.bvh", "snu-ys2010_P
 BROKEN = b"HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n CHANNELS 3 Xrotation\n}\nMOTION\nFrames: 1\n"
 
 
-def _tar(path, members):
-    with tarfile.open(path, "w:xz") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
 @pytest.fixture(scope="module")
 def tiny(mocap, tmp_path_factory):
     """A mocap folder with two small archives (Bandai clips; two ys2010 rigs and a corrupt member)."""
     root = tmp_path_factory.mktemp("mocap")
     (root / "extra").mkdir()
     bandai = sorted((mocap / "sample").glob("*.bvh"))[:2]
-    _tar(root / f"{BANDAI}.tar.xz", [(f"data/{p.name}", p.read_bytes()) for p in bandai])
+    write_tar(root / f"{BANDAI}.tar.xz", [(f"data/{p.name}", p.read_bytes()) for p in bandai])
     extra = [(f"ys/{n.split('_', 1)[1]}", (mocap / "extra" / "sample" / n).read_bytes()) for n in EXTRA]
-    _tar(root / "extra" / "tiny.tar.xz", [*extra, ("ys/broken.bvh", BROKEN)])
+    write_tar(root / "extra" / "tiny.tar.xz", [*extra, ("ys/broken.bvh", BROKEN)])
     cache = tmp_path_factory.mktemp("cache")
     return root, cache, load_corpus(root=root, cache_dir=cache, progress=False)
 
