@@ -53,43 +53,63 @@ def _mv3(M, x, y, z):
 
 
 @jit
-def _cluster_frame(X, M, b, pi, mem, ok, Fm):
-    """The frame ``Fm (3, 3)`` (columns x, y, z) a multi-child joint's points ``mem (K,)`` build in ``X[b]``
-    (up: the first point, across: second minus third, or second minus the joint when K = 2), as
-    :func:`rtik.solve.numpath.frame`; False (``Fm`` untouched) when the stream cannot build it (``ok``) or a point
-    it needs is not observed (``M``)."""
-    K = mem.shape[0]
-    nf = 3 if K >= 3 else 2
-    if not ok or not M[b, pi]:
-        return False
-    for k in range(nf):
-        if mem[k] < 0 or not M[b, mem[k]]:
-            return False
-    m0, m1 = mem[0], mem[1]
-    ux, uy, uz = X[b, m0, 0] - X[b, pi, 0], X[b, m0, 1] - X[b, pi, 1], X[b, m0, 2] - X[b, pi, 2]
-    q = mem[2] if nf == 3 else pi
-    ax, ay, az = X[b, m1, 0] - X[b, q, 0], X[b, m1, 1] - X[b, q, 1], X[b, m1, 2] - X[b, q, 2]
+def _frame(ux, uy, uz, ax, ay, az, Fm):
+    """The frame ``Fm (3, 3)`` (columns x, y, z) from up ``u`` (y) and across ``a`` (x, made perpendicular to y),
+    as :func:`rtik.solve.numpath.frame`."""
     yx, yy, yz = _unit3(ux, uy, uz)
     d = ax * yx + ay * yy + az * yz
     xx, xy, xz = _unit3(ax - d * yx, ay - d * yy, az - d * yz)
     Fm[0, 0], Fm[1, 0], Fm[2, 0] = xx, xy, xz
     Fm[0, 1], Fm[1, 1], Fm[2, 1] = yx, yy, yz
     Fm[0, 2], Fm[1, 2], Fm[2, 2] = xy * yz - xz * yy, xz * yx - xx * yz, xx * yy - xy * yx
+
+
+@jit
+def _cluster_frame(X, M, b, pi, mem, spec, ok, Fm):
+    """The frame ``Fm (3, 3)`` a multi-child joint's points ``mem (K,)`` build in ``X[b]`` (up: point ``spec[0]``
+    minus the joint, across: ``spec[1]`` minus ``spec[2]``; -1 the joint), as
+    :func:`rtik.solve.numpath.cluster_coords`; False (``Fm`` untouched) when the stream cannot build it (``ok``)
+    or a point it needs is not observed (``M``)."""
+    if not ok or not M[b, pi]:
+        return False
+    for k in range(3):
+        if spec[k] >= 0 and (mem[spec[k]] < 0 or not M[b, mem[spec[k]]]):
+            return False
+    m0 = mem[spec[0]] if spec[0] >= 0 else pi
+    m1 = mem[spec[1]] if spec[1] >= 0 else pi
+    q = mem[spec[2]] if spec[2] >= 0 else pi
+    _frame(
+        X[b, m0, 0] - X[b, pi, 0], X[b, m0, 1] - X[b, pi, 1], X[b, m0, 2] - X[b, pi, 2],
+        X[b, m1, 0] - X[b, q, 0], X[b, m1, 1] - X[b, q, 1], X[b, m1, 2] - X[b, q, 2], Fm,
+    )  # fmt: skip
     return True
+
+
+@jit
+def _step(E, n, x, y, z, calib_rate, calib_floor):
+    """One step of the running robust estimate ``E (3,)`` (``n`` observations) towards ``(x, y, z)``, clipped to
+    ``eta`` (as :func:`rtik.solve.numpath._step`)."""
+    eta = max(calib_rate * 10.0 * np.sqrt(E[0] * E[0] + E[1] * E[1] + E[2] * E[2]) / (10.0 + n), calib_floor)
+    v = (x, y, z)
+    for a in range(3):
+        if n == 0.0:
+            E[a] = v[a]
+        else:
+            E[a] += min(max(v[a] - E[a], -eta), eta)
 
 
 @jit
 def pre(
     slots, P_in, M_in, ts, forced, scale, last_ts, last_root, last_tgt, fresh_a, blen, nobs, locked_a, cs_a,
-    state, cmem, ckind, cfr, cval, ce, cn, ri, b_joint, b_child, b_parent, b_rest, b_dir, b_size, left, right,
-    J, cl_p, cl_cj, cl_gj, rest_dir, o_f,
+    state, cmem, ckind, cfr, cval, ce, cn, cspec, cref, cr, crn, ri, b_joint, b_child, b_parent, b_rest, b_dir,
+    b_size, left, right, J, cl_p, cl_cj, cl_gj, rest_dir, o_f,
 ):  # fmt: skip
     """Scale, root fill-in, resets, bone-length calibration, heading and normalisation.
 
     ``o_f``: float options ``[gap_s, max_speed, teleport_slack, calib_rate, calib_floor, min_lateral]``.
-    Updates ``blen``, ``nobs``, the cluster estimate ``ce``, ``cn`` (as :func:`rtik.solve.numpath._calibrate_clusters`)
-    and zeroes ``state`` rows of reset streams. Returns the network inputs and
-    what the post kernel needs."""
+    Updates ``blen``, ``nobs``, the cluster estimates ``ce``, ``cn``, ``cr``, ``crn`` (as
+    :func:`rtik.solve.numpath._calibrate_clusters`) and zeroes ``state`` rows of reset streams. Returns the
+    network inputs and what the post kernel needs."""
     B, Ji = P_in.shape[0], P_in.shape[1]
     Nb = b_joint.shape[0]
     gap_s, max_speed, slack, calib_rate, calib_floor, min_lat = o_f[0], o_f[1], o_f[2], o_f[3], o_f[4], o_f[5]
@@ -108,6 +128,8 @@ def pre(
     sh = np.empty(3)
     C, K = cl_p.shape[0], cl_cj.shape[1]
     Fm = np.empty((3, 3))
+    Cm = np.empty((3, 3))
+    W = np.empty((B, C, 3, 3))
     for b in range(B):
         s = slots[b]
         sc = scale[s]
@@ -176,28 +198,35 @@ def pre(
         # rest offsets of the children of multi-child joints: running estimate in the frame their points build
         for c in range(C):
             pi = cl_p[c]
-            fok = _cluster_frame(P, M_in, b, pi, cmem[s, c], cval[s, c], Fm)
+            fok = _cluster_frame(P, M_in, b, pi, cmem[s, c], cspec[s, c], cval[s, c], Fm)
+            for k in range(K):
+                m = cmem[s, c, k]
+                if ckind[s, c, k] >= 0 and fok and M_in[b, m] and not lk:
+                    dx, dy, dz = P[b, m, 0] - P[b, pi, 0], P[b, m, 1] - P[b, pi, 1], P[b, m, 2] - P[b, pi, 2]
+                    ex, ey, ez = _mv3(Fm.T, dx, dy, dz)
+                    _step(ce[s, c, k], cn[s, c, k], ex, ey, ez, calib_rate, calib_floor)
+                    cn[s, c, k] += 1.0
+            # the frame's convention: the rest frame, turned by the reference points' frame where it has one (taken
+            # from the first frame that shows them, then kept)
+            rf = cref[s, c]
+            fresh_ref = crn[s, c, 0] == 0.0
+            if rf[0] >= 0 and fok and not lk and fresh_ref and M_in[b, rf[0]] and M_in[b, rf[1]] and M_in[b, rf[2]]:
+                for v in range(2):
+                    i0, i1 = (pi, rf[0]) if v == 0 else (rf[2], rf[1])
+                    dx, dy, dz = P[b, i1, 0] - P[b, i0, 0], P[b, i1, 1] - P[b, i0, 1], P[b, i1, 2] - P[b, i0, 2]
+                    ex, ey, ez = _mv3(Fm.T, dx, dy, dz)
+                    _step(cr[s, c, v], crn[s, c, v], ex, ey, ez, calib_rate, calib_floor)
+                    crn[s, c, v] += 1.0
+            if rf[0] >= 0 and crn[s, c, 0] > 0.0 and crn[s, c, 1] > 0.0:
+                r0, r1 = cr[s, c, 0], cr[s, c, 1]
+                _frame(r0[0], r0[1], r0[2], r1[0], r1[1], r1[2], Cm)
+                _matmul3(cfr[s, c], Cm.T, W[b, c])
+            else:
+                W[b, c] = cfr[s, c]
             for k in range(K):
                 kd = ckind[s, c, k]
-                if kd < 0:
-                    continue
-                m = cmem[s, c, k]
-                if fok and M_in[b, m] and not lk:
-                    dx, dy, dz = P[b, m, 0] - P[b, pi, 0], P[b, m, 1] - P[b, pi, 1], P[b, m, 2] - P[b, pi, 2]
-                    n = cn[s, c, k]
-                    e0 = ce[s, c, k, 0]
-                    e1 = ce[s, c, k, 1]
-                    e2 = ce[s, c, k, 2]
-                    eta = max(calib_rate * 10.0 * np.sqrt(e0 * e0 + e1 * e1 + e2 * e2) / (10.0 + n), calib_floor)
-                    for a in range(3):
-                        e = Fm[0, a] * dx + Fm[1, a] * dy + Fm[2, a] * dz
-                        if n == 0.0:
-                            ce[s, c, k, a] = e
-                        else:
-                            ce[s, c, k, a] += min(max(e - ce[s, c, k, a], -eta), eta)
-                    cn[s, c, k] = n + 1.0
-                if cn[s, c, k] > 0.0:
-                    ox, oy, oz = _mv3(cfr[s, c], ce[s, c, k, 0], ce[s, c, k, 1], ce[s, c, k, 2])
+                if kd >= 0 and cn[s, c, k] > 0.0:
+                    ox, oy, oz = _mv3(W[b, c], ce[s, c, k, 0], ce[s, c, k, 1], ce[s, c, k, 2])
                     cj = cl_cj[c, k]
                     if kd == 0:
                         off[b, cj, 0], off[b, cj, 1], off[b, cj, 2] = ox, oy, oz
@@ -230,12 +259,15 @@ def pre(
                 pos[b, i, 0] = (rx * c_ - rz * s_) * inv
                 pos[b, i, 1] = ry * inv
                 pos[b, i, 2] = (rx * s_ + rz * c_) * inv
-    return pos, mask, reset, fresh, P, root, cs, size, off, dev, seen
+    return pos, mask, reset, fresh, P, root, cs, size, off, dev, seen, W
 
 
 @jit
 def _swing(u, v, out):
-    """Minimal rotation turning unit ``u`` onto unit ``v`` into ``out (3, 3)``."""
+    """Minimal rotation turning unit ``u`` onto unit ``v`` into ``out (3, 3)``; the identity where either is zero."""
+    if u[0] * u[0] + u[1] * u[1] + u[2] * u[2] < 0.5 or v[0] * v[0] + v[1] * v[1] + v[2] * v[2] < 0.5:
+        _eye3(out)
+        return
     c = u[0] * v[0] + u[1] * v[1] + u[2] * v[2]
     if c < -0.9999:  # opposite: a half turn about an axis perpendicular to u
         m = 0
@@ -266,18 +298,19 @@ def _swing(u, v, out):
 
 @jit
 def post(
-    r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, slots, noise_a, last_ts, last_root,
-    last_tgt, cs_a, fresh_a, cmem, ckind, cfr, cval, cn, ts, in_idx, bone_in, ri, mr, dummy, order, order_par,
-    pair_joint, pair_child, inner, det, second_w, local_joint, local_parent, root_inner, bone_parent, bones,
+    r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots, noise_a, last_ts, last_root,
+    last_tgt, cs_a, fresh_a, cmem, ckind, cval, cn, cspec, ts, in_idx, bone_in, ri, mr, dummy, order, order_par,
+    pair_joint, pair_child, inner, det, det_pairs, det_w, local_joint, local_parent, root_inner, bone_parent, bones,
     bone_paths, below_root, cl_p, cl_cj, cl_ci, QA, QB, o_f,
 ):  # fmt: skip
     """Denoised targets, noise estimate, 6-D -> rotations, refinement, FK and quaternions; updates the
-    per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network]``. Returns ``(quats (B, J, 4)
+    per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network, MIN_BONE, REAL_FRACTION,
+    COLLINEAR]`` (the last three :mod:`rtik.solve.refine`'s). Returns ``(quats (B, J, 4)
     float32, root_pos (B, 3) float32, positions (B, J, 3) float32, noise (B,))``."""
     B, Ji, J = P.shape[0], P.shape[1], off.shape[1]
     Nb = dev.shape[1]
     A, V = inner.shape[0], pair_joint.shape[0]
-    D, K = second_w.shape[0], second_w.shape[1]
+    D, K1 = det_pairs.shape[0], det_pairs.shape[1]
     rate, sd, sn = o_f[0], o_f[1], o_f[2]
     q_out = np.empty((B, J, 4), np.float32)
     rp_out = np.empty((B, 3), np.float32)
@@ -302,6 +335,12 @@ def post(
     C, KC = cl_p.shape[0], cl_cj.shape[1]
     Fm = np.empty((3, 3))
     tin = np.empty((1, Ji, 3))
+    pair = np.empty(A, np.int64)
+    aim = np.empty(A, np.bool_)
+    Ld = np.empty(K1)
+    real = np.empty(K1, np.bool_)
+    real_d = np.empty((D, K1), np.bool_)
+    min_bone, real_frac, collinear = o_f[3], o_f[4], o_f[5]
     for b in range(B):
         s = slots[b]
         c_, s_, sz = cs[b, 0], cs[b, 1], size[b]
@@ -341,14 +380,14 @@ def post(
             tin[0] = tgt_in
             for c in range(C):
                 pi = cl_p[c]
-                if not _cluster_frame(tin, M_in[b : b + 1], 0, pi, cmem[s, c], cval[s, c], Fm):
+                if not _cluster_frame(tin, M_in[b : b + 1], 0, pi, cmem[s, c], cspec[s, c], cval[s, c], Fm):
                     continue
                 for k in range(KC):
                     if ckind[s, c, k] != 1 or cn[s, c, k] <= 0.0:
                         continue
                     cj = cl_cj[c, k]
                     rx, ry, rz = off[b, cj, 0], off[b, cj, 1], off[b, cj, 2]
-                    fr = cfr[s, c]
+                    fr = W[b, c]
                     lx = fr[0, 0] * rx + fr[1, 0] * ry + fr[2, 0] * rz  # F_rest^T off
                     ly = fr[0, 1] * rx + fr[1, 1] * ry + fr[2, 1] * rz
                     lz = fr[0, 2] * rx + fr[1, 2] * ry + fr[2, 2] * rz
@@ -388,24 +427,51 @@ def post(
             wx, wy, wz = _unit3(nx + bt * (wx - nx), ny + bt * (wy - ny), nz_ + bt * (wz - nz_))
             net[v, 0], net[v, 1], net[v, 2] = nx, ny, nz_
             want[v, 0], want[v, 1], want[v, 2] = wx, wy, wz
+        # each joint is aimed by its first child bone of real length (as rtik.solve.refine.primary_pairs)
+        for a in range(A):
+            pair[a] = a
+            c = pair_child[a]
+            aim[a] = off[b, c, 0] ** 2 + off[b, c, 1] ** 2 + off[b, c, 2] ** 2 > min_bone * min_bone
+        for dd in range(D):
+            lmax = 0.0
+            for k in range(K1):
+                c = pair_child[det_pairs[dd, k]]
+                Ld[k] = np.sqrt(off[b, c, 0] ** 2 + off[b, c, 1] ** 2 + off[b, c, 2] ** 2) * det_w[dd, k]
+                lmax = max(lmax, Ld[k])
+            a_i = det[dd]
+            aim[a_i] = False
+            for k in range(K1):
+                real[k] = Ld[k] > max(real_frac * lmax, min_bone)
+                if real[k] and not aim[a_i]:
+                    aim[a_i] = True
+                    pair[a_i] = det_pairs[dd, k]
+            for k in range(K1):
+                real_d[dd, k] = real[k]
         Go[:] = G
         for a in range(A):
-            _swing(net[a], want[a], S[a])
+            if aim[a]:
+                _swing(net[pair[a]], want[pair[a]], S[a])
+            else:
+                _eye3(S[a])
             _matmul3(S[a], G[inner[a]], Go[inner[a]])
         for dd in range(D):
             a_i = det[dd]
-            ax, ay, az = want[a_i, 0], want[a_i, 1], want[a_i, 2]
-            ss, cc = 0.0, 0.0
-            for k in range(K):
-                v = A + dd * K + k
+            pa = pair[a_i]
+            ax, ay, az = want[pa, 0], want[pa, 1], want[pa, 2]
+            ss, cc, wsum = 0.0, 0.0, 0.0
+            for k in range(K1):
+                v = det_pairs[dd, k]
+                if v == pa or not real_d[dd, k]:
+                    continue
                 ux, uy, uz = _mv3(S[a_i], net[v, 0], net[v, 1], net[v, 2])
                 vx, vy, vz = want[v, 0], want[v, 1], want[v, 2]
                 cx, cy, cz = ay * uz - az * uy, az * ux - ax * uz, ax * uy - ay * ux
                 ua, va = ux * ax + uy * ay + uz * az, vx * ax + vy * ay + vz * az
-                ss += (cx * vx + cy * vy + cz * vz) * second_w[dd, k]
-                cc += (ux * vx + uy * vy + uz * vz - ua * va) * second_w[dd, k]
+                ss += cx * vx + cy * vy + cz * vz
+                cc += ux * vx + uy * vy + uz * vz - ua * va
+                wsum += 1.0
             nn = np.hypot(ss, cc)
-            if nn < 1e-9:  # collinear children: no twist to read, keep it (as rtik.solve.refine.refine)
+            if nn < collinear * max(wsum, 1.0):  # collinear children: no twist to read (as rtik.solve.refine.refine)
                 ss, cc = 0.0, 1.0
             else:
                 ss, cc = ss / nn, cc / nn

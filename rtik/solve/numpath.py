@@ -80,8 +80,9 @@ def pre(sv, slots, P_in, M_in, ts, forced):
     (their recurrent state zeroed), bone calibration, heading, normalisation. Returns, as :func:`rtik.solve.kernels.pre`
     does, ``(pos (B, Ji, 3) float32, mask (B, Ji) float32, reset (B,), fresh (B,), P (B, Ji, 3) m, root (B, 3),
     cs (B, 2) heading cos/sin, size (B,), off (B, J, 3) calibrated offsets, dev (B, Nb) bone-length deviations,
-    seen (B, Nb) bones observed)``. Written for few numpy calls: input-joint space, bones in bone space, a fast
-    path when every joint is observed; no per-stream Python loop."""
+    seen (B, Nb) bones observed, W (B, C, 3, 3) the clusters' frames (:func:`rest_frames`))``. Written for few
+    numpy calls: input-joint space, bones in bone space, a fast path when every joint is observed; no per-stream
+    Python loop."""
     o = sv.options
     B, ri = len(slots), sv.root_in
     full = M_in.all()
@@ -126,8 +127,7 @@ def pre(sv, slots, P_in, M_in, ts, forced):
         L = np.where(known, L, sv.b_rest * mean[:, None])
     off = np.zeros((B, sv.J, 3))
     off[:, sv.b_joint] = sv.b_dir * L[..., None]  # calibrated offsets, metres
-    if sv.C:
-        _calibrate_clusters(sv, slots, P, M_in, locked, off)
+    W = _calibrate_clusters(sv, slots, P, M_in, locked, off) if sv.C else np.zeros((B, 0, 3, 3))
     size = L @ sv.b_size  # (B,) body size
     # ---- heading from the left-right vectors (kept from the last frame when not observable)
     lat = P[:, sv.left] - P[:, sv.right]
@@ -144,10 +144,10 @@ def pre(sv, slots, P_in, M_in, ts, forced):
     pos *= (1.0 / size)[:, None, None]
     if not full:
         pos *= M_in[..., None]
-    return pos.astype(np.float32), M_in.astype(np.float32), reset, fresh, P, root, cs, size, off, dev, seen
+    return pos.astype(np.float32), M_in.astype(np.float32), reset, fresh, P, root, cs, size, off, dev, seen, W
 
 
-def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, slots, ts):
+def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots, ts):
     """After the network (``r6 (B, J, 6)``, ``clean (B, Ji, 3)`` float32), with what :func:`pre` returned:
     denoised targets, the input-noise estimate, rotations, refinement and FK; the streams' state updated. Returns,
     as :func:`rtik.solve.kernels.post` does, ``(local_quats (B, J, 4) float32, root_pos (B, 3) float32 m, positions
@@ -173,7 +173,7 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, slots, t
     alpha = alpha[:, None, None] if full else np.where(M_in, alpha[:, None], 1.0)[..., None]
     tgt_in = P + alpha * (den - P)
     if sv.C:
-        _place_virtual(sv, slots, tgt_in, M_in, off)
+        _place_virtual(sv, slots, tgt_in, M_in, off, W)
     tgt = np.zeros((B, sv.J, 3))
     tgt[:, sv.in_idx] = tgt_in
     beta = (o.sigma_network**2 / (v2 + o.sigma_network**2))[:, None] * sv.bone_in  # (B, J)
@@ -206,51 +206,87 @@ def frame(u, a):
     return np.stack([x, y, np.cross(x, y)], axis=-1)
 
 
-def cluster_coords(sv, mem, kind, valid, P, M):
-    """Where each multi-child joint's cluster points sit in the frame they build (see :func:`_calibrate_clusters`):
-    ``mem, kind (N, C, K)``, ``valid (N, C)`` a stream's choice of points (``Solver._cluster_members``), ``P (N, Ji,
-    3)`` positions, ``M (N, Ji)`` observed. -> ``(e (N, C, K, 3) point coordinates, F (N, C, 3, 3) frames, ok (N, C)
-    frame built, seen (N, C, K) point observed in a built frame)``."""
-    n = np.arange(len(P))[:, None, None]
+def cluster_coords(sv, cl, P, M):
+    """Where each multi-child joint's cluster points sit in the frame they build (see :func:`_calibrate_clusters`).
+
+    ``cl``: a stream's choice of points, each ``(N, C, ...)``: ``mem, kind (K)`` the points (input index, 0 a
+    child, 1 its stand-in, -1 none; ``Solver._cluster_members``), ``spec (3)`` the frame's points (up: ``spec[0]``
+    minus the joint; across: ``spec[1]`` minus ``spec[2]``; indices into ``mem``, -1 the joint), ``ref (3)`` input
+    indices of the reference points that fix the frame's convention (-1: the frame's own), ``valid`` the frame can
+    be built; ``P (N, Ji, 3)`` positions, ``M (N, Ji)`` observed. -> ``(e (N, C, K, 3) point coordinates, r (N, C,
+    2, 3) reference up and across vectors, F (N, C, 3, 3) frames, ok (N, C) frame built, seen (N, C, K) point
+    observed in a built frame, rseen (N, C) references observed in a built frame)``."""
+    mem, kind, spec, ref, valid = cl
+    N = len(P)
+    n = np.arange(N)[:, None, None]
     Q = P[n, np.maximum(mem, 0)]  # (N, C, K, 3)
     qm = M[n, np.maximum(mem, 0)] & (kind >= 0)  # (N, C, K)
     pp = P[:, sv.cl_p]  # (N, C, 3)
-    if sv.K >= 3:
-        ok = valid & M[:, sv.cl_p] & qm[..., 0] & qm[..., 1] & qm[..., 2]
-        F = frame(Q[:, :, 0] - pp, Q[:, :, 1] - Q[:, :, 2])
-    else:
-        ok = valid & M[:, sv.cl_p] & qm[..., 0] & qm[..., 1]
-        F = frame(Q[:, :, 0] - pp, Q[:, :, 1] - pp)
+    pm = M[:, sv.cl_p]  # (N, C)
+    Qx = np.concatenate([Q, pp[:, :, None]], axis=2)  # point K: the joint itself
+    qx = np.concatenate([qm, pm[..., None]], axis=2)
+    sp = np.where(spec < 0, sv.K, spec)  # (N, C, 3)
+    c = np.arange(sv.C)[None, :, None]
+    S = Qx[n, c, sp]  # (N, C, 3, 3)
+    ok = valid & pm & qx[n, c, sp].all(-1)
+    F = frame(S[:, :, 0] - pp, S[:, :, 1] - S[:, :, 2])
     e = (Q - pp[:, :, None]) @ F  # row vectors: (F^T (q - p))^T
-    return e, F, ok, ok[..., None] & qm
+    R = P[n, np.maximum(ref, 0)]  # (N, C, 3, 3)
+    rseen = ok & (ref[..., 0] >= 0) & M[n, np.maximum(ref, 0)].all(-1)
+    r = np.stack([R[:, :, 0] - pp, R[:, :, 1] - R[:, :, 2]], axis=2) @ F  # (N, C, 2, 3)
+    return e, r, F, ok, ok[..., None] & qm, rseen
+
+
+def rest_frames(frest, r, rn, ref):
+    """The frame each cluster's coordinates are expressed in, ``W (B, C, 3, 3)``: the rest frame ``frest`` turned by
+    ``C^T``, where ``C = frame(r_up, r_across)`` is the reference points' frame in the observed one (``r (B, C, 2,
+    3)`` their estimate, ``rn (B, C, 2)`` observations); ``frest`` itself where the frame is its own reference."""
+    use = (ref[..., 0] >= 0) & (rn > 0).all(-1)
+    if not use.any():
+        return frest
+    Cm = frame(r[:, :, 0], r[:, :, 1])
+    return np.where(use[..., None, None], frest @ np.swapaxes(Cm, -1, -2), frest)
+
+
+def _cl(sv, slots):
+    return sv._cmem[slots], sv._ckind[slots], sv._cspec[slots], sv._cref[slots], sv._cval[slots]
+
+
+def _step(E0, n, e, upd, o):
+    """One step of the running robust estimate: ``E0 (..., 3)`` towards ``e`` clipped to ``eta``, where ``upd``."""
+    eta = np.maximum(o.calib_rate * 10.0 * np.linalg.norm(E0, axis=-1) / (10.0 + n), o.calib_floor)[..., None]
+    E = np.where((n == 0)[..., None], e, E0 + np.clip(e - E0, -eta, eta))
+    return np.where(upd[..., None], E, E0), n + upd
 
 
 def _calibrate_clusters(sv, slots, P, M_in, locked, off):
     """Rest offsets of the children of multi-child joints (hips, chest), a running robust estimate like the bone
-    lengths'. Each such joint's children are rigid in its frame, so their coordinates in the frame they build
-    themselves (up: the first child, across: second minus third) are constant over frames; each coordinate
-    vector steps towards each new measurement clipped to ``eta``. A child the stream's layout lacks is stood in
-    for by its only child (rigid there in a rig without that joint: MPI's chest, a head on the chest). The
-    estimate enters the offsets ``off (B, J, 3)`` through the rest frame (the same points in the model's rest
-    pose): a child gets ``F_rest e``, its direction and length; a missing child keeps its rest offset and the
-    bone from it to its stand-in gets the length that lands the stand-in."""
+    lengths'. Each such joint's children are rigid in its frame, so their coordinates in a frame they build
+    themselves (up: the first child with a real length; across: second minus third, or the best conditioned pair
+    where those two (nearly) coincide on the up axis; chosen per stream, :func:`choose_frames`) are constant over
+    frames; each coordinate vector steps towards each new measurement clipped to ``eta``. A child the stream's
+    layout lacks is stood in for by its only child (rigid there in a rig without that joint: MPI's chest, a head on
+    the chest). The estimate enters the offsets ``off (B, J, 3)`` through the rest frame (the same points in the
+    model's rest pose; where the frame's points are not the usual ones, the usual points' children fix its
+    convention, as they sit on the first frame that shows them): a child gets ``W e``, its direction and length;
+    a missing child keeps its rest offset and the bone from it to its stand-in gets the length that lands the
+    stand-in. Returns ``W (B, C, 3, 3)``."""
     o = sv.options
-    mem, kind, frest = sv._cmem[slots], sv._ckind[slots], sv._cfr[slots]
-    e, _, _, seen = cluster_coords(sv, mem, kind, sv._cval[slots], P, M_in)
-    E0, n = sv._ce[slots], sv._cn[slots]
-    upd = seen & ~locked[:, None, None]
-    eta = np.maximum(o.calib_rate * 10.0 * np.linalg.norm(E0, axis=-1) / (10.0 + n), o.calib_floor)[..., None]
-    E = np.where((n == 0)[..., None], e, E0 + np.clip(e - E0, -eta, eta))
-    E = np.where(upd[..., None], E, E0)
-    n = n + upd
-    sv._ce[slots], sv._cn[slots] = E, n
-    _cluster_offsets(sv, E, n, kind, frest, off)
+    e, r, _, _, seen, rseen = cluster_coords(sv, _cl(sv, slots), P, M_in)
+    lk = ~locked[:, None]
+    E, n = _step(sv._ce[slots], sv._cn[slots], e, seen & lk[..., None], o)
+    rn0 = sv._crn[slots]  # the convention is taken from the first frame that shows it, then kept
+    Rr, rn = _step(sv._cr[slots], rn0, r, np.repeat((rseen & lk)[..., None], 2, -1) & (rn0 == 0), o)
+    sv._ce[slots], sv._cn[slots], sv._cr[slots], sv._crn[slots] = E, n, Rr, rn
+    W = rest_frames(sv._cfr[slots], Rr, rn, sv._cref[slots])
+    _cluster_offsets(sv, E, n, sv._ckind[slots], W, off)
+    return W
 
 
-def _cluster_offsets(sv, E, n, kind, frest, off):
+def _cluster_offsets(sv, E, n, kind, W, off):
     """Write the calibrated cluster offsets into ``off (B, J, 3)`` from the estimate ``E (B, C, K, 3)`` (``n``
-    observations each), the streams' point kinds and rest frames."""
-    oc = (frest[:, :, None] @ E[..., None])[..., 0]  # (B, C, K, 3) in the rest frame: F_rest e
+    observations each), the streams' point kinds and frames ``W`` (:func:`rest_frames`)."""
+    oc = (W[:, :, None] @ E[..., None])[..., 0]  # (B, C, K, 3) in the rest frame: W e
     have = n > 0
     cj, gj = np.maximum(sv.cl_cj, 0), np.maximum(sv.cl_gj, 0)
     off[:, cj] = np.where((have & (kind == 0))[..., None], oc, off[:, cj])
@@ -260,15 +296,15 @@ def _cluster_offsets(sv, E, n, kind, frest, off):
         off[:, gj] = np.where(stand[..., None], sv.rest_dir[gj] * Lg[..., None], off[:, gj])
 
 
-def _place_virtual(sv, slots, tgt_in, M_in, off):
+def _place_virtual(sv, slots, tgt_in, M_in, off, W):
     """Targets of the children a stream's layout lacks (kind 1) where their joint's frame is observed: the rest
     offset ``off`` turned by the joint's rotation from its rest frame to the observed one, so that refinement
     turns the joint by what its observed children say and the bone below lands on the stand-in."""
-    e, F, ok, _ = cluster_coords(sv, sv._cmem[slots], sv._ckind[slots], sv._cval[slots], tgt_in, M_in)
+    _, _, F, ok, _, _ = cluster_coords(sv, _cl(sv, slots), tgt_in, M_in)
     put = ok[..., None] & (sv._ckind[slots] == 1) & (sv._cn[slots] > 0)  # (B, C, K)
     if not put.any():
         return
-    R = F @ np.swapaxes(sv._cfr[slots], -1, -2)  # (B, C, 3, 3) rest frame -> world
+    R = F @ np.swapaxes(W, -1, -2)  # (B, C, 3, 3) rest frame -> world
     cj, ci = np.maximum(sv.cl_cj, 0), np.maximum(sv.cl_ci, 0)
     v = (R[:, :, None] @ off[:, cj][..., None])[..., 0] + tgt_in[:, sv.cl_p][:, :, None]  # (B, C, K, 3)
     b, c, k = np.nonzero(put)
@@ -284,10 +320,79 @@ def offsets(sv, slot: int) -> np.ndarray:
     off = np.zeros((sv.J, 3))
     off[sv.b_joint] = sv.b_dir * L[:, None]
     if sv.C:
-        o = off[None]
-        _cluster_offsets(sv, sv._ce[[slot]], sv._cn[[slot]], sv._ckind[[slot]], sv._cfr[[slot]], o)
+        o, s = off[None], [slot]
+        W = rest_frames(sv._cfr[s], sv._cr[s], sv._crn[s], sv._cref[s])
+        _cluster_offsets(sv, sv._ce[s], sv._cn[s], sv._ckind[s], W, o)
         off = o[0]
     return off
+
+
+#: a point nearer its joint than this fraction of the farthest is no up axis; an across shorter (perpendicular to
+#: up) than this fraction of the best candidate's gives way to it
+REAL_FRACTION = 0.25
+#: points whose parts across the up axis are all below this fraction of the farthest point's distance are on it
+COLLINEAR = 1e-3
+
+
+def _across(a, y) -> float:
+    """Median length of the part of ``a (n, 3)`` perpendicular to unit ``y (n, 3)``."""
+    return float(np.median(np.linalg.norm(a - (a * y).sum(-1, keepdims=True) * y, axis=-1)))
+
+
+def choose_frames(sv, mem, kind, provided, P, M):
+    """Choose, for one stream, the points each multi-child joint's frame is built from, from frames of its input.
+
+    The usual frame (up: the first child, across: second minus third) breaks down where a child sits on its joint
+    (a zero-length spine at the hips, a neck on the chest: no up) or two children (nearly) coincide on the up
+    axis' side (both clavicles from one point: no across). Up is then the first point at a real distance
+    (``REAL_FRACTION`` of the farthest), across the best conditioned difference of points (the largest part
+    perpendicular to up, the usual one unless it is ``REAL_FRACTION`` of the best or less); both are rigid, so
+    the coordinates stay exact. Their convention (which way the joint's rest frame turns) then comes from the
+    usual points' only children where there are some (the chest beyond a zero-length spine; the upper arms
+    beyond clavicles from one point): where they sit in the frame stands for the missing direction (on the first
+    frame that shows them live, their median over the frames given to ``Solver.calibrate``), so that the offsets
+    stay constant.
+
+    ``mem, kind (C, K)``: the stream's cluster points (``Solver._cluster_members``); ``provided (Ji,)`` the input
+    joints its layout provides; ``P (N, Ji, 3)`` metres, ``M (N, Ji)`` observed. -> ``(spec (C, 3), ref (C, 3),
+    frest (C, 3, 3), chosen (C,))`` (see :func:`cluster_coords`); a cluster whose points are not all observed in
+    any frame is not chosen yet."""
+    C, K = sv.C, sv.K
+    spec = np.tile(np.array([0, 1, 2] if K >= 3 else [0, 1, -1], np.int64), (C, 1))
+    ref = np.full((C, 3), -1, np.int64)
+    frest = np.zeros((C, 3, 3))
+    chosen = np.zeros(C, bool)
+    for c in range(C):
+        pi, pts = sv.cl_p[c], [k for k in range(K) if kind[c, k] >= 0]
+        rows = M[:, [pi, *mem[c, pts]]].all(1)
+        if not rows.any():
+            continue
+        chosen[c] = True
+        V = {k: P[rows][:, mem[c, k]] - P[rows][:, pi] for k in pts}  # (n, 3) each, from the joint
+        V[-1] = np.zeros_like(V[pts[0]])
+        rest = {k: sv.cl_rest[c, k, kind[c, k]] for k in pts} | {-1: np.zeros(3)}
+        dist = {k: float(np.median(np.linalg.norm(V[k], axis=-1))) for k in pts}
+        far = max(dist.values())
+        up = next(k for k in pts if dist[k] >= REAL_FRACTION * far)
+        y = V[up] / (np.linalg.norm(V[up], axis=-1, keepdims=True) + 1e-12)
+        cands = [tuple(spec[c, 1:])] + [(a, b) for a in pts for b in [-1, *pts] if a != b and (a, b) != (up, -1)]
+        score = [_across(V[a] - V[b], y) for a, b in cands]
+        best = int(np.argmax(score))
+        flat = score[best] <= COLLINEAR * far  # every point on the up axis: no across to read, keep the usual one
+        across = cands[0] if flat or score[0] > REAL_FRACTION * score[best] else cands[best]
+        spec[c] = (up, *across)
+        r_up, r_ac = rest[up], rest[across[0]] - rest[across[1]]
+        g = sv.cl_gi[c]
+        via = [kind[c, k] == 0 and g[k] >= 0 and provided[g[k]] for k in range(K)]
+        if up != 0 and via[0]:  # the first child on its joint: its child stands for the up direction
+            ref[c, 0], r_up = g[0], sv.cl_rest[c, 0, 1]
+        if across != cands[0] and K >= 3 and via[1] and via[2]:  # the usual pair coincides: their children
+            ref[c, 1:], r_ac = g[1:3], sv.cl_rest[c, 1, 1] - sv.cl_rest[c, 2, 1]
+        if (ref[c] >= 0).any():
+            own = [pi if k < 0 else mem[c, k] for k in (up, *across)]
+            ref[c] = np.where(ref[c] >= 0, ref[c], own)
+        frest[c] = frame(r_up, r_ac)
+    return spec, ref, frest, chosen
 
 
 def all_finite(r6, clean, st) -> bool:

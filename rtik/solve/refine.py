@@ -40,6 +40,8 @@ class Tables:
         primary: ``(A,)`` each inner joint's first child bone joint.
         det: ``(D,)`` positions in ``inner`` of determined joints; ``second``: ``(D, K)`` their other child bones
             (padded by repeating the last), ``second_w``: ``(D, K)`` 1/0 weights of the padding.
+        det_pairs: ``(D, K + 1)`` each determined joint's (joint, child bone) pairs (positions in ``pair_joint``),
+            its first child bone's first; ``det_w``: ``(D, K + 1)`` 1/0 weights of the padding.
         bones: ``(Jb,)`` joints whose offset is a rigid bone; ``ancestors``: ``(J, J)`` 1 where column joint's
             bone lies on the row joint's path from the motion root.
         motion_root: index of the joint carrying the world translation; ``dummy``: dummy root index or -1.
@@ -58,6 +60,8 @@ class Tables:
     det: np.ndarray
     second: np.ndarray
     second_w: np.ndarray
+    det_pairs: np.ndarray
+    det_w: np.ndarray
     bones: np.ndarray
     ancestors: np.ndarray
     motion_root: int
@@ -110,9 +114,12 @@ class Tables:
         pair_joint = np.concatenate([inner_a, np.repeat(inner_a[det_a], K)]).astype(np.int64)
         pair_child = np.concatenate([prim, second.reshape(-1)]).astype(np.int64)
         local = inner_a[par[inner_a] >= 0]
+        A, D = len(inner_a), len(det_a)
+        det_pairs = np.concatenate([det_a[:, None], A + np.arange(D * K).reshape(D, K)], axis=1).astype(np.int64)
+        det_w = np.concatenate([np.ones((D, 1)), second_w.reshape(D, K)], axis=1)
         return cls(
-            par, tuple(levels), tuple(lpar), inner_a, prim, det_a, second, second_w.reshape(len(det), K), bones_a,
-            anc, mr, -1 if dummy is None else dummy, below, pair_joint, pair_child, local, par[local],
+            par, tuple(levels), tuple(lpar), inner_a, prim, det_a, second, second_w.reshape(D, K), det_pairs, det_w,
+            bones_a, anc, mr, -1 if dummy is None else dummy, below, pair_joint, pair_child, local, par[local],
             par[bones_a], anc[:, bones_a],
         )  # fmt: skip
 
@@ -144,7 +151,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def swing(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Minimal rotations ``(..., 3, 3)`` turning unit vectors ``u`` onto unit vectors ``v`` (``(..., 3)``)."""
+    """Minimal rotations ``(..., 3, 3)`` turning unit vectors ``u`` onto unit vectors ``v`` (``(..., 3)``); the
+    identity where either is zero (no direction to turn)."""
     w = cross(u, v)
     c = _dot(u, v)
     R = c[..., None, None] * _EYE + (w @ _SKEW).reshape(*w.shape[:-1], 3, 3)
@@ -154,7 +162,37 @@ def swing(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         ua = u[anti]
         axis = _unit(cross(ua, _EYE[np.argmin(np.abs(ua), axis=-1)]))
         R[anti] = 2.0 * axis[..., :, None] * axis[..., None, :] - _EYE
+    none = (_dot(u, u) < 0.5) | (_dot(v, v) < 0.5)
+    if none.any():
+        R[none] = _EYE
     return R
+
+
+#: a child bone shorter than this fraction of its joint's longest (or than ``MIN_BONE``) aims nothing: it sits on
+#: its joint (a zero-length spine at the hips, a neck on the chest), so its direction is noise
+REAL_FRACTION = 0.25
+MIN_BONE = 1e-6  # m
+#: child bones whose parts across the aiming bone are all below sqrt(COLLINEAR) of their length (0.06 degrees)
+#: are collinear with it: the twist they would give is rounding error or noise
+COLLINEAR = 1e-6
+
+
+def primary_pairs(off, t: Tables):
+    """Per stream, the (joint, child bone) pair that aims each inner joint: its first child bone, or for a
+    determined joint the first whose calibrated length is real (``REAL_FRACTION`` of its longest). -> ``(pair
+    (B, A) positions in t.pair_joint, aim (B, A) the pair has a real length, real (B, D, K + 1) the determined
+    joints' bones of real length)``."""
+    B, A = len(off), len(t.inner)
+    Lp = np.sqrt(np.einsum("bvi,bvi->bv", off[:, t.pair_child], off[:, t.pair_child]))  # (B, V)
+    pair = np.broadcast_to(np.arange(A), (B, A)).copy()
+    aim = Lp[:, :A] > MIN_BONE
+    real = np.zeros((B, *t.det_pairs.shape), bool)
+    if len(t.det):
+        Ld = Lp[:, t.det_pairs] * t.det_w  # (B, D, K + 1)
+        real = Ld > np.maximum(REAL_FRACTION * Ld.max(-1, keepdims=True), MIN_BONE)
+        pair[:, t.det] = t.det_pairs[np.arange(len(t.det)), np.argmax(real, axis=-1)]
+        aim[:, t.det] = real.any(-1)
+    return pair, aim, real
 
 
 def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -174,30 +212,36 @@ def refine(G, L, off, tgt, beta, t: Tables) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(L_out, G_out)``: refined local and global rotations ``(B, J, 3, 3)`` (G valid for inner joints).
     """
-    A = len(t.inner)
+    B = len(G)
     # every (joint, child bone) pair at once: the primary bones first, then the determined joints' other bones
     net = (G[:, t.pair_joint] @ off[:, t.pair_child, :, None])[..., 0]  # (B, V, 3) network bone directions
     net = _unit(net)
     want = _unit(tgt[:, t.pair_child] - tgt[:, t.pair_joint])
     want = _unit(net + beta[:, t.pair_child, None] * (want - net))  # blended target directions
-    S = swing(net[:, :A], want[:, :A])  # (B, A, 3, 3)
+    # each joint is aimed by its first child bone of real length; one without any keeps the network's rotation
+    pair, aim, real = primary_pairs(off, t)
+    b = np.arange(B)[:, None]
+    S = swing(net[b, pair] * aim[..., None], want[b, pair])  # (B, A, 3, 3)
     G_out = G.copy()
     G_out[:, t.inner] = S @ G[:, t.inner]
     if len(t.det):
-        B, D, K = len(G), *t.second.shape
-        a = want[:, t.det]  # (B, D, 3) the swung primary bone: the twist axis
-        u = (S[:, t.det, None] @ net[:, A:].reshape(B, D, K, 3)[..., None])[..., 0]  # other bones after the swing
-        v = want[:, A:].reshape(B, D, K, 3)
+        D = len(t.det)
+        dp = pair[:, t.det]  # (B, D) the aiming pair
+        a = want[b, dp]  # (B, D, 3) the swung aiming bone: the twist axis
+        u = (S[:, t.det, None] @ net[:, t.det_pairs][..., None])[..., 0]  # (B, D, K + 1, 3) bones after the swing
+        v = want[:, t.det_pairs]
+        w = real * (t.det_pairs[None] != dp[..., None])  # the other bones of real length
         ax = np.broadcast_to(a[:, :, None], u.shape)
         # twist angle about a lining u up with v (projections on the plane normal to a), least squares over K
-        s = (_dot(cross(ax, u), v) * t.second_w).sum(-1)
-        c = ((_dot(u, v) - _dot(u, ax) * _dot(v, ax)) * t.second_w).sum(-1)
+        s = (_dot(cross(ax, u), v) * w).sum(-1)
+        c = ((_dot(u, v) - _dot(u, ax) * _dot(v, ax)) * w).sum(-1)
         n = np.hypot(s, c)
-        flat = n < 1e-9  # every other bone along the axis (collinear children): no twist to read, keep it
+        # every other bone along the axis (collinear children, within COLLINEAR): no twist to read, keep it
+        flat = n < COLLINEAR * np.maximum(w.sum(-1), 1.0)
         n = np.where(flat, 1.0, n)
         s, c = np.where(flat, 0.0, s / n), np.where(flat, 1.0, c / n)  # (B, D)
         T = c[..., None, None] * _EYE + s[..., None, None] * (a @ _SKEW).reshape(B, D, 3, 3)
-        T += (1.0 - c)[..., None, None] * (a[..., :, None] * a[..., None, :])
+        T += (1.0 - c)[..., None, None] * (a[..., :, None] * a[..., None, :])  # (B, D, 3, 3)
         dj = t.inner[t.det]
         G_out[:, dj] = T @ G_out[:, dj]
     if t.dummy >= 0:

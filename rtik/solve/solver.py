@@ -152,6 +152,7 @@ class Solver:
         self._streams: dict[str, StreamInfo] = {}
         self._lock = threading.Lock()
         self._ready: dict[int, StreamInfo] = {}
+        self._pending: dict[int, dict] = {}  # slots whose cluster frames are not chosen yet
         self._carry = None  # (slots, state_out) of the last backend call
         self._alloc(8)
         self._all_observed: dict[int, np.ndarray] = {}
@@ -182,10 +183,10 @@ class Solver:
     def _cluster_members(self, provided: np.ndarray):
         """A stream's choice of cluster points from the input joints its layout provides ``(Ji,)``:
         ``(mem (C, K) input index or -1, kind (C, K): 0 the child, 1 its child standing in for a child the
-        layout lacks, -1 none; frest (C, 3, 3) the rest frame; valid (C,): the frame can be built)``."""
+        layout lacks, -1 none; valid (C,): the frame can be built once its points are chosen)``."""
         C, K = self.C, self.K
         mem, kind = np.full((C, K), -1, np.int64), np.full((C, K), -1, np.int64)
-        frest, valid = np.zeros((C, 3, 3)), np.zeros(C, bool)
+        valid = np.zeros(C, bool)
         for c in range(C):
             for k in range(K):
                 ci, gi = self.cl_ci[c, k], self.cl_gi[c, k]
@@ -195,10 +196,21 @@ class Solver:
                     mem[c, k], kind[c, k] = gi, 1
             need = kind[c, :3] if K >= 3 else kind[c, :2]
             valid[c] = bool(provided[self.cl_p[c]] and (need >= 0).all())
-            if valid[c]:
-                r = self.cl_rest[c, np.arange(K), np.maximum(kind[c], 0)]  # (K, 3)
-                frest[c] = numpath.frame(r[0], r[1] - r[2] if K >= 3 else r[1])
-        return mem, kind, frest, valid
+        return mem, kind, valid
+
+    def _choose(self, slot: int, P, M) -> None:
+        """Choose the points of the stream's cluster frames not chosen yet from its frames ``P (N, Ji, 3)`` metres,
+        ``M (N, Ji)`` (:func:`rtik.solve.numpath.choose_frames`); the stream's estimate waits until they are."""
+        info = self._pending[slot]
+        todo = info["valid"] & ~self._cval[slot]
+        spec, ref, frest, chosen = numpath.choose_frames(
+            self, self._cmem[slot], self._ckind[slot], info["provided"], P, M
+        )
+        put = todo & chosen
+        self._cspec[slot, put], self._cref[slot, put], self._cfr[slot, put] = spec[put], ref[put], frest[put]
+        self._cval[slot, put] = True
+        if not (todo & ~chosen).any():
+            del self._pending[slot]
 
     @property
     def kernels(self) -> str:
@@ -209,12 +221,13 @@ class Solver:
         return (
             self._scale, self._last_ts, self._last_root, self._last_tgt, self._fresh, self._blen, self._nobs,
             self._locked, self._cs, self._state, self._cmem, self._ckind, self._cfr, self._cval, self._ce, self._cn,
+            self._cspec, self._cref, self._cr, self._crn,
         )  # fmt: skip
 
     def _slot_arrays_post(self):
         return (
             self._noise, self._last_ts, self._last_root, self._last_tgt, self._cs, self._fresh, self._cmem,
-            self._ckind, self._cfr, self._cval, self._cn,
+            self._ckind, self._cval, self._cn, self._cspec,
         )  # fmt: skip
 
     @classmethod
@@ -236,6 +249,8 @@ class Solver:
             "locked": ((), bool, False), "noise": ((), np.float64, 0.0), "scale": ((), np.float64, 1.0),
             "cmem": ((C, K), np.int64, -1), "ckind": ((C, K), np.int64, -1), "cfr": ((C, 3, 3), np.float64, 0.0),
             "cval": ((C,), bool, False), "ce": ((C, K, 3), np.float64, 0.0), "cn": ((C, K), np.float64, 0.0),
+            "cspec": ((C, 3), np.int64, -1), "cref": ((C, 3), np.int64, -1), "cr": ((C, 2, 3), np.float64, 0.0),
+            "crn": ((C, 2), np.float64, 0.0),
         }  # fmt: skip
         for name, (shape, dtype, fill) in spec.items():
             a = np.full((cap, *shape), fill, dtype=dtype)
@@ -276,8 +291,11 @@ class Solver:
             slot = self._free.pop(0)
             self._reset_slot(slot, calibration=True)
             self._streams[name] = StreamInfo(name, slot, lmap, units, fps)
-            cm = self._cluster_members(np.asarray(lmap.provided, bool))
-            self._cmem[slot], self._ckind[slot], self._cfr[slot], self._cval[slot] = cm
+            provided = np.asarray(lmap.provided, bool)
+            self._cmem[slot], self._ckind[slot], valid = self._cluster_members(provided)
+            self._cval[slot] = False
+            if valid.any():
+                self._pending[slot] = {"valid": valid, "provided": provided}
             self._scale[slot] = UNITS[units]
         return self._streams[name]
 
@@ -291,6 +309,8 @@ class Solver:
             self._nobs[slot] = 0.0
             self._ce[slot] = 0.0
             self._cn[slot] = 0.0
+            self._cr[slot] = 0.0
+            self._crn[slot] = 0.0
             self._locked[slot] = False
             self._noise[slot] = 0.0
 
@@ -317,6 +337,7 @@ class Solver:
         self._carry = None
         s = self._streams.pop(name)
         self._ready.pop(s.slot, None)
+        self._pending.pop(s.slot, None)
         self._free.append(s.slot)
 
     def reset(self, name: str) -> None:
@@ -352,27 +373,35 @@ class Solver:
             fm = np.zeros((len(P), self.J), bool)
             fm[:, self.in_idx] = M.reshape(-1, self.Ji)
             L = np.where(self.bone, bone_lengths(self.skeleton, full, fm), np.nan)
-            E, n = self._cluster_median(s.slot, P, M.reshape(-1, self.Ji))
             with self._lock:
+                if s.slot in self._pending:
+                    self._choose(s.slot, P, M.reshape(-1, self.Ji))
+                E, n, R, rn = self._cluster_median(s.slot, P, M.reshape(-1, self.Ji))
                 self._blen[s.slot] = L
                 self._nobs[s.slot] = np.where(np.isfinite(L), 1e6, 0.0)
-                self._ce[s.slot], self._cn[s.slot] = E, n
+                self._ce[s.slot], self._cn[s.slot], self._cr[s.slot], self._crn[s.slot] = E, n, R, rn
         with self._lock:
             self._locked[s.slot] = bool(lock)
             return self._blen[s.slot].copy()
 
     def _cluster_median(self, slot: int, P, M):
-        """The cluster coordinates ``(C, K, 3)`` (median over the frames where each is seen) and their counts."""
+        """The cluster coordinates ``(C, K, 3)`` and reference vectors ``(C, 2, 3)`` (medians over the frames where
+        each is seen) and their counts."""
         C, K, N = self.C, self.K, len(P)
         if not C or not N:
-            return np.zeros((C, K, 3)), np.zeros((C, K))
+            return np.zeros((C, K, 3)), np.zeros((C, K)), np.zeros((C, 2, 3)), np.zeros((C, 2))
         rep = lambda a: np.broadcast_to(a[slot], (N, *a.shape[1:]))  # noqa: E731
-        e, _, _, seen = numpath.cluster_coords(self, rep(self._cmem), rep(self._ckind), rep(self._cval), P, M)
-        e = np.where(seen[..., None], e, np.nan)
-        have = seen.any(0)
-        E = np.zeros((C, K, 3))
-        E[have] = np.nanmedian(e[:, have], axis=0)
-        return E, np.where(have, 1e6, 0.0)
+        cl = tuple(rep(a) for a in (self._cmem, self._ckind, self._cspec, self._cref, self._cval))
+        e, r, _, _, seen, rseen = numpath.cluster_coords(self, cl, P, M)
+
+        def median(x, seen):
+            x = np.where(seen[..., None], x, np.nan)
+            have = seen.any(0)
+            out = np.zeros(x.shape[1:])
+            out[have] = np.nanmedian(x[:, have], axis=0)
+            return out, np.where(have, 1e6, 0.0)
+
+        return (*median(e, seen), *median(r, np.repeat(rseen[..., None], 2, -1)))
 
     def stream_skeleton(self, name: str, unit_scale: float = 1.0) -> Skeleton:
         """The model's skeleton with the stream's calibration (bone lengths, and the rest offsets of the children
@@ -482,6 +511,11 @@ class Solver:
         """Pre-processing, the network, post-processing: compiled (:mod:`rtik.solve.kernels`) or numpy
         (:mod:`rtik.solve.numpath`), the same contracts. -> ``(local_quats, root_pos, positions, reset, noise)``"""
         k = self._kern
+        if self._pending:  # streams whose cluster frames are not chosen yet: choose from this frame
+            with self._lock:
+                for i, slot in enumerate(slots):
+                    if slot in self._pending:
+                        self._choose(int(slot), P_in[i : i + 1] * self._scale[slot], M_in[i : i + 1])
         if k is None:
             pos, mask, reset, fresh, *geo = numpath.pre(self, slots, P_in, M_in, ts, forced)
         else:
