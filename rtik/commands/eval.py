@@ -21,8 +21,9 @@ from rtik.errors import InputError, ModelError
 from rtik.eval import evaluation
 from rtik.eval import report as evalreport
 from rtik.eval.conditions import parse_conditions
+from rtik.formats.units import METRES
 
-UNITS = {"cm": 0.01, "mm": 0.001, "m": 1.0}
+UNITS = METRES
 
 
 def _methods(text: str) -> tuple[str, ...]:

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from rtik.errors import InputError
+from rtik.formats.units import METRES
 
-SCALE = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+SCALE = METRES
 
 
 def _positive(kind):

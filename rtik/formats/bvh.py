@@ -255,7 +255,18 @@ def hip_height(motion: Motion) -> float:
 
 
 def guess_units(motion: Motion) -> str | None:
-    """``"m"``, ``"cm"`` or ``"mm"`` judged from :func:`hip_height`, or ``None`` if it fits none of them."""
+    """``"m"``, ``"cm"``, ``"mm"`` or ``"in"`` judged from the length of the rig's legs (whatever its up axis and
+    zero pose; :func:`rtik.formats.units.from_legs`) where the rig maps onto the body, else ``"m"``, ``"cm"`` or
+    ``"mm"`` from :func:`hip_height` (Y up); ``None`` if nothing fits."""
+    from rtik.formats.rig import Rig, RigError, clip_arrays, leg_length
+    from rtik.formats.units import from_legs
+
+    try:
+        unit = from_legs(leg_length(Rig.from_skeleton(clip_arrays(motion)[0]).body))
+    except RigError:
+        unit = None
+    if unit is not None:
+        return unit
     h = hip_height(motion)
     for unit, (lo, hi) in UNIT_HIP_HEIGHTS.items():
         if lo <= h <= hi:

@@ -21,9 +21,10 @@ import numpy as np
 
 from rtik.errors import InputError
 from rtik.formats import bvh
+from rtik.formats.units import METRES
 
 #: metres per unit of the length units a file may be in
-UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+UNITS = METRES
 SUFFIXES = (".bvh", ".npz", ".csv")
 
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from rtik.errors import InputError, RtikError
-from rtik.formats import bvh
+from rtik.formats import bvh, units
 from rtik.geometry.skeleton import Skeleton
 
 COUNT_WIDTH = 10
-UNIT_SCALE = {"m": 1.0, "cm": 100.0, "mm": 1000.0, "in": 1 / 0.0254}  # file units per metre
+UNIT_SCALE = {u: 1.0 / m for u, m in units.METRES.items()}  # file units per metre
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 #: frames used to estimate the frame time when the stream's rate is not known
 _ESTIMATE_FRAMES = 8
@@ -240,12 +240,6 @@ def _numeric(vals) -> bool:
     return True
 
 
-#: metres per unit a rig file may be in; its unit is the one that gives its legs (hip to ankle, T-pose) the length
-#: nearest an adult's
-_RIG_UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254}
-_ADULT_LEGS = 0.85  # m
-
-
 def rig_writer(model_skeleton: Skeleton, path, prior_local=None):
     """What a recording needs to be written in the rig of the BVH file ``path``: ``(skeleton in metres, unit,
     convert)`` for :class:`Recording` (``unit``: the rig file's own: m, cm, mm or inches, judged by its legs).
@@ -258,10 +252,10 @@ def rig_writer(model_skeleton: Skeleton, path, prior_local=None):
     skel, q, root = clip_arrays(motion)
     dst = Rig.from_motion(motion) if motion.num_frames > 1 else Rig.from_skeleton(skel)
     legs = leg_length(dst.body)
-    if not legs > 0:
-        raise RecordError(f"{path}: cannot tell the rig's length unit (its legs have no length)")
-    unit = min(_RIG_UNITS, key=lambda u: abs(np.log(legs * _RIG_UNITS[u] / _ADULT_LEGS)))
-    scale = _RIG_UNITS[unit]
+    unit = units.from_legs(legs)
+    if unit is None:
+        raise RecordError(f"{path}: cannot tell the rig's length unit (its legs are {legs:g} long in it)")
+    scale = units.METRES[unit]
     dst = Rig.from_skeleton(skel.scaled(scale), up=dst.up)  # the same rig in metres
     if motion.num_frames > 1:
         dst.fit([(q, root * scale)])

@@ -14,9 +14,10 @@ import math
 import numpy as np
 
 from rtik.errors import InputError
+from rtik.formats.units import METRES
 from rtik.solve import refine as rf
 
-UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+UNITS = METRES  # metres per unit of a stream
 #: a frame whose observed joints all lie closer together than this (m) is no body: it is refused
 MIN_SPAN = 0.05
 
