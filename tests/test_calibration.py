@@ -8,6 +8,7 @@ import pytest
 
 from rtik.formats import bvh
 from rtik.formats.rig import Rig, clip_arrays
+from rtik.formats.units import METRES
 from rtik.geometry.kinematics import forward_kinematics
 from rtik.solve.solver import Solver, SolverOptions, solve_sequence
 
@@ -34,7 +35,7 @@ def _rig_input(mocap, name, frames=120):
     rig = Rig.from_motion(m)
     skel, q, root = clip_arrays(m)
     P, _ = forward_kinematics(skel, q[:frames], root[:frames])
-    scale = {"m": 1.0, "cm": 0.01, "mm": 0.001}[bvh.guess_units(m) or "cm"]
+    scale = METRES[bvh.guess_units(m) or "cm"]
     return P * scale, skel.names, m.fps, rig
 
 
