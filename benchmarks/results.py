@@ -264,6 +264,7 @@ def ablation_table(runs: Path) -> list[str]:
 
 def render(runs: Path) -> str:
     out = [Path(__file__).with_name("results_intro.md").read_text().rstrip(), ""]
+    out += [Path(__file__).with_name("results_default.md").read_text().rstrip(), ""]
     out += ["## Overview", "", *overview(runs), ""]
     folds = fold_tables(runs)
     if folds:
