@@ -7,7 +7,8 @@ NaN cell marks the joint missing in that row), read by :mod:`rtik.formats.points
 skeleton, with bone lengths calibrated from the input, in the input's unit. A folder in gives a folder out. Every
 frame goes through the same per-frame path as live streams (:func:`rtik.solve.solver.solve_sequence`).
 
-``--rig input`` writes the result in the input BVH's own rig instead (its joints, offsets, channel orders and
+A BVH whose world has another up axis than Y (the model's) is turned upright before solving; the result in the
+model's skeleton is Y up. ``--rig input`` writes the result in the input BVH's own rig instead (its joints, offsets, channel orders and
 unit), ``--rig RIG.bvh`` in the rig of another BVH file: the model's output goes onto the body and from there onto
 that rig (:mod:`rtik.formats.rig`). Joints the body does not model (fingers, twist bones, extra spine segments)
 keep their rest rotation relative to the rig's T-pose.
@@ -32,10 +33,11 @@ def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None
 
     clip = read_input(src, units, fps)
     lay = "bvh" if layout == "auto" else layout
+    positions = clip.positions
     if layout == "auto" and clip.skeleton is not None:
-        lay = _rig_layout(clip.skeleton, lay)
+        lay, positions = _rig_input(clip.skeleton, positions, lay)
     try:
-        out = solve_sequence(solver, clip.positions, clip.fps, clip.mask, lay, clip.units, joints=clip.joints)
+        out = solve_sequence(solver, positions, clip.fps, clip.mask, lay, clip.units, joints=clip.joints)
     except RtikError as e:
         raise type(e)(f"{src}: {e}") from e
     scale = 1.0 / UNITS[clip.units]
@@ -61,15 +63,21 @@ def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None
     return dst
 
 
-def _rig_layout(skeleton, fallback):
-    """A BVH's joints onto the model's by its rig mapping (name and structure: CMU's ``LeftShoulder`` is an upper
-    arm, a ``*Dummy`` merges with its neighbour); a rig the mapping refuses falls back to names alone."""
-    from rtik.formats.rig import Rig, RigError
+def _rig_input(skeleton, positions, fallback):
+    """``(layout, positions)`` of a BVH: its joints onto the model's by its rig mapping (name and structure: CMU's
+    ``LeftShoulder`` is an upper arm, a ``*Dummy`` merges with its neighbour) and its positions turned Y up (the
+    model's world) when the file's world has another up axis; a rig the mapping refuses falls back to names alone
+    and the positions as they are."""
+    from rtik.formats.rig import Rig, RigError, axis_matrix
 
     try:
-        return Rig.from_skeleton(skeleton).layout()
+        rig = Rig.from_skeleton(skeleton)
     except RigError:
-        return fallback
+        return fallback, positions
+    up = rig.up_of(positions)
+    if up != "+Y":
+        positions = positions @ axis_matrix(up).T
+    return rig.layout(), positions
 
 
 def _in_rig(rig, src: Path, skel, q, root):

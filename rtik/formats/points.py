@@ -51,9 +51,17 @@ def _units(value, path: Path, guess: str | None) -> str:
 
 
 def read_bvh(path: Path, units=None, fps=None) -> Clip:
+    """Joint positions of a BVH by forward kinematics. Position channels below the root are read as
+    :func:`rtik.formats.rig.clip_arrays` reads them (a fixed bone, or ignored where an exporter wrote the joint's
+    world position into them)."""
+    from rtik.formats.rig import clip_arrays
+    from rtik.geometry.kinematics import forward_kinematics
+
     m = bvh.read(path)
     u = _units(units, path, bvh.guess_units(m))
-    return Clip(m.positions(), m.skeleton.names, float(fps or m.fps), u, skeleton=m.skeleton)
+    skel, q, root = clip_arrays(m)
+    positions = forward_kinematics(skel, q, root)[0] if len(q) else m.positions()
+    return Clip(positions, m.skeleton.names, float(fps or m.fps), u, skeleton=skel)
 
 
 #: what numpy raises on a damaged or hostile npz (empty, truncated, not a zip, arrays of the wrong kind)

@@ -150,7 +150,7 @@ class Rig:
         P0 = P0[0]
         if up is None:
             up = _upright_axis(P0, skel, mapping) or "+Y"
-        A = _axis_matrix(up)
+        A = axis_matrix(up)
         return cls._build(skel, mapping, present, up, A, P0 @ A.T)
 
     @classmethod
@@ -226,6 +226,13 @@ class Rig:
         """The rig world's up axis as the motion shows it: the mean direction from the hips to the head."""
         P = self._rig_positions(local_quats, root_pos)
         d = (P[:, self.mapping["Head"]] - P[:, self.mapping["Hips"]]).mean(axis=0)
+        k = int(np.argmax(np.abs(d)))
+        return ("+" if d[k] >= 0 else "-") + "XYZ"[k]
+
+    def up_of(self, positions) -> str:
+        """The up axis of rig joint ``positions (F, Jr, 3)`` (the mean direction from the hips to the head)."""
+        P = np.asarray(positions, dtype=np.float64)
+        d = np.nanmean(P[:, self.mapping["Head"]] - P[:, self.mapping["Hips"]], axis=0)
         k = int(np.argmax(np.abs(d)))
         return ("+" if d[k] >= 0 else "-") + "XYZ"[k]
 
@@ -562,7 +569,7 @@ def _mean_quat(q) -> np.ndarray:
     return vecs[:, -1]
 
 
-def _axis_matrix(up: str) -> np.ndarray:
+def axis_matrix(up: str) -> np.ndarray:
     """The rotation taking the rig world's ``up`` axis to +Y (the shortest turn)."""
     m = re.fullmatch(r"([+-])([XYZ])", up.strip().upper())
     if not m:
