@@ -8,9 +8,9 @@ skeleton, with bone lengths calibrated from the input, in the input's unit. A fo
 frame goes through the same per-frame path as live streams (:func:`rtik.solve.solver.solve_sequence`).
 
 A BVH whose world has another up axis than Y (the model's) is turned upright before solving; the result in the
-model's skeleton is Y up. ``--rig input`` writes the result in the input BVH's own rig instead (its joints, offsets, channel orders and
-unit), ``--rig RIG.bvh`` in the rig of another BVH file: the model's output goes onto the body and from there onto
-that rig (:mod:`rtik.formats.rig`). Joints the body does not model (fingers, twist bones, extra spine segments)
+model's skeleton is Y up. ``--rig input`` writes the result in the input BVH's own rig instead (its joints,
+offsets, channel orders, unit and axes), ``--rig RIG.bvh`` in the rig of another BVH file: the model's output goes
+onto the body and from there onto that rig (:mod:`rtik.formats.rig`). Joints the body does not model (fingers, twist bones, extra spine segments)
 keep their rest rotation relative to the rig's T-pose.
 """
 
