@@ -10,8 +10,8 @@ frame goes through the same per-frame path as live streams (:func:`rtik.solve.so
 A BVH whose world has another up axis than Y (the model's) is turned upright before solving; the result in the
 model's skeleton is Y up. ``--rig input`` writes the result in the input BVH's own rig instead (its joints,
 offsets, channel orders, unit and axes), ``--rig RIG.bvh`` in the rig of another BVH file: the model's output goes
-onto the body and from there onto that rig (:mod:`rtik.formats.rig`). Joints the body does not model (fingers, twist bones, extra spine segments)
-keep their rest rotation relative to the rig's T-pose.
+onto the body and from there onto that rig (:mod:`rtik.formats.rig`). Joints the body does not model (fingers,
+twist bones, extra spine segments) keep their rest rotation relative to the rig's T-pose.
 """
 
 from __future__ import annotations
