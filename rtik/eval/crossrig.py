@@ -46,9 +46,7 @@ def fit_offsets(out_global, gt_global) -> np.ndarray:
     """``(J, 4)`` XYZW: per joint, the rotation ``C`` minimising ``sum_f |R(out[f]) R(C) - R(gt[f])|_F^2`` for
     global rotations ``(F, J, 4)`` XYZW (the chordal mean of ``out^-1 gt``)."""
     d = rot.quat_mul(rot.quat_conj(np.asarray(out_global, np.float64)), np.asarray(gt_global, np.float64))
-    M = np.einsum("fji,fjk->jik", d, d)  # (J, 4, 4)
-    _, vecs = np.linalg.eigh(M)
-    return rot.quat_canonical(vecs[..., -1])
+    return kin.mean_local_rotations(d)
 
 
 def scored_parents(parents, present) -> np.ndarray:

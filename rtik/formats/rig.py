@@ -37,7 +37,7 @@ import numpy as np
 
 from rtik.errors import InputError
 from rtik.geometry import rotations as rot
-from rtik.geometry.kinematics import forward_kinematics
+from rtik.geometry.kinematics import forward_kinematics, mean_local_rotations
 from rtik.geometry.skeleton import Skeleton
 
 #: the version of what the mapping makes of a rig; bump it when a change alters the body rotations or offsets of
@@ -172,7 +172,6 @@ class Rig:
     def _build(cls, skel, mapping, present, up, A, P0) -> Rig:
         Jr = len(skel)
         kids = [skel.children(j) for j in range(Jr)]
-        body_of = {r: b for b, r in mapping.items()}
         W = np.broadcast_to(np.eye(3), (Jr, 3, 3)).copy()
         P = P0.copy()
         ref, posed = {}, {}
@@ -202,7 +201,7 @@ class Rig:
                 else:  # no left-right extent in this zero pose (every bone along one axis): turn the up only
                     R = rot.quat_to_matrix(rot.quat_between(_Y, upward))
                 turn(r, R.T)
-                posed[b] = float(np.degrees(_angle(R)))
+                posed[b] = float(np.degrees(rot.matrix_angle(np.eye(3), R)))
                 ref[b] = r
             elif b in PRIMARY and PRIMARY[b] in mapping:
                 c = mapping[PRIMARY[b]]
@@ -211,11 +210,10 @@ class Rig:
                 bone = P[c] - P[r]
                 Q = rot.quat_to_matrix(rot.quat_between(bone, DIRECTION[b]))
                 turn(r, Q)
-                posed[b] = float(np.degrees(_angle(W[t])))
+                posed[b] = float(np.degrees(rot.matrix_angle(np.eye(3), W[t])))
             else:  # a leaf, or a limb whose child is virtual: orientation from its own rig joint
                 ref[b] = r
-                posed[b] = float(np.degrees(_angle(W[r])))
-        del body_of
+                posed[b] = float(np.degrees(rot.matrix_angle(np.eye(3), W[r])))
         v = {b: W[ref[b]].T @ _perp(DIRECTION[b]) for b in ref if b not in FRAMED and _is_limb(b, mapping)}
         C = {b: W[ref[b]].T for b in ref if b in FRAMED or not _is_limb(b, mapping)}
         body = _body_skeleton(P, mapping, skel)
@@ -224,10 +222,7 @@ class Rig:
     # ------------------------------------------------------------------------------------------- motion
     def motion_up(self, local_quats, root_pos) -> str:
         """The rig world's up axis as the motion shows it: the mean direction from the hips to the head."""
-        P = self._rig_positions(local_quats, root_pos)
-        d = (P[:, self.mapping["Head"]] - P[:, self.mapping["Hips"]]).mean(axis=0)
-        k = int(np.argmax(np.abs(d)))
-        return ("+" if d[k] >= 0 else "-") + "XYZ"[k]
+        return self.up_of(self._rig_positions(local_quats, root_pos))
 
     def up_of(self, positions) -> str:
         """The up axis of rig joint ``positions (F, Jr, 3)`` (the mean direction from the hips to the head)."""
@@ -351,7 +346,7 @@ class Rig:
                 Rz = rot.quat_to_matrix(rot.axis_angle_to_quat(axis * phi))
                 self._v[b] = Rz @ self._v[b]
             else:
-                M = rot.quat_to_matrix(_mean_quat(Lq))
+                M = rot.quat_to_matrix(mean_local_rotations(Lq[:, None])[0])
                 self._C[b] = self._C[b] @ M.T
         return self
 
@@ -557,16 +552,6 @@ def _framed_vectors(b, P, mapping):
     # the first joint up the chain that is away from this one (a neck may sit where the chest is)
     upward = next((u for u in ups if np.linalg.norm(u) > 1e-9), ups[-1])
     return upward, take(left) - take(right)
-
-
-def _angle(R) -> float:
-    return float(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0)))
-
-
-def _mean_quat(q) -> np.ndarray:
-    """Chordal mean of unit quaternions ``(N, 4)``: the top eigenvector of their outer products."""
-    _, vecs = np.linalg.eigh(q.T @ q)
-    return vecs[:, -1]
 
 
 def axis_matrix(up: str) -> np.ndarray:
