@@ -258,6 +258,7 @@ class Solver:
                 a[:old] = getattr(self, "_" + name)
             setattr(self, "_" + name, a)
         self._cap = cap
+        self._slot_fields = tuple(spec)  # every per-stream array (export_stream/import_stream)
         self._free = sorted(set(range(cap)) - {s.slot for s in getattr(self, "_streams", {}).values()})
 
     # ------------------------------------------------------------------------------------------- streams
@@ -298,6 +299,46 @@ class Solver:
                 self._pending[slot] = {"valid": valid, "provided": provided}
             self._scale[slot] = UNITS[units]
         return self._streams[name]
+
+    #: the counters of :class:`StreamInfo` that :meth:`export_stream` carries
+    _COUNTERS = ("frames", "rejected", "dropped", "resets", "bad_run", "last_error")
+
+    def export_stream(self, name: str) -> dict:
+        """A copy of everything the solver holds for stream ``name`` between ticks: its recurrent state,
+        calibration, heading, filters and counters (``{"arrays": {field: array}, "counters": {...}, "pending":
+        cluster choice not made yet or None}``; a frame pushed and not yet solved is not part of it).
+        :meth:`import_stream` puts it back into a stream opened with the same layout, units and fps, on this
+        solver or another one of the same model pack."""
+        with self._lock:
+            s = self._get(name)
+            pend = self._pending.get(s.slot)
+            return {
+                "arrays": {f: np.array(getattr(self, "_" + f)[s.slot]) for f in self._slot_fields},
+                "counters": {c: getattr(s, c) for c in self._COUNTERS},
+                "pending": None if pend is None else {k: np.array(v) for k, v in pend.items()},
+            }
+
+    def import_stream(self, name: str, snapshot: dict) -> None:
+        """Make open stream ``name`` continue from ``snapshot`` (:meth:`export_stream`); a frame waiting in its
+        slot is dropped. Raises :class:`InputError` for a snapshot of another model (fields or shapes differ)."""
+        with self._lock:
+            s = self._get(name)
+            arrays = snapshot["arrays"]
+            if set(arrays) != set(self._slot_fields):
+                raise InputError(f"stream {name!r}: the snapshot's fields are not this solver's")
+            for f, v in arrays.items():
+                a = getattr(self, "_" + f)
+                if np.shape(v) != a.shape[1:]:
+                    raise InputError(f"stream {name!r}: snapshot field {f} has shape {np.shape(v)}, not {a.shape[1:]}")
+            for f, v in arrays.items():
+                getattr(self, "_" + f)[s.slot] = v
+            for c, v in snapshot["counters"].items():
+                setattr(s, c, v)
+            self._pending.pop(s.slot, None)
+            if snapshot.get("pending") is not None:
+                self._pending[s.slot] = {k: np.array(v) for k, v in snapshot["pending"].items()}
+            self._ready.pop(s.slot, None)
+            self._carry = None
 
     def _reset_slot(self, slot: int, calibration: bool) -> None:
         self._carry = None
