@@ -29,6 +29,7 @@ LAYERS = {
     "rtik.eval": 4,
     "rtik.wire": 4,
     "rtik.serve": 5,
+    "rtik.video": 5,
     "rtik.commands": 6,
     "rtik.cli": 6,
     "rtik.__main__": 6,
@@ -37,7 +38,7 @@ LAYERS = {
 ABOVE = ("train", "engines")
 #: optional heavy runtimes, imported inside the function or backend that needs them; the modules that may
 #: import one at module level
-HEAVY = ("torch", "onnxruntime", "onnx", "numba", "tensorrt", "cuda")
+HEAVY = ("torch", "onnxruntime", "onnx", "numba", "tensorrt", "cuda", "mediapipe", "cv2")
 HEAVY_AT_MODULE_LEVEL = {"rtik.solve.kernels": {"numba"}}  # imported only once the numba path is chosen
 
 
