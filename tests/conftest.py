@@ -60,3 +60,16 @@ def pack():
     if p is None:
         pytest.skip("mocap sample not found (the test model pack's skeleton is built from it)")
     return p
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One private local Ray cluster for the whole session, on 127.0.0.1 (rtik.serve.ray_cluster.connect: no
+    dashboard, usage statistics off); skipped where Ray is not installed."""
+    from rtik.serve import ray_cluster
+
+    if not ray_cluster.available():
+        pytest.skip("ray is not installed (pip install 'rtik[ray]')")
+    ray = ray_cluster.connect(None, num_cpus=4)
+    yield ray
+    ray_cluster.shutdown()
