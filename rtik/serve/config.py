@@ -1,8 +1,9 @@
 """The daemon's TOML configuration: frozen dataclasses, strict validation, and the effective config as TOML.
 
 Every section and key is optional; defaults bind everything to 127.0.0.1 (ZeroMQ ingest 7700, pose feed 7701,
-control 7702, OSC ingest 7703/udp, OSC output 7704/udp, VMC 39539/udp, Prometheus 7709 off). An unknown key or a
-value of the wrong type raises :class:`~rtik.errors.ConfigError` naming the key and the valid choices.
+control 7702, OSC ingest 7703/udp, OSC output 7704/udp, VMC 39539/udp, Prometheus 7709 off, the live view 7710 in a
+browser). An unknown key or a value of the wrong type raises :class:`~rtik.errors.ConfigError` naming the key and the
+valid choices.
 """
 
 from __future__ import annotations
@@ -81,6 +82,17 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 7710  # HTTP + WebSocket: the live view in a browser (docs/view.md)
+    rate: float = 30.0  # updates pushed to each browser per second (the latest pose of every stream), 1..120
+    allow: list = field(default_factory=list)  # browser addresses or networks allowed when host is off loopback
+    max_clients: int = 32  # browser connections at once; more are refused (503)
+    max_buffer: int = 1048576  # bytes waiting to reach one browser before it is dropped as too slow
+
+
+@dataclass(frozen=True)
 class StreamsConfig:
     max_streams: int = 16  # streams opened automatically on their first frame, at most
     fps: float = 0.0  # nominal input rate passed to the solver; 0 = the model's
@@ -129,6 +141,7 @@ class Config:
     vmc: VmcConfig = field(default_factory=VmcConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -139,7 +152,7 @@ class Config:
 #: TOML table -> Config field
 SECTIONS = {
     "model": "model", "ingest.zmq": "zmq_in", "ingest.osc": "osc_in", "output.zmq": "zmq_out",
-    "output.osc": "osc_out", "output.vmc": "vmc", "control": "control", "metrics": "metrics",
+    "output.osc": "osc_out", "output.vmc": "vmc", "control": "control", "metrics": "metrics", "web": "web",
     "streams": "streams", "recording": "recording", "log": "log", "limits": "limits", "security": "security",
 }  # fmt: skip
 
@@ -209,7 +222,7 @@ def validate(cfg: Config) -> None:
     _choice("log", "level", cfg.log.level, LOG_LEVELS)
     _choice("log", "format", cfg.log.format, LOG_FORMATS)
     for where, sec in (("ingest.osc", cfg.osc_in), ("output.osc", cfg.osc_out), ("output.vmc", cfg.vmc),
-                       ("metrics", cfg.metrics)):  # fmt: skip
+                       ("metrics", cfg.metrics), ("web", cfg.web)):  # fmt: skip
         if not 0 < sec.port < 65536:
             raise ConfigError(f"[{where}] port must be in 1..65535, got {sec.port}")
     binds = [("ingest.zmq", cfg.zmq_in.bind)] if cfg.zmq_in.bind else []  # "" = no PULL socket (SUB only)
@@ -237,6 +250,24 @@ def validate(cfg: Config) -> None:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in cfg.vmc.bones.items()):
         raise ConfigError("[output.vmc] bones must map joint names to HumanBodyBones names (strings)")
     _validate_limits(cfg)
+    _validate_web(cfg.web)
+
+
+def _validate_web(web: WebConfig) -> None:
+    """[web]: whether its host may be off loopback is decided when the daemon starts (rtik.serve.web)."""
+    if not 1.0 <= web.rate <= 120.0:
+        raise ConfigError(f"[web] rate must be in 1..120 updates per second, got {web.rate}")
+    if web.max_clients < 1:
+        raise ConfigError(f"[web] max_clients must be at least 1, got {web.max_clients}")
+    if web.max_buffer < 16384:
+        raise ConfigError(f"[web] max_buffer must be at least 16384 bytes, got {web.max_buffer}")
+    for a in web.allow:
+        try:
+            ipaddress.ip_network(a, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"[web] allow entry {a!r} is not an IP address or network (e.g. 10.0.0.7, 10.0.0.0/24)"
+            ) from None
 
 
 def _validate_limits(cfg: Config) -> None:

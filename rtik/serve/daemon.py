@@ -93,6 +93,7 @@ class Daemon:
         self._socks: list = []
         self.outputs = Outputs(cfg, self.skeleton)
         self.metrics = None
+        self.web = None  # the live view (rtik.serve.web.LiveView), set by start() when [web] is enabled
         self.guard: Guard | None = None  # access rules and limits (rtik.serve.security), set by start()
         self.commands = Commands(self)
         self.receivers = Receivers(self.slots, self.stats, self.not_solving, self.stop_event, self._error,
@@ -119,6 +120,11 @@ class Daemon:
                 self._socks.append(osc_sock)
             if cfg.metrics.enabled:
                 self.metrics = serve_metrics(self.stats, cfg.metrics.host, cfg.metrics.port)
+            if cfg.web.enabled:
+                from rtik.serve.web import LiveView
+
+                self.web = LiveView(self)
+                self.web.start()
         except OSError as e:
             self.close()
             raise RtikError(f"cannot start: {e}") from e
@@ -156,6 +162,7 @@ class Daemon:
             "vmc": f"udp://{c.vmc.host}:{c.vmc.port}" if c.vmc.enabled else None,
             "control": c.control.bind if c.control.enabled else None,
             "metrics": f"http://{c.metrics.host}:{c.metrics.port}/metrics" if c.metrics.enabled else None,
+            "web": self.web.url if self.web is not None else None,
         }
 
     def healthy(self) -> bool:
@@ -174,6 +181,9 @@ class Daemon:
         self.close()
 
     def close(self) -> None:
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
         if self.guard is not None:
             self.guard.stop()  # the authenticator's socket must close before the context terminates
         for s in self._socks:
@@ -297,6 +307,8 @@ class Daemon:
                 self._account(p)
             except (RtikError, OSError) as e:
                 self._error("publish", p.stream, e)
+        if self.web is not None:
+            self.web.offer(poses, results, frames)  # the latest pose per stream, kept for the browsers: no I/O
 
     def _account(self, p: protocol.Pose) -> None:
         """Counters, latency, and the stream's recording."""
