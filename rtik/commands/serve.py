@@ -21,6 +21,15 @@ def register(sub) -> None:
         action="store_true",
         help="allow binding off 127.0.0.1 without CurveZMQ keys (anyone reaching the ports can drive it)",
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="solve on shards on a Ray cluster ([ray] in the config; pip install 'rtik[ray]'): the cluster at "
+        "ADDRESS (HOST:PORT), or a private local one on 127.0.0.1 without it (docs/scale.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -58,11 +67,14 @@ def freeze_loaded() -> int:
 
 
 def run(args) -> int:
+    import dataclasses
+
     cfg = config_mod.load(args.config)
     if getattr(args, "insecure", False):
-        import dataclasses
-
         cfg = dataclasses.replace(cfg, security=dataclasses.replace(cfg.security, insecure=True))
+    if getattr(args, "ray", None) is not None:
+        address = args.ray or cfg.ray.address
+        cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, enabled=True, address=address))
     if args.print_config:
         sys.stdout.write(config_mod.to_toml(cfg))
         return 0

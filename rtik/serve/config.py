@@ -93,6 +93,17 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    enabled: bool = False  # solve on shards on a Ray cluster (pip install 'rtik[ray]'; docs/scale.md)
+    address: str = ""  # the cluster's address (HOST:PORT); "" = a private local cluster on 127.0.0.1
+    shards_per_node: int = 1  # shard actors started on every node (each a solver holding some streams)
+    deadline: float = 0.01  # s a tick waits for a late shard; its frames then count as a gap
+    snapshot_every: int = 60  # calls between snapshots of a shard's streams (re-seeding replays the rest)
+    cpus_per_shard: float = 1.0  # logical CPUs each shard reserves on its node
+    poll_nodes: float = 2.0  # s between checks for nodes that joined (they take streams) or left; 0 = never
+
+
+@dataclass(frozen=True)
 class StreamsConfig:
     max_streams: int = 16  # streams opened automatically on their first frame, at most
     fps: float = 0.0  # nominal input rate passed to the solver; 0 = the model's
@@ -143,6 +154,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     web: WebConfig = field(default_factory=WebConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     log: LogConfig = field(default_factory=LogConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -154,6 +166,7 @@ SECTIONS = {
     "model": "model", "ingest.zmq": "zmq_in", "ingest.osc": "osc_in", "output.zmq": "zmq_out",
     "output.osc": "osc_out", "output.vmc": "vmc", "control": "control", "metrics": "metrics", "web": "web",
     "streams": "streams", "recording": "recording", "log": "log", "limits": "limits", "security": "security",
+    "ray": "ray",
 }  # fmt: skip
 
 
@@ -250,6 +263,7 @@ def validate(cfg: Config) -> None:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in cfg.vmc.bones.items()):
         raise ConfigError("[output.vmc] bones must map joint names to HumanBodyBones names (strings)")
     _validate_limits(cfg)
+    _validate_ray(cfg.ray)
     _validate_web(cfg.web)
 
 
@@ -286,6 +300,15 @@ def _validate_limits(cfg: Config) -> None:
             raise ConfigError(
                 f"[security] osc_allow entry {a!r} is not an IP address or network (e.g. 10.0.0.7, 10.0.0.0/24)"
             ) from None
+
+
+def _validate_ray(r: RayConfig) -> None:
+    if r.shards_per_node < 1 or r.snapshot_every < 1:
+        raise ConfigError("[ray] shards_per_node and snapshot_every must be at least 1")
+    if not 0 < r.deadline <= 1.0:
+        raise ConfigError(f"[ray] deadline must be in (0, 1] s, got {r.deadline}")
+    if r.cpus_per_shard < 0 or r.poll_nodes < 0:
+        raise ConfigError("[ray] cpus_per_shard and poll_nodes cannot be negative")
 
 
 def _choice(where: str, key: str, val, valid) -> None:

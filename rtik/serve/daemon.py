@@ -61,6 +61,11 @@ class Daemon:
 
     def __init__(self, cfg: Config, solver=None):
         self.cfg = cfg
+        self._ray_owned = solver is None and cfg.ray.enabled  # shards on a Ray cluster, stopped by stop()
+        if self._ray_owned:
+            from rtik.serve.ray_shards import RaySolver
+
+            solver = RaySolver.from_config(cfg)
         if solver is None:
             from rtik.solve.solver import Solver, SolverOptions
 
@@ -178,6 +183,8 @@ class Daemon:
         with self.lock:
             for st in self.streams.values():
                 self.stop_recording(st)
+            if self._ray_owned:
+                self.solver.close()
         self.close()
 
     def close(self) -> None:
@@ -247,11 +254,22 @@ class Daemon:
             return
         self.stats.observe("solve_seconds", time.perf_counter() - t0)
         self.stats.inc("ticks")
+        self._late_errors()
         self._drop_non_finite(results)
         try:
             self._publish(results, frames)
         except Exception as e:  # any failing output (an encoder refusing a value, ...) must not stop the solver thread
             self._error("publish", None, e)
+
+    def _late_errors(self) -> None:
+        """Frames refused after ``push`` returned: a sharded solver (rtik.serve.ray_shards) checks them on its
+        shard and reports them with the tick."""
+        take = getattr(self.solver, "take_errors", None)
+        for name, e in take() if take is not None else ():
+            st = self.streams.get(name)
+            if st is not None:
+                st.input_errors += 1
+            self._error("input", name, e)
 
     def _drop_non_finite(self, results: dict) -> None:
         """A result with NaN or inf (e.g. a stream whose first frames put every joint on one point: no body size)
