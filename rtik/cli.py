@@ -14,7 +14,7 @@ from rtik.errors import RtikError
 #: subcommand modules, in the order ``rtik --help`` lists them
 COMMANDS = (
     "serve", "solve", "eval", "bench", "send", "listen", "ctl", "recover", "keys", "info", "bvh_check", "video",
-    "capture",
+    "capture", "view",
 )  # fmt: skip
 
 

@@ -77,7 +77,7 @@ def colour_pixels(png: bytes, rgb, tol: int = 40) -> np.ndarray:
     from PIL import Image
 
     a = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    return (np.abs(a - np.array(rgb)).max(axis=-1) <= tol)
+    return np.abs(a - np.array(rgb)).max(axis=-1) <= tol
 
 
 def test_the_page_names_draws_and_animates_a_live_stream(browser, live):

@@ -343,34 +343,63 @@ const scrub = document.getElementById('scrub');
 
 async function openFiles(info) {
   document.getElementById('mode').textContent = 'files';
-  document.getElementById('recordings-section').hidden = true;
+  document.getElementById('conn').hidden = true;
+  document.querySelector('footer').firstChild.textContent = 'Each file as its own skeleton; an input and its output side by side. ';
+  document.getElementById('show-inputs').parentElement.hidden = true;
+  document.querySelector('#recordings-section h2').textContent = 'Files';
   document.getElementById('streams-title').textContent = 'Clips';
   document.getElementById('timeline').hidden = false;
+  const ul = document.getElementById('recordings');
+  info.groups.forEach((name, g) => {
+    const li = document.createElement('li');
+    const a = document.createElement('a');
+    a.href = `?group=${g}`;
+    a.textContent = name;
+    if (g === info.group) a.className = 'current';
+    li.appendChild(a);
+    ul.appendChild(li);
+  });
   const body = document.querySelector('#streams tbody');
   document.querySelector('#streams thead').innerHTML =
     '<tr><th>clip</th><th>side</th><th>frames</th><th>fps</th><th>joints</th><th>unit</th></tr>';
   let longest = 0, fps = 30;
   for (const [k, c] of info.clips.entries()) {
-    const buf = await (await fetch(`/clip/${k}`)).arrayBuffer();
-    const f = figure(c.name, c.bones, c.joints);
-    f.offset = c.offset;
-    clips.push({ ...c, data: new Float32Array(buf), figure: f });
-    if (c.frames > longest) { longest = c.frames; fps = c.fps; }
     const tr = document.createElement('tr');
     tr.className = 'stream';
     tr.dataset.name = c.name;
-    for (const v of [c.name, c.side, c.frames, fmt(c.fps, 1), c.joints.length, c.unit]) {
+    if (c.error) {
+      tr.innerHTML = '<td></td><td class="warn" colspan="5"></td>';
+      tr.children[0].textContent = c.name;
+      tr.children[1].textContent = c.error;
+      body.appendChild(tr);
+      say(c.error, true);
+      continue;
+    }
+    const buf = await (await fetch(`/clip/${k}?group=${info.group}`)).arrayBuffer();
+    const key = c.side ? `${c.name} · ${c.side}` : c.name; // an input and its output may share a file name
+    const f = figure(key, c.bones, c.joints);
+    tr.dataset.name = key;
+    f.offset = c.offset;
+    clips.push({ ...c, data: new Float32Array(buf), figure: f });
+    if (c.frames > longest) { longest = c.frames; fps = c.fps; }
+    for (const v of [c.name, c.side || '–', c.frames, fmt(c.fps, 1), c.names.length, c.unit]) {
       const td = document.createElement('td'); td.textContent = v; tr.appendChild(td);
     }
-    tr.onclick = () => select(c.name);
+    tr.onclick = () => select(key);
     body.appendChild(tr);
   }
   document.getElementById('no-streams').hidden = clips.length > 0;
   scrub.max = Math.max(0, longest - 1);
   state.fps = fps;
   state.ready = true;
-  document.getElementById('play').onclick = () => { playing = !playing; t0 = performance.now() - frame / fps * 1000; };
-  scrub.oninput = () => { playing = false; frame = Number(scrub.value); };
+  const play = document.getElementById('play');
+  play.textContent = 'pause';
+  play.onclick = () => {
+    playing = !playing;
+    play.textContent = playing ? 'pause' : 'play';
+    t0 = performance.now() - frame / fps * 1000;
+  };
+  scrub.oninput = () => { playing = false; play.textContent = 'play'; frame = Number(scrub.value); };
 }
 
 function playback() {
@@ -391,7 +420,7 @@ function playback() {
 // ---------------------------------------------------------------------------------------------------- start
 window.addEventListener('error', (e) => state.errors.push(String(e.message)));
 ui.spread.checked = new URLSearchParams(location.search).has('spread');
-const info = await (await fetch('/api/info')).json();
+const info = await (await fetch('/api/info' + location.search)).json();
 state.mode = info.mode;
 if (info.mode === 'files') await openFiles(info); else connect();
 requestAnimationFrame(render);
