@@ -138,6 +138,18 @@ def register(subparsers) -> None:
     p.add_argument("--units", choices=tuple(UNITS), default="cm", help="length unit of the BVH files (default cm)")
     p.add_argument("--seed", type=int, default=0, help="seed of the input corruptions and draws (default 0)")
     p.add_argument("--cache", default="cache/eval", help="folder for cached training-set statistics")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="spread the clips over a Ray cluster, each solved whole by one worker (pip install 'rtik[ray]'): the "
+        "cluster at ADDRESS (HOST:PORT), or a private local one on 127.0.0.1 without it; the same results",
+    )
+    p.add_argument(
+        "--workers", type=_positive, default=None, help="with --ray: worker processes (default: the cluster's CPUs)"
+    )
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the summary as JSON")
     p.add_argument("--png", default=None, metavar="OUT.png", help="plot per-joint errors (needs matplotlib)")
     p.set_defaults(func=run)
@@ -182,7 +194,10 @@ def run(args) -> int:
         )
     frames = sum(len(c.local_quats) for c in clips)
     log(f"{len(clips)} clips, {frames} frames of split {args.split}; methods {', '.join(methods)}")
-    results = evaluation.evaluate(clips, runners, args.conditions, args.seed, log)
+    if getattr(args, "ray", None) is not None:
+        results = _ray_bandai(args, clips, methods, prior, log)
+    else:
+        results = evaluation.evaluate(clips, runners, args.conditions, args.seed, log)
     print(evalreport.table(results))
     if args.json:
         evalreport.write_json(results, args.json)
@@ -218,15 +233,13 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
     )
     if need_prior and prior_kind == "model":
         prior = crossrig.pack_prior_body(pack)
-    runners = {
-        m: crossrig.model_method(pack, args.backend, args.virtual == "chain")
-        if m == "model"
-        else crossrig.baseline_method(m, prior)
-        for m in methods
-    }
+    runners = _runners("corpus", args.model, args.backend, methods, prior, args.virtual == "chain", pack)
     frames = sum(len(c.local_quats) for c in clips)
     log(f"{len(clips)} clips, {frames} frames of corpus split {args.split}; methods {', '.join(methods)}")
-    results = crossrig.evaluate(clips, runners, args.conditions, args.seed, log, offsets=args.offsets)
+    kw = {"offsets": args.offsets}  # how crossrig.evaluate scores
+    if getattr(args, "ray", None) is not None:
+        runners = _ray_corpus(args, clips, methods, prior, log, kw)
+    results = crossrig.evaluate(clips, runners, args.conditions, args.seed, log, **kw)
     print(evalreport.part_table(results))
     if args.json:
         meta = {
@@ -250,3 +263,109 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
         else:
             print("rtik eval: matplotlib is not installed (pip install 'rtik[train]'); no PNG written", file=sys.stderr)
     return 0
+
+
+# ------------------------------------------------------------------------------------------------------ Ray
+def _runners(kind: str, model, backend: str, methods, prior, fill: bool = False, pack=None) -> dict:
+    """The methods of a run: ``kind`` ``"bandai"`` (:mod:`rtik.eval.evaluation`) or ``"corpus"``
+    (:mod:`rtik.eval.crossrig`); the model pack is loaded from ``model`` unless given (workers load it)."""
+    from rtik.eval import crossrig
+    from rtik.models import modelpack
+
+    mod = crossrig if kind == "corpus" else evaluation
+    if "model" in methods and pack is None:
+        pack = modelpack.load(model)
+    out = {}
+    for m in methods:
+        if m != "model":
+            out[m] = mod.baseline_method(m, prior)
+        elif kind == "corpus":
+            out[m] = crossrig.model_method(pack, backend, fill)
+        else:
+            out[m] = evaluation.model_method(pack, backend)
+    return out
+
+
+def _ray_clip_errors(runners, job) -> dict:
+    """A worker's share of a Bandai run: one clip's ``{method: {condition: Errors}}``."""
+    clip, conditions, seed = job
+    return evaluation.evaluate([clip], runners, conditions, seed)
+
+
+def _ray_clip_outputs(runners, job) -> dict:
+    """A worker's share of a corpus run: one clip's outputs ``{condition: {method: (global (F, 22, 4), positions
+    (F, 22, 3))}}`` in float32, as :func:`rtik.eval.crossrig.evaluate` keeps them, for the very input it gives
+    (evaluate runs here on the one clip, recording what each method returns; its scores are not used)."""
+    import numpy as np
+
+    from rtik.eval import crossrig
+
+    clip, conditions, seed, kw = job
+    outs: dict = {c: {} for c in conditions}
+    order = iter([(c, m) for c in conditions for m in runners])
+
+    def recorder(name, run):
+        def rec(clip, positions, mask):
+            cond, m = next(order)
+            if m != name:
+                raise InputError(f"method {name} asked for out of order")
+            g, pos = run(clip, positions, mask)
+            outs[cond][name] = (g.astype(np.float32), pos.astype(np.float32))
+            return g, pos
+
+        return rec
+
+    crossrig.evaluate([clip], {m: recorder(m, r) for m, r in runners.items()}, conditions, seed, **kw)
+    return outs
+
+
+def _ray_map(args, setup, fn, clips, log, extra=()) -> list:
+    from rtik.serve import ray_cluster
+
+    ray_cluster.connect(args.ray, num_cpus=args.workers)
+    workers = args.workers or ray_cluster.cluster_cpus()
+    log(f"solving on {workers} Ray workers")
+    n = [0]
+
+    def done(i: int, _out) -> None:
+        n[0] += 1
+        if n[0] % 10 == 0 or n[0] == len(clips):
+            log(f"evaluated {n[0]}/{len(clips)} clips")
+
+    jobs = [(c, tuple(args.conditions), args.seed, *extra) for c in clips]
+    return ray_cluster.map_items(setup, fn, jobs, workers, done)
+
+
+def _ray_bandai(args, clips, methods, prior, log) -> dict:
+    """``rtik eval --ray`` on a Bandai split: each clip scored whole on a worker; the sums combined here in clip
+    order, as :func:`rtik.eval.evaluation.evaluate` combines them."""
+    from functools import partial
+
+    from rtik.eval import metrics
+
+    setup = partial(_runners, "bandai", args.model, args.backend, tuple(methods), prior)
+    per = _ray_map(args, setup, _ray_clip_errors, clips, log)
+    return {m: {c: metrics.combine([p[m][c] for p in per]) for c in args.conditions} for m in methods}
+
+
+def _ray_corpus(args, clips, methods, prior, log, kw: dict) -> dict:
+    """``rtik eval --ray`` on the corpus: each clip solved whole on a worker; methods that hand those outputs to
+    :func:`rtik.eval.crossrig.evaluate`, which fits the offsets and scores here, as in a serial run."""
+    from functools import partial
+
+    setup = partial(_runners, "corpus", args.model, args.backend, tuple(methods), prior, args.virtual == "chain")
+    outs = _ray_map(args, setup, _ray_clip_outputs, clips, log, ({**kw, "offsets": "clip"},))
+    return {m: _replay(m, clips, outs, args.conditions) for m in methods}
+
+
+def _replay(method: str, clips, outs, conditions):
+    """A method that returns the outputs computed on the workers, in the order evaluate asks for them."""
+    order = iter([(i, c) for i in range(len(clips)) for c in conditions])
+
+    def run(clip, positions, mask):
+        i, cond = next(order)
+        if clips[i] is not clip:
+            raise InputError(f"clip {clip.name} asked for out of order")
+        return outs[i][cond][method]
+
+    return run

@@ -111,7 +111,31 @@ def register(sub) -> None:
         default=None,
         help="write the output in a BVH rig: 'input' (the input file's own) or a .bvh file (default: the model's)",
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="spread the files over a Ray cluster, each solved whole by one worker (pip install 'rtik[ray]'): the "
+        "cluster at ADDRESS (HOST:PORT), or a private local one on 127.0.0.1 without it (docs/scale.md)",
+    )
+    p.add_argument(
+        "--workers", type=_count, default=None, help="with --ray: worker processes (default: the cluster's CPUs)"
+    )
     p.set_defaults(func=run)
+
+
+def _count(s: str) -> int:
+    import argparse
+
+    try:
+        n = int(s)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return n
 
 
 def _positive(s: str) -> float:
@@ -141,8 +165,10 @@ def run(args) -> int:
     src: Path = args.input
     if not src.exists():
         raise InputError(f"{src}: no such file or folder")
-    solver = Solver.from_path(args.model, backend=args.backend)
     opts = {"layout": args.layout, "units": args.units, "fps": args.fps, "rig": args.rig}
+    if getattr(args, "ray", None) is not None:
+        return run_ray(args, src, opts)
+    solver = Solver.from_path(args.model, backend=args.backend)
     if src.is_file():
         out = solve_file(solver, src, args.output, **opts)
         print(f"{src} -> {out}")
@@ -160,3 +186,102 @@ def run(args) -> int:
             failed += 1
     print(f"solved {len(files) - failed}/{len(files)} files into {args.output}")
     return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------------------------ Ray
+def _ray_setup(model, backend):
+    """A worker's solver (built once per worker)."""
+    from rtik.solve.solver import Solver
+
+    return Solver.from_path(model, backend=backend)
+
+
+def _ray_solve(solver, job) -> tuple[bytes | None, str | None]:
+    """One file on a worker: ``job = (input path, its bytes, rig file name and bytes or None, options)``; the
+    files travel with the job (the worker may be another machine) and the BVH comes back: ``(bvh, None)`` or
+    ``(None, error message)``."""
+    import tempfile
+
+    path, data, rig, opts = job
+    with tempfile.TemporaryDirectory(prefix="rtik-solve-") as tmp:
+        src = Path(tmp) / "in" / Path(path).name
+        src.parent.mkdir()
+        src.write_bytes(data)
+        if rig is not None:
+            (Path(tmp) / rig[0]).write_bytes(rig[1])
+            opts = {**opts, "rig": str(Path(tmp) / rig[0])}
+        dst = Path(tmp) / "out.bvh"
+        try:
+            solve_file(solver, src, dst, **opts)
+        except RtikError as e:
+            msg = str(e).replace(str(src), path)
+            return None, msg if path in msg else f"{path}: {msg}"
+        return dst.read_bytes(), None
+
+
+def run_ray(args, src: Path, opts: dict) -> int:
+    """``rtik solve --ray``: every file solved whole by one worker of a Ray cluster (rtik.serve.ray_cluster);
+    the outputs are written here, as a serial run writes them."""
+    from functools import partial
+
+    from rtik.serve import ray_cluster
+
+    files = [src] if src.is_file() else sorted(f for f in src.iterdir() if f.suffix.lower() in SUFFIXES)
+    if not files:
+        raise InputError(f"{src}: no {', '.join(SUFFIXES)} files in this folder")
+    rig = None
+    if opts["rig"] not in (None, "input"):
+        rig_path = Path(opts["rig"])
+        if not rig_path.is_file():
+            raise InputError(f"--rig {rig_path}: no such file")
+        rig = ("rig-" + rig_path.name, rig_path.read_bytes())
+    dsts = [args.output] if src.is_file() else [args.output / (f.stem + ".bvh") for f in files]
+    ray_cluster.connect(args.ray, num_cpus=args.workers)
+    workers = args.workers or ray_cluster.cluster_cpus()
+    jobs = ((str(f), f.read_bytes(), rig, opts) for f in files)
+    bar = _bar(len(files), f"solve ({workers} Ray workers)")
+    failed = 0
+
+    def done(i: int, out) -> None:
+        nonlocal failed
+        data, err = out
+        if err is None:
+            dsts[i].parent.mkdir(parents=True, exist_ok=True)
+            dsts[i].write_bytes(data)
+        else:
+            print(f"rtik solve: error: {err}", file=sys.stderr)
+            failed += 1
+        bar.update(1)
+
+    try:
+        ray_cluster.map_items(partial(_ray_setup, args.model, args.backend), _ray_solve, jobs, workers, done)
+    finally:
+        bar.close()
+    if src.is_file():
+        if failed:
+            return 1
+        print(f"{src} -> {args.output}")
+        return 0
+    print(f"solved {len(files) - failed}/{len(files)} files into {args.output}")
+    return 1 if failed else 0
+
+
+def _bar(total: int, desc: str):
+    """A progress bar on stderr (tqdm), or a line per file without it."""
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="file", file=sys.stderr)
+    except ImportError:
+
+        class Lines:
+            n = 0
+
+            def update(self, k: int) -> None:
+                self.n += k
+                print(f"{desc}: {self.n}/{total}", file=sys.stderr)
+
+            def close(self) -> None:
+                pass
+
+        return Lines()
