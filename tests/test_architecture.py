@@ -38,7 +38,7 @@ LAYERS = {
 ABOVE = ("train", "engines")
 #: optional heavy runtimes, imported inside the function or backend that needs them; the modules that may
 #: import one at module level
-HEAVY = ("torch", "onnxruntime", "onnx", "numba", "tensorrt", "cuda", "mediapipe", "cv2")
+HEAVY = ("torch", "onnxruntime", "onnx", "numba", "tensorrt", "cuda", "mediapipe", "cv2", "ray")
 HEAVY_AT_MODULE_LEVEL = {"rtik.solve.kernels": {"numba"}}  # imported only once the numba path is chosen
 
 
