@@ -13,6 +13,7 @@ from rtik.cli import main
 from rtik.errors import InputError
 from rtik.eval import crossrig, sources
 from rtik.eval.evaluation import Split
+from rtik.formats import markers
 from rtik.geometry import kinematics as kin
 from rtik.geometry import rotations as rot
 
@@ -130,6 +131,9 @@ def test_virtual_joints_sit_on_their_chain(tiny):
     cache, _ = tiny
     (mpi,), _ = sources.load_split(Split.parse("source:tiny-mpi"), cache, max_frames=30)
     P, m = crossrig.corrupted_input(mpi, "clean", 0)
+    assert P.shape[1] == m.shape[1] == len(mpi.skeleton) + len(markers.NAMES)  # joints, then leaf markers
+    assert np.isnan(P[:, len(mpi.skeleton) :]).all() and not m[:, len(mpi.skeleton) :].any()  # none without a mode
+    P, m = P[:, : len(mpi.skeleton)], m[:, : len(mpi.skeleton)]
     assert np.isnan(P[:, mpi.skeleton.index("Spine")]).all() and not m[:, mpi.skeleton.index("Neck")].any()
     filled, fm = crossrig.fill_virtual(mpi, P, m)
     np.testing.assert_allclose(filled, mpi.positions, atol=1e-5)  # exact on clean input: the mapping's place

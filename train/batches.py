@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtik.eval import conditions
+from rtik.formats import markers as mk
 from rtik.geometry import rotations as rot
 from rtik.geometry.kinematics import forward_kinematics, mean_local_rotations
 from rtik.models import normalize as nz
@@ -39,6 +40,13 @@ class AugmentConfig:
     occlude: float = 0.4  # probability of occluded spans
     outliers: float = 0.3  # probability of outlier spikes
     mid_start: float = 0.5  # probability that a stream starts at a random point of its clip
+    # markers (models with leaf markers only): which the input has, and how far from their canonical place
+    markers_none: float = 0.3  # probability that an example has no marker at all
+    markers_estimator: float = 0.35  # probability of a pose estimator's points (see ExampleMaker.make)
+    estimator_joints: float = 0.6  # within those: the estimator's joints too (no spine, chest, neck, clavicles)
+    marker_deg: float = 12.0  # per-clip direction scatter of each marker's offset (degrees, rms)
+    marker_scale: tuple = (0.5, 2.0)  # per-clip length factor of each marker's offset (log-uniform)
+    depth_mm: tuple = (0.0, 40.0)  # extra noise along one horizontal camera ray for estimator examples
 
 
 class ExampleMaker:
@@ -48,8 +56,10 @@ class ExampleMaker:
     several performers); bone-length scaling then varies that body. The clip set's ``skeleton`` gives the tree,
     the mirror map and the reflections."""
 
-    def __init__(self, clips: ClipSet, cfg: AugmentConfig = AugmentConfig(), spec: nz.NormSpec | None = None):
+    def __init__(self, clips: ClipSet, cfg: AugmentConfig = AugmentConfig(), spec: nz.NormSpec | None = None,
+                 markers: tuple[str, ...] = ()):  # fmt: skip
         self.clips, self.cfg, self.spec = clips, cfg, spec or nz.NormSpec()
+        self.markers = tuple(markers)
         skel = self.skel = clips.skeleton
         self.mean_local = mean_local_rotations(clips.quats[:: max(1, clips.num_frames // 20000)])
         self.N = aug.mirror_reflections(skel, self.mean_local)
@@ -62,6 +72,12 @@ class ExampleMaker:
         self.upper = aug.subtree(skel, skel.children(self.mr)[0]) if skel.children(self.mr) else np.array([], int)
         self.movable = np.array([j for j in self.keep if j != self.mr])
         self.legs = [skel.index(n) for n in skel.names if "Leg" in n or "Foot" in n]
+        self.m_parent = np.array([self.names.index(mk.BY_NAME[m].parent) for m in self.markers], dtype=np.int64)
+        self.m_offset = mk.offsets(self.markers)
+        self.m_group = np.array([mk.BY_NAME[m].group for m in self.markers])
+        self.m_estimator = np.array([m.split("_")[0] in _ESTIMATOR for m in self.markers], dtype=bool)
+        self.m_rig = np.array([m.split("_")[0] in _RIG_TIPS for m in self.markers], dtype=bool)
+        self.shank = [skel.index(n) for n in ("LowerLeg_L", "Foot_L") if n in skel.names]
 
     def make(self, i: int, rng: np.random.Generator) -> dict:
         """Arrays of one example (``T`` frames): ``pos (T, Ji, 3)``, ``mask (T, Ji)``, ``pos_gt (T, Ji, 3)``,
@@ -86,23 +102,34 @@ class ExampleMaker:
         P, Gq = forward_kinematics(s, q.astype(np.float64), root_pos=r)
         P, Gq = P[:, self.keep], Gq[:, self.keep]
         T, Ji = P.shape[:2]
+        present, estimator = np.zeros(len(self.markers), bool), False
+        if self.markers:
+            P = np.concatenate([P, self._marker_positions(s, P, Gq, rng)], axis=1)
+            present, estimator = self._marker_choice(rng)
+        n_in = P.shape[1]
         noisy = P
+        if estimator:
+            noisy = self._as_estimator(noisy, rng)
         if rng.random() < c.noise:
             noisy = conditions.gaussian_noise(noisy, rng, rng.uniform(*c.noise_mm) / 1000.0)
         if rng.random() < c.outliers:
             noisy = conditions.outliers(noisy, rng, rng.uniform(0, 0.02), rng.uniform(0.05, 0.2))[0]
-        mask = np.ones((T, Ji), dtype=bool)
+        mask = np.ones((T, n_in), dtype=bool)
         if rng.random() < c.occlude:
-            others = np.array([k for k in range(Ji) if k != self.root_in])
+            others = np.array([k for k in range(n_in) if k != self.root_in])
             mask = conditions.occlusion_mask(
-                (T, Ji), self.clips.fps * factor, rng, rng.uniform(0.2, 1.0), rng.uniform(0.05, 0.4), others
+                (T, n_in), self.clips.fps * factor, rng, rng.uniform(0.2, 1.0), rng.uniform(0.05, 0.4), others
             )
+        if self.markers:
+            mask[:, Ji:] &= present
+            if estimator and rng.random() < c.estimator_joints:
+                mask[:, [self.names.index(n) for n in _ESTIMATOR_MISSING if n in self.names]] = False
         size = nz.body_size(self.spec, self.names, s.bone_lengths()[self.keep])
         yaw, ok = nz.heading(self.spec, self.names, noisy, mask)
         yaw = _hold_last(yaw, ok)
         pos = nz.normalize(noisy, self.root_in, yaw, size) * mask[..., None]
         qinv = rot.quat_conj(nz.yaw_quat(yaw))  # (T, 4)
-        rel = P - noisy[:, self.root_in : self.root_in + 1]
+        rel = P - noisy[:, self.root_in : self.root_in + 1]  # joints and markers
         pos_gt = rot.quat_apply(np.broadcast_to(qinv[:, None], rel.shape[:-1] + (4,)), rel) / size
         Gh = rot.quat_mul(np.broadcast_to(qinv[:, None], Gq.shape), Gq)
         Lq = q[:, self.keep].astype(np.float64)
@@ -118,6 +145,61 @@ class ExampleMaker:
             "L": rot.quat_to_matrix(Lq).astype(f32),
             "offsets": np.broadcast_to(off.astype(f32), (T, Ji, 3)),
         }
+
+
+    # ---------------------------------------------------------------------------------------------- markers
+    def _marker_positions(self, s, P, Gq, rng) -> np.ndarray:
+        """World positions ``(T, K, 3)`` of the markers on body ``s`` (joints ``P``, global rotations ``Gq``),
+        their offsets scaled to the body and scattered per clip in length and direction."""
+        c = self.cfg
+        leg = float(np.linalg.norm(s.offsets[self.shank], axis=-1).sum()) if self.shank else mk.REFERENCE_LEG
+        K = len(self.markers)
+        axis = rng.normal(size=(K, 3))
+        axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
+        jitter = rot.axis_angle_to_quat(axis * np.deg2rad(rng.normal(0.0, c.marker_deg, K))[:, None])
+        f = np.exp(rng.uniform(*np.log(c.marker_scale), K))  # end sites of rigs run from half to twice the canonical
+        off = rot.quat_apply(jitter, self.m_offset) * (leg / mk.REFERENCE_LEG * f)[:, None]
+        G = Gq[:, self.m_parent]  # (T, K, 4)
+        return P[:, self.m_parent] + rot.quat_apply(G, np.broadcast_to(off, G.shape[:-1] + (3,)))
+
+    def _marker_choice(self, rng) -> tuple[np.ndarray, bool]:
+        """Which markers this example has ``(K,)`` and whether it is a pose estimator's input: none at all;
+        a pose estimator's points (every estimator marker); or a rig's tips (each group of tips, head / hands /
+        feet, present or not, a tip within a present group kept with probability 0.7)."""
+        c, K = self.cfg, len(self.markers)
+        u = rng.random()
+        if u < c.markers_none:
+            return np.zeros(K, bool), False
+        if u < c.markers_none + c.markers_estimator:
+            return self.m_estimator.copy(), True
+        groups = {g: rng.random() < 0.6 for g in ("head", "hand", "foot")}
+        keep = np.array([groups[g] for g in self.m_group]) & (rng.random(K) < 0.7)
+        return keep & (self.m_rig | (rng.random() < 0.3)), False
+
+    def _as_estimator(self, P, rng) -> np.ndarray:
+        """Joint rows as a pose estimator's layout gives them (``mediapipe33``: the hips' midpoint for Hips, the
+        ears' for Head, the foot index for Toes), and extra noise along one horizontal camera ray."""
+        P = P.copy()
+        n, Ji = self.names, len(self.names)
+        row = {m: Ji + i for i, m in enumerate(self.markers)}
+        P[:, n.index("Hips")] = 0.5 * (P[:, n.index("UpperLeg_L")] + P[:, n.index("UpperLeg_R")])
+        if "Ear_L" in row and "Ear_R" in row:
+            P[:, n.index("Head")] = 0.5 * (P[:, row["Ear_L"]] + P[:, row["Ear_R"]])
+        for side in ("_L", "_R"):
+            if "ToeTip" + side in row:
+                P[:, n.index("Toes" + side)] = P[:, row["ToeTip" + side]]
+        a = rng.uniform(0, 2 * np.pi)
+        ray = np.array([np.cos(a), 0.0, np.sin(a)])
+        depth = rng.normal(0.0, rng.uniform(*self.cfg.depth_mm) / 1000.0, P.shape[:2])
+        return P + depth[..., None] * ray
+
+
+#: markers a pose estimator gives (MediaPipe Pose: nose, eyes, ears, index, pinky, thumb, heel, foot index)
+_ESTIMATOR = ("Nose", "Eye", "Ear", "Index", "Pinky", "Thumb", "Heel", "ToeTip")
+#: markers a BVH rig's end sites and tip joints give
+_RIG_TIPS = ("HeadTop", "HandTip", "Thumb", "ToeTip", "Heel")
+#: joints a pose estimator does not give
+_ESTIMATOR_MISSING = ("Spine", "Chest", "Neck", "Shoulder_L", "Shoulder_R")
 
 
 def _hold_last(yaw, ok):

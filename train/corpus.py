@@ -39,11 +39,12 @@ import numpy as np
 
 from rtik.errors import InputError, RtikError
 from rtik.formats import bvh
+from rtik.formats.markers import NAMES as MARKER_NAMES
 from rtik.geometry.skeleton import Skeleton
 from train.augment import resample
 from train.data import CACHE_DIR, VAL_EVERY, ClipSet, mocap_root, parse_name
 
-CODE_VERSION = "1"  # bump when what a cache holds changes; a cache of another version is rebuilt
+CODE_VERSION = "2"  # bump when what a cache holds changes; a cache of another version is rebuilt
 BANDAI = "bandai-namco-motion-2"
 VAL_PERCENT = 10  # share of each source's families (by hash) in val; Bandai keeps its take rule
 FIT_FRAMES = 3000  # frames per rig used to read its up axis and align its twist
@@ -179,7 +180,7 @@ def build_source(source: str, path: Path, progress: bool = True) -> tuple[dict, 
             if "mapped" not in info and not isinstance(rig, Exception):
                 info.update(up=rig.up, mapped=len(rig.mapping), mapping=dict(rig.mapping))
         rig_report[sig] = info
-    Q, R, offsets, fps, names, families, rig_of = [], [], [], [], [], [], []
+    Q, R, offsets, fps, names, families, rig_of, tips = [], [], [], [], [], [], [], []
     body = None
     if progress:
         from tqdm import tqdm
@@ -195,6 +196,8 @@ def build_source(source: str, path: Path, progress: bool = True) -> tuple[dict, 
             q, root = rig.to_body(lq, lr)
             units = _units(rig, clip)
             off = rig.body.offsets * units
+            tip = rig.tip_offsets(lq, lr)
+            tip = np.array([tip.get(m, np.full(3, np.nan)) for m in MARKER_NAMES]) * units
             root = np.asarray(root) * units
             if not (np.all(np.isfinite(q)) and np.all(np.isfinite(root)) and np.all(np.isfinite(off))):
                 raise InputError("non-finite values after mapping")
@@ -206,6 +209,7 @@ def build_source(source: str, path: Path, progress: bool = True) -> tuple[dict, 
         Q.append(np.asarray(q, dtype=np.float32))
         R.append(root.astype(np.float32))
         offsets.append(off.astype(np.float32))
+        tips.append(tip.astype(np.float32))
         fps.append(clip_fps)
         names.append(clip)
         families.append(family_key(source, clip))
@@ -236,6 +240,8 @@ def build_source(source: str, path: Path, progress: bool = True) -> tuple[dict, 
         "root": np.concatenate(R),
         "starts": np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
         "offsets": np.stack(offsets),
+        "tips": np.stack(tips),
+        "markers": np.array(MARKER_NAMES),
         "fps": np.array(fps, dtype=np.float64),
         "names": np.array(names),
         "families": np.array(families),
@@ -286,7 +292,9 @@ def cache_paths(source: str, path: Path, cache_dir=None) -> tuple[Path, Path]:
 def load_source(source: str, path: Path, cache_dir=None, progress=True, rebuild=False) -> tuple[dict, dict]:
     """``(arrays, report)`` of one source from its cache, built first if missing or stale. Arrays: ``quats
     (N, 22, 4)`` float32 body local rotations, ``root (N, 3)`` hips in metres, ``starts (C + 1,)``, ``offsets
-    (C, 22, 3)`` body rest offsets in metres, ``fps (C,)`` native rates, ``names``, ``families``, ``body``."""
+    (C, 22, 3)`` body rest offsets in metres, ``tips (C, K, 3)`` where the rig's head, hand and toe tips sit in
+    their body joints' frames (metres, NaN where a rig has none; ``markers (K,)`` names them, see
+    :meth:`rtik.formats.rig.Rig.tip_offsets`), ``fps (C,)`` native rates, ``names``, ``families``, ``body``."""
     npz, rep = cache_paths(source, path, cache_dir)
     if npz.is_file() and rep.is_file() and not rebuild:
         with np.load(npz, allow_pickle=False) as z:

@@ -36,8 +36,8 @@ DATA_LICENCE = "CC BY-NC 4.0"
 def example_inputs(model: IKModel, batch: int = 2, seed: int = 0):
     """Plausible random inputs ``(pos, mask, state)`` for tracing and parity checks."""
     g = torch.Generator().manual_seed(seed)
-    pos = torch.randn(batch, model.num_inputs, 3, generator=g) * 0.2
-    mask = (torch.rand(batch, model.num_inputs, generator=g) > 0.1).float()
+    pos = torch.randn(batch, model.num_rows, 3, generator=g) * 0.2
+    mask = (torch.rand(batch, model.num_rows, generator=g) > 0.1).float()
     state = torch.randn(batch, model.state_size, generator=g) * 0.1
     return pos * mask[..., None], mask, state
 
@@ -92,6 +92,7 @@ def pack_meta(model: IKModel, name: str, prior_local=None, fps: float = 30.0, **
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "skeleton": model.skeleton.to_dict(),
         "input_joints": list(model.input_joints),
+        "markers": list(model.cfg.markers),
         "state_size": model.state_size,
         "normalization": NormSpec().to_dict(),
         "prior_local": prior.tolist(),
@@ -107,7 +108,8 @@ def export_pack(model: IKModel, out_dir, meta: dict) -> modelpack.ModelPack:
     program = exported_program(model)
     pt2_b = torch_program_bytes(model, program)
     onnx_b = onnx_bytes(model, program)
-    meta = {**meta, "state_size": model.state_size, "input_joints": list(model.input_joints)}
+    meta = {**meta, "state_size": model.state_size, "input_joints": list(model.input_joints),
+            "markers": list(model.cfg.markers)}  # fmt: skip
     return modelpack.save(out_dir, meta, onnx_b, {"torch": pt2_b})
 
 

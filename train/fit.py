@@ -37,12 +37,12 @@ CORPUS_LICENCE = (
 
 
 class _Batches(torch.utils.data.IterableDataset):
-    def __init__(self, clips, batch, window, seed, aug_cfg):
-        self.args = (clips, batch, window, seed, aug_cfg)
+    def __init__(self, clips, batch, window, seed, aug_cfg, markers=()):
+        self.args = (clips, batch, window, seed, aug_cfg, markers)
 
     def __iter__(self):
-        clips, batch, window, seed, aug_cfg = self.args
-        streams = Streams(ExampleMaker(clips, aug_cfg), batch, window, seed)
+        clips, batch, window, seed, aug_cfg, markers = self.args
+        streams = Streams(ExampleMaker(clips, aug_cfg, markers=markers), batch, window, seed)
         while True:
             b, reset = streams.next()
             yield {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in b.items()}, torch.from_numpy(reset)
@@ -69,10 +69,11 @@ def calibrate(model: IKModel, clips: ClipSet, n: int = 4000, seed: int = 0) -> d
 
 @torch.no_grad()
 def validate(model: IKModel, clips: ClipSet, n_clips: int = 24, window: int = 128) -> dict:
-    """Mean local/global geodesic error (degrees) per joint group on clean, un-augmented val clips."""
+    """Mean local/global geodesic error (degrees) per joint group on clean, un-augmented val clips (joints
+    only: a model with markers gets none of them here)."""
     from rtik.geometry.skeleton import GROUPS
 
-    maker = ExampleMaker(clips, _augment_config("none"))
+    maker = ExampleMaker(clips, _augment_config("none"), markers=model.cfg.markers)
     rng = np.random.default_rng(123)
     errs = {"global": [], "local": []}
     was = model.training
@@ -97,12 +98,24 @@ def validate(model: IKModel, clips: ClipSet, n_clips: int = 24, window: int = 12
     return res
 
 
+def _markers(spec: str) -> tuple[str, ...]:
+    from rtik.formats.markers import NAMES
+
+    if spec == "all":
+        return NAMES
+    names = tuple(m for m in spec.split(",") if m and m != "none")
+    unknown = [m for m in names if m not in NAMES]
+    if unknown:
+        raise SystemExit(f"--markers: unknown {', '.join(unknown)}; valid: all, none, {', '.join(NAMES)}")
+    return names
+
+
 def _augment_config(which: str) -> AugmentConfig:
     if which == "full":
         return AugmentConfig()
     return AugmentConfig(
         mirror=0, mix_upper=0, perturb=0, rates=(1,), rate_p=(1.0,), speed=(1.0, 1.0), warp=0.0, bones=0,
-        noise=0, occlude=0, outliers=0, mid_start=0,
+        noise=0, occlude=0, outliers=0, mid_start=0, markers_none=1.0,
     )  # fmt: skip
 
 
@@ -156,6 +169,8 @@ def parse_args(argv=None):
     ap.add_argument("--arch", default="gru", choices=ARCHS, help="IK network: GRU, or feed-forward over a window")
     ap.add_argument("--ff-window", type=_window, default=ModelConfig.ff_window, help="frames seen by --arch ff")
     ap.add_argument("--no-denoiser", action="store_true", help="no denoiser (identity; ablation)")
+    ap.add_argument("--markers", default="all",
+                    help="leaf markers the model takes: all, none, or a comma list (rtik.formats.markers)")  # fmt: skip
     ap.add_argument("--no-fk-loss", action="store_true", help="drop the FK position loss term (ablation)")
     ap.add_argument("--batch", type=int, default=32, help="streams per batch (per rank)")
     ap.add_argument("--window", type=int, default=64, help="frames per truncated-BPTT window")
@@ -194,7 +209,8 @@ def main(argv=None) -> int:
         clips = load_corpus([s for s in args.sources.split(",") if s], ex_src, progress=rank == 0)
     train, val = clips.split(args.train_split, exclude), clips.split("val", exclude)
     sizes = (args.hidden, args.layers, args.den_hidden)
-    cfg = ModelConfig(*sizes, arch=args.arch, ff_window=args.ff_window, denoiser=not args.no_denoiser)
+    cfg = ModelConfig(*sizes, arch=args.arch, ff_window=args.ff_window, denoiser=not args.no_denoiser,
+                      markers=_markers(args.markers))  # fmt: skip
     loss_weights = {"fk": 0.0} if args.no_fk_loss else None
     model = IKModel(clips.skeleton, cfg)
     calibrate(model, train)
@@ -209,7 +225,8 @@ def main(argv=None) -> int:
         step, elapsed, log = ck["step"], ck["elapsed"], ck["log"]
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     data = torch.utils.data.DataLoader(
-        _Batches(train, args.batch, args.window, args.seed * 1000 + rank + step, _augment_config(args.augment)),
+        _Batches(train, args.batch, args.window, args.seed * 1000 + rank + step, _augment_config(args.augment),
+                 cfg.markers),  # fmt: skip
         batch_size=None,
         num_workers=args.workers,
         prefetch_factor=4 if args.workers else None,

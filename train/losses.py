@@ -34,7 +34,8 @@ def losses(out: dict, batch: dict, parent, weights: dict | None = None) -> dict:
     }
     fk = fk_positions(G, batch["offsets"], parent)
     top = [j for j, p in enumerate(parent) if p < 0][0]
-    terms["fk"] = (fk + batch["pos_gt"][..., top : top + 1, :] - batch["pos_gt"]).norm(dim=-1).mean()
+    gt = batch["pos_gt"][..., : len(parent), :]  # the joints (markers, if any, follow them)
+    terms["fk"] = (fk + gt[..., top : top + 1, :] - gt).norm(dim=-1).mean()
     dG, dGt = G[:, 1:] - G[:, :-1], batch["G"][:, 1:] - batch["G"][:, :-1]
     terms["vel"] = ((dG - dGt) ** 2).sum((-1, -2)).mean()
     # the denoised positions' acceleration against the truth's: jitter costs, following real motion does not

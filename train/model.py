@@ -13,6 +13,12 @@ Per frame (all in the normalised heading frame, see :mod:`rtik.models.normalize`
    (calibrated from data) and ``Δ_j`` starting at identity, so the untrained network is already a geometric
    solver. Local rotations ``L_j = G_parent(j)ᵀ G_j``; the motion root's is in the heading frame.
 
+A model with leaf *markers* (:mod:`rtik.formats.markers`: head top, nose, eyes, ears, hand tips, knuckles, thumbs,
+heels, toe tips) takes them as ``K`` more input rows after the ``Ji`` joints, masked when absent: the denoiser sees
+all ``Ji + K`` rows, and the IK features get each present marker's offset from its parent joint expressed in that
+joint's geometric frame ``F_parent`` as a unit direction (zero when absent): what turns a leaf, whatever the length
+of a rig's end site.
+
 Training runs whole sequences through ``nn.GRU`` (:meth:`IKModel.forward`); the runtime step
 (:meth:`IKModel.step`) does the same with GRUCell math on a flat state, weights shared 1:1, which exports to
 loop-free Gemm/Sigmoid/Tanh graphs.
@@ -26,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rtik.formats import markers as mk
 from rtik.geometry.skeleton import Skeleton
 from train import geometry as geo
 from train.rig import build_rig
@@ -51,6 +58,7 @@ class ModelConfig:
             last ``ff_window`` frames, oldest first; the state holds the previous ``ff_window - 1`` of them).
         ff_window: frames seen by the feed-forward network (``arch="ff"`` only), at least 2.
         denoiser: False = no denoiser: ``pos_clean = pos·mask`` and the state has no denoiser part.
+        markers: names of the leaf markers the model takes after its input joints (:data:`rtik.formats.markers.NAMES`).
     """
 
     hidden: int = 192
@@ -60,8 +68,13 @@ class ModelConfig:
     arch: str = "gru"
     ff_window: int = 8
     denoiser: bool = True
+    markers: tuple = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "markers", tuple(self.markers))
+        unknown = [m for m in self.markers if m not in mk.BY_NAME]
+        if unknown:
+            raise ValueError(f"unknown markers {unknown}; valid: {', '.join(mk.NAMES)}")
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; valid: {', '.join(ARCHS)}")
         if self.arch == "ff" and self.ff_window < 2:
@@ -80,7 +93,9 @@ class ModelConfig:
         return [self.hidden] * self.layers
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["markers"] = list(self.markers)
+        return d
 
 
 def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
@@ -120,6 +135,10 @@ class IKModel(nn.Module):
         Ji = rig.num_inputs
         self.num_inputs = Ji
         self.num_joints = len(skel)
+        K = self.num_markers = len(cfg.markers)
+        Jm = Ji + K  # input rows: joints, then markers
+        m_par = [rig.input_joints.index(mk.BY_NAME[m].parent) for m in cfg.markers]
+        self.register_buffer("m_parent", torch.as_tensor(m_par, dtype=torch.int64), persistent=False)
         # NUM_VECTORS blocks of Ji vectors "to - from": bone, bend pair u and v, lateral, up, parent, child, grandchild
         me = np.arange(Ji)
         to = np.concatenate([rig.a_to, rig.u_to, rig.v_to, rig.lat_l, rig.up_to, *rig.neighbours.T])
@@ -136,11 +155,11 @@ class IKModel(nn.Module):
         self.register_buffer("C", torch.eye(3).repeat(Ji, 1, 1))
         H, Hd = cfg.hidden, cfg.den_hidden
         if cfg.denoiser:
-            self.den_gru = nn.GRU(Ji * 4, Hd, 1, batch_first=True)
-            self.den_head = nn.Linear(Hd, Ji * 3)
+            self.den_gru = nn.GRU(Jm * 4, Hd, 1, batch_first=True)
+            self.den_head = nn.Linear(Hd, Jm * 3)
             nn.init.zeros_(self.den_head.weight)
             nn.init.zeros_(self.den_head.bias)
-        n_feat = Ji * 3 + Ji + Ji * (NUM_VECTORS - 3) * 3 + Ji * 3
+        n_feat = Jm * 3 + Jm + Ji * (NUM_VECTORS - 3) * 3 + Ji * 3 + K * 3
         self.ik_in = nn.Sequential(nn.Linear(n_feat, H), nn.SiLU())
         if cfg.arch == "gru":
             self.ik_gru = nn.GRU(H, H, cfg.layers, batch_first=True)
@@ -161,6 +180,11 @@ class IKModel(nn.Module):
     @property
     def input_joints(self) -> tuple[str, ...]:
         return self.rig.input_joints
+
+    @property
+    def num_rows(self) -> int:
+        """Input rows per frame: the joints, then the markers."""
+        return self.num_inputs + self.num_markers
 
     # --------------------------------------------------------------------------------------- geometry
     # Written for small exported graphs: one gather per end of all vectors, slices instead of reshapes, frames
@@ -186,15 +210,21 @@ class IKModel(nn.Module):
         return self._frame_rows(self._vectors(P)).transpose(-1, -2)
 
     def features(self, P, mask):
-        """IK input ``(N, n_feat)`` and frames as rows ``(N, Ji, 3, 3)`` from clean positions and the mask."""
+        """IK input ``(N, n_feat)`` and frames as rows ``(N, Ji, 3, 3)`` from clean positions ``(N, Ji + K, 3)``
+        (joints, then markers) and the mask ``(N, Ji + K)``."""
         Ji = self.num_inputs
-        V = self._vectors(P)
+        V = self._vectors(P[:, :Ji])
         Ft = self._frame_rows(V)
         body = V[:, 3 * Ji :].reshape(-1, NUM_VECTORS - 3, Ji, 3).transpose(1, 2)  # (N, Ji, 5, 3)
         local = body @ Ft.transpose(-1, -2)  # rows v^T F: body axes and neighbours in each joint's frame
         up = Ft[..., 1]  # world up (+Y) in each joint's frame
-        x = torch.cat([(P * POS_SCALE).flatten(1), mask, local.flatten(1), up.flatten(1)], dim=-1)
-        return x, Ft
+        parts = [(P * POS_SCALE).flatten(1), mask, local.flatten(1), up.flatten(1)]
+        if self.num_markers:
+            d = P[:, Ji:] - torch.index_select(P, 1, self.m_parent)  # (N, K, 3)
+            m = (torch.index_select(Ft, 1, self.m_parent) @ d.unsqueeze(-1))[..., 0]  # in the parent's frame
+            m = m / torch.sqrt((m * m).sum(-1, keepdim=True).clamp_min(geo.EPS))  # a direction (tips differ in length)
+            parts.append((m * mask[:, Ji:, None]).transpose(1, 2).flatten(1))  # (N, 3*K), (c, k)
+        return torch.cat(parts, dim=-1), Ft
 
     def decode(self, Ft, out6):
         """Global ``(N, Ji, 3, 3)`` and transposed local ``(N, Ji, 3, 3)`` rotations from frame rows and the 6-D
@@ -245,17 +275,18 @@ class IKModel(nn.Module):
         return self.ik_ff(win), seq[:, seq.shape[1] - (self.cfg.ff_window - 1) :]
 
     def forward(self, pos, mask, state=None):
-        """A whole sequence: ``pos (B, T, Ji, 3)``, ``mask (B, T, Ji)``, ``state (B, S)`` or None (zeros).
+        """A whole sequence: ``pos (B, T, Ji + K, 3)``, ``mask (B, T, Ji + K)``, ``state (B, S)`` or None (zeros).
 
-        Returns a dict: ``pos_clean (B, T, Ji, 3)``, ``G`` and ``L`` ``(B, T, Ji, 3, 3)`` (global in the heading
-        frame, local), ``state (B, S)`` after the last frame.
+        Returns a dict: ``pos_clean (B, T, Ji + K, 3)``, ``G`` and ``L`` ``(B, T, Ji, 3, 3)`` (global in the
+        heading frame, local), ``state (B, S)`` after the last frame.
         """
-        B, T, Ji = pos.shape[:3]
+        B, T, Jm = pos.shape[:3]
+        Ji = self.num_inputs
         if state is None:
             state = pos.new_zeros(B, self.state_size)
         den_h, ik_h = self.split_state(state)
         clean, den_h = self.denoise(pos * mask[..., None], mask, den_h)
-        x, Ft = self.features(clean.reshape(B * T, Ji, 3), mask.reshape(B * T, Ji))
+        x, Ft = self.features(clean.reshape(B * T, Jm, 3), mask.reshape(B * T, Jm))
         e = self.ik_in(x.reshape(B, T, -1))
         hi, ik_h = self.ik_sequence(e, ik_h)
         G, Lt = self.decode(Ft, self.ik_head(torch.cat([hi, e], dim=-1)).reshape(B * T, -1))
@@ -264,8 +295,8 @@ class IKModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------ one frame
     def step(self, pos, mask, state):
-        """One frame, the runtime contract: ``pos (B, Ji, 3)``, ``mask (B, Ji)``, ``state (B, S)`` ->
-        ``(rot6d (B, J, 6), pos_clean (B, Ji, 3), state_out (B, S))``. GRUCell math, no loops over time."""
+        """One frame, the runtime contract: ``pos (B, Ji + K, 3)``, ``mask (B, Ji + K)``, ``state (B, S)`` ->
+        ``(rot6d (B, J, 6), pos_clean (B, Ji + K, 3), state_out (B, S))``. GRUCell math, no loops over time."""
         cfg = self.cfg
         den_s, ik_s = torch.split(state, [cfg.den_state, sum(cfg.ik_state)], dim=1)
         pm = pos * mask[..., None]
@@ -274,7 +305,7 @@ class IKModel(nn.Module):
             g = self.den_gru
             x = torch.cat([(pm * POS_SCALE).flatten(1), mask], dim=-1)
             hd = gru_cell(x, den_s, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
-            clean = pm + self.den_head(hd).reshape(-1, self.num_inputs, 3)
+            clean = pm + self.den_head(hd).reshape(-1, self.num_rows, 3)
             outs.append(hd)
         else:
             clean = pm

@@ -44,15 +44,18 @@ def _frame(a, b):
     return torch.stack([x, y, _cross(x, y)], dim=1)
 
 
-def feature_permutation(Ji: int) -> np.ndarray:
-    """Index into the training model's feature vector for each feature of the export layout."""
-    K = NUM_VECTORS - 3
-    head = np.arange(3 * Ji + Ji)  # positions (j, c) and mask (j): unchanged
-    base = 4 * Ji
+def feature_permutation(Ji: int, markers: int = 0) -> np.ndarray:
+    """Index into the training model's feature vector for each feature of the export layout (``markers``: how
+    many marker rows follow the ``Ji`` joints)."""
+    K, Jm = NUM_VECTORS - 3, Ji + markers
+    head = np.arange(3 * Jm + Jm)  # positions (j, c) and mask (j) of joints and markers: unchanged
+    base = 4 * Jm
     local = [base + (j * K + k) * 3 + c for c in range(3) for k in range(K) for j in range(Ji)]
     base += Ji * K * 3
     up = [base + j * 3 + r for r in range(3) for j in range(Ji)]
-    return np.concatenate([head, local, up]).astype(np.int64)
+    base += Ji * 3
+    tail = np.arange(base, base + 3 * markers)  # markers in their parents' frames (c, k): unchanged
+    return np.concatenate([head, local, up, tail]).astype(np.int64)
 
 
 def output_permutation(Ji: int) -> np.ndarray:
@@ -62,17 +65,19 @@ def output_permutation(Ji: int) -> np.ndarray:
 
 
 class ExportStep(nn.Module):
-    """``(pos (B, Ji, 3), mask (B, Ji), state (B, S)) -> (rot6d (B, J, 6), pos_clean (B, Ji, 3), state_out)``."""
+    """``(pos (B, Ji + K, 3), mask (B, Ji + K), state (B, S)) -> (rot6d (B, J, 6), pos_clean (B, Ji + K, 3),
+    state_out)``; ``K`` leaf markers follow the ``Ji`` joints (none in a model without markers)."""
 
     def __init__(self, model: IKModel):
         super().__init__()
         model = model.eval()
         Ji = self.Ji = model.num_inputs
+        Km = self.Km = model.num_markers
         M = NUM_VECTORS * Ji
         self.cfg = model.cfg
         self.dummy = model.rig.dummy_root >= 0
         # positions (B, 3*Ji) in (j, c) order -> every vector "to - from", coordinate first: (B, 3*M)
-        sel = np.zeros((3 * Ji, 3 * M), dtype=np.float32)
+        sel = np.zeros((3 * (Ji + Km), 3 * M), dtype=np.float32)  # marker rows select nothing
         to, fr = model.v_to.numpy(), model.v_from.numpy()
         for m in range(M):
             for c in range(3):
@@ -91,6 +96,15 @@ class ExportStep(nn.Module):
         self.register_buffer("psel", torch.from_numpy(psel))
         self.register_buffer("ptop", (torch.eye(3).reshape(1, 3, 3, 1) * torch.as_tensor(top, dtype=torch.float32)))
         self.register_buffer("ident6", torch.tensor(geo.IDENTITY_6D).reshape(1, 1, 6))
+        if Km:
+            # each marker minus its parent joint, coordinate first: positions (B, 3*(Ji+K)) -> (B, 3*K) (c, k)
+            msel = np.zeros((3 * (Ji + Km), 3 * Km), dtype=np.float32)
+            for k, p in enumerate(model.m_parent.tolist()):
+                for c in range(3):
+                    msel[(Ji + k) * 3 + c, c * Km + k] += 1.0
+                    msel[p * 3 + c, c * Km + k] -= 1.0
+            self.register_buffer("msel", torch.from_numpy(msel))
+            self.register_buffer("m_parent", model.m_parent.clone())
         if self.cfg.denoiser:
             self.den_gru, self.den_head = model.den_gru, model.den_head
         if self.cfg.arch == "gru":
@@ -101,7 +115,7 @@ class ExportStep(nn.Module):
         self.ik_in = nn.Linear(lin.in_features, lin.out_features)
         self.ik_head = nn.Linear(model.ik_head.in_features, model.ik_head.out_features)
         with torch.no_grad():
-            self.ik_in.weight.copy_(lin.weight[:, torch.from_numpy(feature_permutation(Ji))])
+            self.ik_in.weight.copy_(lin.weight[:, torch.from_numpy(feature_permutation(Ji, Km))])
             self.ik_in.bias.copy_(lin.bias)
             perm = torch.from_numpy(output_permutation(Ji))
             self.ik_head.weight.copy_(model.ik_head.weight[perm])
@@ -127,7 +141,13 @@ class ExportStep(nn.Module):
         Fs = _frame(a, b)  # (B, 3 [column i], 3 [row], Ji)
         W = torch.cat([lat, up, nbs], dim=2).reshape(-1, 1, 3, NUM_VECTORS - 3, Ji)  # (B, 1, 3 i, K, Ji)
         local = (W * Fs.unsqueeze(3)).sum(2)  # (B, 3 [frame axis], K, Ji): each vector in each joint's frame
-        feats = torch.cat([clean * POS_SCALE, mask, local.flatten(1), Fs[:, :, 1].flatten(1)], dim=-1)
+        parts = [clean * POS_SCALE, mask, local.flatten(1), Fs[:, :, 1].flatten(1)]
+        if self.Km:
+            d = (clean @ self.msel).reshape(-1, 1, 3, self.Km)  # (B, 1, 3 [row], K)
+            Fp = torch.index_select(Fs, 3, self.m_parent)  # (B, 3 [column i], 3 [row], K)
+            m = _normalize((Fp * d).sum(2)) * mask[:, Ji:].unsqueeze(1)  # (B, 3 [i], K): in the parent's frame
+            parts.append(m.flatten(1))
+        feats = torch.cat(parts, dim=-1)
         e = self.act(self.ik_in(feats))
         h, ik_out = ik_step(self, e, ik_s)
         D = self.ik_head(torch.cat([h, e], dim=-1)).reshape(-1, 2, 3, 1, Ji)  # (B, column, i, 1, Ji)
@@ -139,4 +159,4 @@ class ExportStep(nn.Module):
         r6 = L.permute(0, 3, 1, 2).reshape(-1, Ji, 6)
         if self.dummy:
             r6 = torch.cat([r6[:, :1] * 0 + self.ident6, r6], dim=1)
-        return r6, clean.reshape(-1, Ji, 3), torch.cat([*outs, ik_out], dim=-1)
+        return r6, clean.reshape(-1, Ji + self.Km, 3), torch.cat([*outs, ik_out], dim=-1)

@@ -108,6 +108,14 @@ def register(subparsers) -> None:
         "mapped onto the body; the default with a model) or the body's mean over the split's training clips "
         "(the default without a model)",
     )
+    p.add_argument(
+        "--markers",
+        choices=("none", "rig", "estimator"),
+        default="none",
+        help="corpus splits: the leaf markers the input has: none (joints only; default), rig (each clip's own "
+        "rig's head, hand and toe tips where it has them) or estimator (a pose estimator's points and joints, as "
+        "the mediapipe33 layout gives them)",
+    )
     p.add_argument("--model", default=None, help="model pack folder (default: the shipped model)")
     p.add_argument("--backend", default="onnx", help="inference backend for the model (default onnx)")
     p.add_argument(
@@ -236,7 +244,7 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
     runners = _runners("corpus", args.model, args.backend, methods, prior, args.virtual == "chain", pack)
     frames = sum(len(c.local_quats) for c in clips)
     log(f"{len(clips)} clips, {frames} frames of corpus split {args.split}; methods {', '.join(methods)}")
-    kw = {"offsets": args.offsets}  # how crossrig.evaluate scores
+    kw = {"offsets": args.offsets, "markers_mode": args.markers}  # how crossrig.evaluate scores
     if getattr(args, "ray", None) is not None:
         runners = _ray_corpus(args, clips, methods, prior, log, kw)
     results = crossrig.evaluate(clips, runners, args.conditions, args.seed, log, **kw)
@@ -248,6 +256,7 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
             "prior": prior_kind if need_prior else None,
             "offsets": args.offsets,
             "virtual": args.virtual,
+            "markers": args.markers,
             "limit_per_source": args.limit,
             "max_frames": args.max_frames,
             "seed": args.seed,

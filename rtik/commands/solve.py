@@ -35,7 +35,7 @@ def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None
     lay = "bvh" if layout == "auto" else layout
     positions = clip.positions
     if layout == "auto" and clip.skeleton is not None:
-        lay, positions = _rig_input(clip.skeleton, positions, lay)
+        lay, positions = _rig_input(clip.skeleton, positions, lay, clip.joints)
     try:
         out = solve_sequence(solver, positions, clip.fps, clip.mask, lay, clip.units, joints=clip.joints)
     except RtikError as e:
@@ -63,11 +63,14 @@ def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None
     return dst
 
 
-def _rig_input(skeleton, positions, fallback):
-    """``(layout, positions)`` of a BVH: its joints onto the model's by its rig mapping (name and structure: CMU's
-    ``LeftShoulder`` is an upper arm, a ``*Dummy`` merges with its neighbour) and its positions turned Y up (the
+def _rig_input(skeleton, positions, fallback, names):
+    """``(layout, positions)`` of a BVH (rows ``names``: its joints, then its End Sites): its joints onto the
+    model's by its rig mapping (name and structure: CMU's ``LeftShoulder`` is an upper arm, a ``*Dummy`` merges
+    with its neighbour), head, hand and toe tips onto the leaf markers by name, and its positions turned Y up (the
     model's world) when the file's world has another up axis; a rig the mapping refuses falls back to names alone
     and the positions as they are."""
+    from rtik.formats import markers
+    from rtik.formats.layouts import Layout, from_names
     from rtik.formats.rig import Rig, RigError, axis_matrix
 
     try:
@@ -77,7 +80,8 @@ def _rig_input(skeleton, positions, fallback):
     up = rig.up_of(positions)
     if up != "+Y":
         positions = positions @ axis_matrix(up).T
-    return rig.layout(), positions
+    tips = from_names(tuple(names), markers.NAMES).rows
+    return Layout("rig", tuple(names), {**rig.layout().rows, **tips}), positions
 
 
 def _in_rig(rig, src: Path, skel, q, root):

@@ -29,6 +29,7 @@ from rtik.eval import baselines
 from rtik.eval.conditions import CONDITIONS, apply_condition
 from rtik.eval.metrics import jerk
 from rtik.eval.sources import SourceClip
+from rtik.formats import markers
 from rtik.geometry import kinematics as kin
 from rtik.geometry import rotations as rot
 from rtik.geometry.skeleton import GROUPS
@@ -217,10 +218,11 @@ def fill_virtual(clip: SourceClip, positions, mask) -> tuple[np.ndarray, np.ndar
 
 def baseline_method(name: str, prior_body: np.ndarray | None) -> Method:
     """A baseline of :mod:`rtik.eval.baselines` solving in the clip's body (``prior_body (22, 4)``: the body's
-    mean local rotations, for the ``analytic_prior*`` baselines)."""
+    mean local rotations, for the ``analytic_prior*`` baselines). Leaf markers in the input are not used."""
 
     def run(clip: SourceClip, positions: np.ndarray, mask: np.ndarray):
-        P, m = fill_virtual(clip, positions, mask)
+        J = len(clip.skeleton)
+        P, m = fill_virtual(clip, positions[:, :J], mask[:, :J])
         sol = baselines.solve(name, clip.skeleton, P, clip.fps, m, prior_body)
         return kin.local_to_global(sol.skeleton, sol.local_quats), sol.positions
 
@@ -262,13 +264,21 @@ def model_method(pack, backend: str = "onnx", fill: bool = False) -> Method:
     out_idx = np.array([out_names.index(n) for n in BODY_NAMES])
 
     def run(clip: SourceClip, positions: np.ndarray, mask: np.ndarray):
+        J = len(clip.skeleton)
+        extra = [k for k in range(J, positions.shape[1]) if mask[:, k].any()]  # the leaf markers it has
+        P, M = positions[:, :J], mask[:, :J]
         if fill:
-            positions, mask = fill_virtual(clip, positions, mask)
+            P, M = fill_virtual(clip, P, M)
             names = list(pack.input_joints)
         else:  # the rig's joints only: a layout that lacks the others (the solver calibrates without them)
             names = [n for n in pack.input_joints if clip.present[clip.skeleton.index(n)]]
         idx = clip.skeleton.indices(names)
-        res = solve_sequence(solver, positions[:, idx], clip.fps, mask[:, idx], layout=names, units="m")
+        P, M = P[:, idx], M[:, idx]
+        if extra and pack.markers:
+            names += [markers.NAMES[k - J] for k in extra]
+            P = np.concatenate([P, positions[:, extra]], axis=1)
+            M = np.concatenate([M, mask[:, extra]], axis=1)
+        res = solve_sequence(solver, P, clip.fps, M, layout=names, units="m")
         G, _ = rig.body_globals(res["local_quats"].astype(np.float64), res["root_pos"].astype(np.float64))
         return rot.matrix_to_quat(G), res["positions"][:, out_idx].astype(np.float64)
 
@@ -276,15 +286,59 @@ def model_method(pack, backend: str = "onnx", fill: bool = False) -> Method:
 
 
 # ----------------------------------------------------------------------------------------------- running
-def corrupted_input(clip: SourceClip, condition: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The input of ``clip`` under ``condition``: positions ``(F, 22, 3)`` metres (``nan`` where missing or
-    absent from the rig) and mask ``(F, 22)``; the corruption touches the rig's joints only, the generator is
-    seeded from ``(seed, crc32(source/name), condition index)``. A static dummy root stays exact and observed."""
-    inputs = np.nonzero(clip.present)[0]
+#: which leaf markers an evaluation's input has (``rtik eval --markers``): none; the clip's own rig's head, hand
+#: and toe tips (where its rig has them, :attr:`SourceClip.tips`); or a pose estimator's points and joints
+#: (MediaPipe Pose's: nose, eyes, ears, index, pinky, thumb, heel and foot index at their canonical places on the
+#: clip's body; no spine, chest, neck or clavicles; the hips' midpoint for the hips, the ears' for the head, the foot
+#: index for the toes, as the ``mediapipe33`` layout feeds them)
+MARKER_MODES = ("none", "rig", "estimator")
+_ESTIMATOR = ("Nose", "Eye", "Ear", "Index", "Pinky", "Thumb", "Heel", "ToeTip")
+_ESTIMATOR_MISSING = ("Spine", "Chest", "Neck", "Shoulder_L", "Shoulder_R")
+
+
+def marker_positions(clip: SourceClip, mode: str) -> np.ndarray:
+    """World positions ``(F, K, 3)`` of the leaf markers :data:`rtik.formats.markers.NAMES` on ``clip`` under
+    ``mode`` (:data:`MARKER_MODES`), NaN where the input has none."""
+    if mode not in MARKER_MODES:
+        raise InputError(f"unknown marker mode {mode!r}; valid: {', '.join(MARKER_MODES)}")
+    F, K = len(clip.positions), len(markers.NAMES)
+    if mode == "none":
+        return np.full((F, K, 3), np.nan)
+    if mode == "rig":
+        off = clip.tips if clip.tips is not None else np.full((K, 3), np.nan)
+    else:
+        skel = clip.skeleton
+        leg = sum(np.linalg.norm(skel.offsets[skel.index(n)]) for n in ("Foot_L", "Toes_L"))
+        off = markers.offsets(markers.NAMES) * (leg / markers.REFERENCE_LEG)
+        off[[m.split("_")[0] not in _ESTIMATOR for m in markers.NAMES]] = np.nan
+    G = kin.local_to_global(clip.skeleton, clip.local_quats)  # (F, 22, 4)
+    par = clip.skeleton.indices([markers.BY_NAME[m].parent for m in markers.NAMES])
+    P = clip.positions[:, par] + rot.quat_apply(G[:, par], np.broadcast_to(np.nan_to_num(off), (F, K, 3)))
+    return np.where(np.isfinite(off).all(-1)[None, :, None], P, np.nan)
+
+
+def corrupted_input(clip: SourceClip, condition: str, seed: int, markers_mode: str = "none"):
+    """The input of ``clip`` under ``condition``: positions ``(F, 22 + K, 3)`` metres (the body's joints, then
+    the leaf markers of ``markers_mode``; ``nan`` where missing or absent) and mask ``(F, 22 + K)``; the
+    corruption touches the input's joints and markers only, the generator is seeded from ``(seed,
+    crc32(source/name), condition index)``. A static dummy root stays exact and observed."""
+    J = len(clip.skeleton)
+    Pm = marker_positions(clip, markers_mode)
+    truth = np.concatenate([clip.positions, Pm], axis=1)
+    have = np.concatenate([clip.present, np.isfinite(Pm).all(-1).all(0)])
+    if markers_mode == "estimator":  # what the mediapipe33 layout makes of a pose estimator's landmarks
+        truth = truth.copy()
+        n, row = clip.skeleton.names, {m: J + k for k, m in enumerate(markers.NAMES)}
+        truth[:, n.index("Hips")] = 0.5 * (truth[:, n.index("UpperLeg_L")] + truth[:, n.index("UpperLeg_R")])
+        truth[:, n.index("Head")] = 0.5 * (truth[:, row["Ear_L"]] + truth[:, row["Ear_R"]])
+        for s in ("_L", "_R"):
+            truth[:, n.index("Toes" + s)] = truth[:, row["ToeTip" + s]]
+        have[[n.index(j) for j in _ESTIMATOR_MISSING]] = False
+    inputs = np.nonzero(have)[0]
     key = zlib.crc32(f"{clip.source}/{clip.name}".encode())
     rng = np.random.default_rng([seed, key, CONDITIONS.index(condition)])
-    P_in, m_in = apply_condition(condition, clip.positions[:, inputs], clip.fps, rng)
-    P = np.full_like(clip.positions, np.nan)
+    P_in, m_in = apply_condition(condition, truth[:, inputs], clip.fps, rng)
+    P = np.full_like(truth, np.nan)
     mask = np.zeros(P.shape[:2], dtype=bool)
     P[:, inputs], mask[:, inputs] = P_in, m_in
     dummy = clip.skeleton.dummy_root()
@@ -305,11 +359,12 @@ def evaluate(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
     offsets: str = "source",
+    markers_mode: str = "none",
 ) -> dict[str, dict[str, dict[str, RigErrors]]]:
     """``{part: {method: {condition: RigErrors}}}``: one part per source (sorted), then ``"all"`` (every clip)
     when there are several. Every method gets the same corrupted input. ``offsets`` (:data:`OFFSET_FITS`):
     fit the rest offsets per source (over every frame of its clips: a rig convention, not a clip's mean error)
-    or per clip."""
+    or per clip. ``markers_mode`` (:data:`MARKER_MODES`): the leaf markers the input has."""
     if offsets not in OFFSET_FITS:
         raise InputError(f"unknown offset fit {offsets!r}; valid: {', '.join(OFFSET_FITS)}")
     log = log or (lambda s: None)
@@ -317,7 +372,7 @@ def evaluate(
     for i, clip in enumerate(clips):
         part = solved.setdefault(clip.source, {m: {c: [] for c in conditions} for m in methods})
         for cond in conditions:
-            P, mask = corrupted_input(clip, cond, seed)
+            P, mask = corrupted_input(clip, cond, seed, markers_mode)
             for name, run in methods.items():
                 out_global, out_pos = run(clip, P, mask)
                 part[name][cond].append((clip, out_global.astype(np.float32), out_pos.astype(np.float32)))

@@ -63,6 +63,9 @@ class SourceClip:
         fps: native frame rate (Hz).
         present: ``(22,)`` bool, the joints the clip's rig has (not virtual, not the static dummy root): the
             input joints, and the joints scored.
+        tips: ``(K, 3)`` where the rig's head, hand and toe tips sit in their body joints' frames, metres, for
+            the leaf markers :data:`rtik.formats.markers.NAMES` (NaN where the rig has none; all NaN from a corpus
+            cache that predates them).
     """
 
     name: str
@@ -72,6 +75,7 @@ class SourceClip:
     positions: np.ndarray
     fps: float
     present: np.ndarray
+    tips: np.ndarray | None = None
 
 
 def cache_files(cache_dir) -> dict[str, Path]:
@@ -117,6 +121,19 @@ def present_joints(skel: Skeleton, local_quats) -> np.ndarray:
 def _read(path: Path) -> dict:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def _tips(a: dict, i: int) -> np.ndarray:
+    """Clip ``i``'s tip offsets in the order of :data:`rtik.formats.markers.NAMES` (NaN where unknown)."""
+    from rtik.formats.markers import NAMES
+
+    out = np.full((len(NAMES), 3), np.nan)
+    if "tips" in a and "markers" in a:
+        col = {str(n): k for k, n in enumerate(a["markers"])}
+        for k, n in enumerate(NAMES):
+            if n in col:
+                out[k] = a["tips"][i, col[n]]
+    return out
 
 
 def _window(n: int, max_frames: int | None, rng: np.random.Generator) -> slice:
@@ -181,7 +198,8 @@ def load_split(
             root = a["root"][starts[i] : starts[i + 1]][sl].astype(np.float64)
             skel = body.with_offsets(a["offsets"][i].astype(np.float64))
             P = kin.forward_kinematics(skel, q, root_pos=root)[0]
-            clips.append(SourceClip(names[i], source, skel, q, P, float(a["fps"][i]), present_joints(skel, q)))
+            tips = _tips(a, i)
+            clips.append(SourceClip(names[i], source, skel, q, P, float(a["fps"][i]), present_joints(skel, q), tips))
         log(f"{source}: {len(idx)} clips ({path.name})")
     if not clips:
         raise InputError(f"no clip of split {split} in the corpus caches of {cache_dir}")

@@ -11,6 +11,12 @@ nothing (the joint is masked as missing on every frame). Built-in layouts:
   elbows, wrists; ``Hips`` is the midpoint of the two hips and ``Head`` the midpoint of the ears (approximate);
   ``Spine``, ``Chest``, ``Neck`` and the clavicles (``Shoulder_L/R``) are missing.
 - ``coco17``: COCO's 17 keypoints. Like ``mediapipe33`` without the toes.
+
+A model pack that reads leaf markers (:mod:`rtik.formats.markers`) gets them from the same layouts when the
+source has them: ``mediapipe33`` gives the nose, eyes, ears, index, pinky and thumb points, heels and foot index
+(``coco17`` the nose, eyes and ears); ``bvh`` and name lists match marker names exactly and the common names of end
+sites and tip joints (``HeadTop``, ``LeftHandEnd``, ``RightHandThumb3``, ``LeftToe_End`` ...). ``rtik`` is the
+input joints only.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rtik.errors import InputError
+from rtik.formats import markers as mk
 
 MEDIAPIPE33 = (
     "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
@@ -46,6 +53,11 @@ _POSE_MAP = {
     "Foot_S": ("s_ankle",),
     "Toes_S": ("s_foot_index",),
 }
+#: leaf marker -> pose landmark (side S = L/R, s = left/right)
+_POSE_MARKERS = {
+    "Nose": "nose", "Eye_S": "s_eye", "Ear_S": "s_ear", "Index_S": "s_index", "Pinky_S": "s_pinky",
+    "Thumb_S": "s_thumb", "Heel_S": "s_heel", "ToeTip_S": "s_foot_index",
+}  # fmt: skip
 _POSE_NOTES = {
     "Hips": "midpoint of the hip joints (the skeleton's Hips sits a few cm above it)",
     "Head": "midpoint of the ears (the skeleton's Head joint is at the skull base)",
@@ -147,12 +159,16 @@ def _aliases(model_joint: str) -> tuple[str, ...]:
     """Normalised aliases of a model joint name, the exact name first."""
     out = [_norm(model_joint)]
     out += _CENTRAL.get(model_joint, ())
+    out += [a for a, m in _TIPS.items() if m == model_joint]
     m = re.fullmatch(r"(.+)_([LR])", model_joint)
     if m and m.group(1) in _SIDED:
         side, word = ("l", "left") if m.group(2) == "L" else ("r", "right")
         for base in _SIDED[m.group(1)]:
             out += [word + base, side + base, base + side, base + word]
     return tuple(dict.fromkeys(out))
+
+
+_TIPS = mk.tip_names()
 
 
 def from_names(names, model_joints, name: str = "bvh") -> Layout:
@@ -179,6 +195,12 @@ def _pose_layout(name: str, joints: tuple[str, ...], model_joints) -> Layout:
             srcs = tuple(x.replace("s_", s + "_", 1) if s else x for x in src)
             if mj in model_joints and all(x in joints for x in srcs):
                 rows[mj] = tuple((x, 1.0 / len(srcs)) for x in srcs)
+    for key, src in _POSE_MARKERS.items():
+        for S, s in (("L", "left"), ("R", "right")) if key.endswith("_S") else ((None, None),):
+            m = key[:-1] + S if S else key
+            x = src.replace("s_", s + "_", 1) if s else src
+            if m in model_joints and x in joints:
+                rows[m] = ((x, 1.0),)
     notes = {k: v for k, v in _POSE_NOTES.items() if k in rows}
     return Layout(name, joints, rows, notes)
 
@@ -192,7 +214,8 @@ def get(layout, model_joints, names=None) -> Layout:
     if isinstance(layout, (list, tuple)):
         return from_names(tuple(layout), model_joints, name="names")
     if layout == "rtik":
-        return Layout("rtik", model_joints, {j: ((j, 1.0),) for j in model_joints})
+        joints = tuple(j for j in model_joints if j not in mk.BY_NAME)
+        return Layout("rtik", joints, {j: ((j, 1.0),) for j in joints})
     if layout == "bvh":
         if names is None:
             raise InputError("the 'bvh' layout matches joints by name: give the source's joint names")

@@ -60,8 +60,33 @@ def read_bvh(path: Path, units=None, fps=None) -> Clip:
     m = bvh.read(path)
     u = _units(units, path, bvh.guess_units(m))
     skel, q, root = clip_arrays(m)
-    positions = forward_kinematics(skel, q, root)[0] if len(q) else m.positions()
-    return Clip(positions, m.skeleton.names, float(fps or m.fps), u, skeleton=skel)
+    if not len(q):
+        return Clip(m.positions(), m.skeleton.names, float(fps or m.fps), u, skeleton=skel)
+    positions, G = forward_kinematics(skel, q, root)
+    ends, names = end_sites(skel, positions, G)
+    return Clip(np.concatenate([positions, ends], axis=1), tuple(skel.names) + names, float(fps or m.fps), u,
+                skeleton=skel)  # fmt: skip
+
+
+def end_sites(skel, positions, global_quats) -> tuple[np.ndarray, tuple[str, ...]]:
+    """World positions ``(F, E, 3)`` and names (``<joint>_End``) of a skeleton's End Sites that have a length
+    (at least 0.5 % of the first frame's extent: zero-length end sites say nothing), from its joints' positions
+    ``(F, J, 3)`` and global rotations ``(F, J, 4)``. Head tops, hand and toe tips among them become leaf markers
+    (:mod:`rtik.formats.markers`) for a model that reads them."""
+    from rtik.geometry import rotations as rot
+
+    extent = float(np.ptp(positions[0], axis=0).max()) if len(positions) else 0.0
+    taken = set(skel.names)
+    rows, names = [], []
+    for j, e in enumerate(skel.end_sites):
+        name = f"{skel.names[j]}_End"
+        if e is None or name in taken or np.linalg.norm(e) <= 0.005 * extent:
+            continue
+        rows.append(positions[:, j] + rot.quat_apply(global_quats[:, j], np.asarray(e, dtype=np.float64)))
+        names.append(name)
+    if not rows:
+        return np.zeros(positions.shape[:1] + (0, 3)), ()
+    return np.stack(rows, axis=1), tuple(names)
 
 
 #: what numpy raises on a damaged or hostile npz (empty, truncated, not a zip, arrays of the wrong kind)

@@ -262,6 +262,34 @@ class Rig:
                 out[:, i] = G[:, self._ref[b]] @ self._C[b]
         return out, pos
 
+    def tip_offsets(self, local_quats, root_pos, max_spread: float = 0.1) -> dict[str, np.ndarray]:
+        """Where this rig's head, hand and toe tips (End Sites with a length, finger-tip joints: the leaf markers
+        of :mod:`rtik.formats.markers` it has, found by name) sit in the frames of their body joints: ``{marker:
+        offset (3,)}`` in file units, the median over the motion ``(F, Jr, 4)``, ``(F, 3)``. A tip that does not
+        stay put in its joint's frame (its spread over the motion above ``max_spread`` of its length, e.g. a finger
+        tip on a moving finger) is left out."""
+        from rtik.formats import markers
+        from rtik.formats.layouts import from_names
+        from rtik.formats.points import end_sites
+
+        P, Gq = self._rig_positions(local_quats, root_pos, want_globals=True)
+        E, names = end_sites(self.skeleton, P, Gq)
+        rows = np.concatenate([P, E], axis=1) @ self._A.T  # body world axes
+        G, pos = self.body_globals(local_quats, root_pos)
+        col = {n: i for i, n in enumerate(tuple(self.skeleton.names) + names)}
+        out = {}
+        for m, src in from_names(tuple(col), markers.NAMES).rows.items():
+            j = BODY_NAMES.index(markers.BY_NAME[m].parent)
+            if BODY_NAMES[j] not in self.mapping:
+                continue
+            d = np.einsum("fji,fj->fi", G[:, j], rows[:, col[src[0][0]]] - pos[:, j])  # G^T (tip - joint)
+            off = np.median(d, axis=0)
+            length = float(np.linalg.norm(off))
+            spread = float(np.median(np.linalg.norm(d - off, axis=-1)))
+            if length > 0 and spread <= max_spread * length:
+                out[m] = off
+        return out
+
     def to_body(self, local_quats, root_pos) -> tuple[np.ndarray, np.ndarray]:
         """Rig motion ``(F, Jr, 4)`` XYZW local rotations and ``(F, 3)`` root translation (file units) -> body
         local rotations ``(F, 22, 4)`` and the hips' position ``(F, 3)`` (body world: Y up, file units)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rtik.errors import ModelError, RtikError
+from rtik.formats import markers as mk
 from rtik.geometry.skeleton import Skeleton
 from rtik.models.normalize import NormSpec
 
@@ -25,6 +26,7 @@ META_FILE = "model.json"
 #: ONNX default-domain opsets the runtime accepts (ORT 1.17+ runs them; TensorRT 10 parses 13 and later)
 MIN_OPSET, MAX_OPSET = 13, 25
 #: the step's inputs and outputs in order; ``B`` is the dynamic batch, ``Ji``/``J``/``S`` come from the pack
+#: (``Ji`` = input rows: the input joints, then the leaf markers if the pack takes any)
 STEP_INPUTS = (("pos", ("B", "Ji", 3)), ("mask", ("B", "Ji")), ("state", ("B", "S")))
 STEP_OUTPUTS = (("rot6d", ("B", "J", 6)), ("pos_clean", ("B", "Ji", 3)), ("state_out", ("B", "S")))
 #: where the shipped default model lives inside the package
@@ -46,6 +48,8 @@ class ModelPack:
         fps: frame rate the network was trained for (Hz).
         files: role -> file name inside ``path`` (``"onnx"``, optionally ``"torch"``).
         meta: the whole ``model.json`` (training, metrics, licence, ...).
+        markers: leaf markers (:mod:`rtik.formats.markers`) the network reads after the input joints, masked
+            when a stream does not have them; empty for a pack that reads joints only.
     """
 
     path: Path
@@ -58,6 +62,12 @@ class ModelPack:
     fps: float
     files: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    markers: tuple[str, ...] = ()
+
+    @property
+    def input_rows(self) -> tuple[str, ...]:
+        """Names of the step's ``pos`` rows: the input joints, then the markers."""
+        return self.input_joints + self.markers
 
     @property
     def input_index(self) -> np.ndarray:
@@ -66,7 +76,7 @@ class ModelPack:
 
     def step_shapes(self) -> dict[str, tuple[int | str, ...]]:
         """Expected shape of every step input and output by name, ``"B"`` for the dynamic batch."""
-        dims = {"Ji": len(self.input_joints), "J": len(self.skeleton), "S": self.state_size}
+        dims = {"Ji": len(self.input_rows), "J": len(self.skeleton), "S": self.state_size}
         return {n: tuple(dims.get(d, d) for d in shape) for n, shape in (*STEP_INPUTS, *STEP_OUTPUTS)}
 
     def digest(self) -> str:
@@ -115,6 +125,12 @@ def load(path=None) -> ModelPack:
         prior = np.asarray(meta.get("prior_local", np.tile([0.0, 0.0, 0.0, 1.0], (len(skel), 1))), dtype=np.float64)
         fps = float(meta.get("fps", 30.0))
         files = dict(meta.get("files", {"onnx": "step.onnx"}))
+        markers = tuple(str(m) for m in meta.get("markers", ()))
+        for m in markers:
+            if m not in mk.BY_NAME:
+                raise ModelError(f"unknown marker {m!r}; markers: {', '.join(mk.NAMES)}")
+            if mk.BY_NAME[m].parent not in inputs:
+                raise ModelError(f"marker {m!r}: its joint {mk.BY_NAME[m].parent!r} is not an input joint")
     except KeyError as e:
         raise ModelError(f"{meta_path}: missing key {e.args[0]!r}") from e
     except (TypeError, ValueError) as e:
@@ -130,7 +146,7 @@ def load(path=None) -> ModelPack:
     for role, name in files.items():
         if not (p / name).is_file():
             raise ModelError(f"model pack {p}: {role} file {name!r} is missing")
-    pack = ModelPack(p, str(meta.get("name", p.name)), skel, inputs, state_size, norm, prior, fps, files, meta)
+    pack = ModelPack(p, str(meta.get("name", p.name)), skel, inputs, state_size, norm, prior, fps, files, meta, markers)
     check_onnx(pack.file("onnx"), pack.step_shapes())
     return pack
 

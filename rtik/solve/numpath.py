@@ -404,3 +404,9 @@ def all_finite(r6, clean, st) -> bool:
 def _heading(cs):
     """``R_y(yaw) (B, 3, 3)`` from ``cs (B, 2)`` = (cos, sin) of the heading."""
     return (cs @ _RY_CS + _RY_0).reshape(len(cs), 3, 3)
+
+
+def heading_matrices(cs):
+    """``R_y(yaw) (B, 3, 3)`` from ``cs (B, 2)`` = (cos, sin) of the heading; row vectors times it are turned by
+    ``R_y(-yaw)``, as :func:`pre` normalises positions."""
+    return _heading(cs)

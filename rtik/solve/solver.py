@@ -106,6 +106,7 @@ class StreamInfo:
     bad_run: int = 0  # rejected frames in a row
     last_error: str = ""
     extra: dict = field(default_factory=dict)
+    markers: layouts.LayoutMap | None = None  # the pack's leaf markers from the stream's layout (None: none of them)
 
 
 class Solver:
@@ -121,6 +122,7 @@ class Solver:
         self.skeleton: Skeleton = skel
         self.tables = rf.Tables.build(skel)
         self.J, self.Ji, self.S = len(skel), len(pack.input_joints), pack.state_size
+        self.Km = len(pack.markers)  # leaf markers the network reads after the joints
         self.in_idx = pack.input_index  # (Ji,) skeleton index of each input joint
         self.root_in = list(pack.input_joints).index(pack.norm.root)
         self.root_j = int(self.in_idx[self.root_in])
@@ -250,7 +252,8 @@ class Solver:
             "cmem": ((C, K), np.int64, -1), "ckind": ((C, K), np.int64, -1), "cfr": ((C, 3, 3), np.float64, 0.0),
             "cval": ((C,), bool, False), "ce": ((C, K, 3), np.float64, 0.0), "cn": ((C, K), np.float64, 0.0),
             "cspec": ((C, 3), np.int64, -1), "cref": ((C, 3), np.int64, -1), "cr": ((C, 2, 3), np.float64, 0.0),
-            "crn": ((C, 2), np.float64, 0.0),
+            "crn": ((C, 2), np.float64, 0.0), "p_mpos": ((self.Km, 3), np.float64, 0.0),
+            "p_mmask": ((self.Km,), bool, False),
         }  # fmt: skip
         for name, (shape, dtype, fill) in spec.items():
             a = np.full((cap, *shape), fill, dtype=dtype)
@@ -274,7 +277,10 @@ class Solver:
         fps = float(fps or self.pack.fps)
         if not np.isfinite(fps) or fps <= 0:
             raise InputError(f"stream {name!r}: fps must be positive, got {fps}")
-        lmap = layouts.resolve(layouts.get(layout, self.pack.input_joints, joints), self.pack.input_joints)
+        lay = layouts.get(layout, self.pack.input_rows, joints)
+        lmap = layouts.resolve(lay, self.pack.input_joints)
+        mmap = layouts.resolve(lay, self.pack.markers) if self.Km else None
+        mmap = mmap if mmap is not None and mmap.provided.any() else None
         if not lmap.provided[self.root_in]:
             raise InputError(
                 f"stream {name!r}: layout {lmap.layout.name!r} does not provide the root joint "
@@ -291,7 +297,7 @@ class Solver:
                 self._alloc(self._cap * 2)
             slot = self._free.pop(0)
             self._reset_slot(slot, calibration=True)
-            self._streams[name] = StreamInfo(name, slot, lmap, units, fps)
+            self._streams[name] = StreamInfo(name, slot, lmap, units, fps, markers=mmap)
             provided = np.asarray(lmap.provided, bool)
             self._cmem[slot], self._ckind[slot], valid = self._cluster_members(provided)
             self._cval[slot] = False
@@ -481,7 +487,19 @@ class Solver:
             slot = s.slot
             self._p_pos[slot] = P
             self._p_mask[slot] = M
+            self._push_markers(s, positions, mask)
             self._queue(s, ts)
+
+    def _push_markers(self, s: StreamInfo, positions, mask) -> None:
+        """The stream's leaf markers of a valid frame (in its layout and units) into its slot; a marker that is
+        masked or not finite is missing."""
+        if s.markers is None:
+            return
+        P = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+        m = np.isfinite(P).all(axis=1)
+        if mask is not None:
+            m &= np.asarray(mask).reshape(-1).astype(bool)
+        self._p_mpos[s.slot], self._p_mmask[s.slot] = s.markers.apply(P, m)
 
     def _queue(self, s: StreamInfo, ts: float) -> None:
         slot = s.slot
@@ -522,6 +540,7 @@ class Solver:
                 self._p_mask, slot,
             ):  # fmt: skip
                 return False
+            self._push_markers(s, P, m)
             self._queue(s, ts)
         return True
 
@@ -540,7 +559,8 @@ class Solver:
             ts = self._p_ts[slots]
             forced = self._p_reset[slots]
             self._p_reset[slots] = False
-        out = self._solve(slots, P_in, M_in, ts, forced, list(ready.values()))
+            markers = (self._p_mpos[slots], self._p_mmask[slots]) if self.Km else None
+        out = self._solve(slots, P_in, M_in, ts, forced, list(ready.values()), markers)
         q, r, p, rs, nz = out
         us = (time.perf_counter() - t0) * 1e6
         return {
@@ -548,9 +568,11 @@ class Solver:
             for i, s in enumerate(ready.values())
         }
 
-    def _solve(self, slots, P_in, M_in, ts, forced, infos):
+    def _solve(self, slots, P_in, M_in, ts, forced, infos, markers=None):
         """Pre-processing, the network, post-processing: compiled (:mod:`rtik.solve.kernels`) or numpy
-        (:mod:`rtik.solve.numpath`), the same contracts. -> ``(local_quats, root_pos, positions, reset, noise)``"""
+        (:mod:`rtik.solve.numpath`), the same contracts; ``markers``: the leaf markers ``(B, Km, 3)`` in stream
+        units and ``(B, Km)`` observed, for a pack that reads them (None: all missing).
+        -> ``(local_quats, root_pos, positions, reset, noise)``"""
         k = self._kern
         if self._pending:  # streams whose cluster frames are not chosen yet: choose from this frame
             with self._lock:
@@ -564,7 +586,11 @@ class Solver:
         if reset.any():
             for i in np.flatnonzero(reset & ~fresh & ~forced):  # gaps, teleports, time going back
                 infos[i].resets += 1
+        if self.Km:  # the markers normalised like the joints (root, heading, body size), appended as rows
+            pos, mask = self._with_markers(slots, pos, mask, markers, *geo[1:4])
         r6, clean, reset = self._network(slots, pos, mask, reset, infos)
+        if self.Km:
+            clean = np.ascontiguousarray(clean[:, : self.Ji])
         if k is None:
             q, root_pos, X, noise = numpath.post(self, r6, clean, M_in, fresh, *geo, slots, ts)
         else:
@@ -574,6 +600,19 @@ class Solver:
         for sinfo in infos:
             sinfo.frames += 1
         return q, root_pos, X, reset, noise
+
+    def _with_markers(self, slots, pos, mask, markers, root, cs, size):
+        """``pos (B, Ji, 3)`` and ``mask (B, Ji)`` with the markers appended: ``(B, Ji + Km, 3)``, ``(B, Ji + Km)``;
+        a marker is ``R_y(-yaw) (p - root) / size`` like a joint (:func:`rtik.solve.numpath.pre`), zero when missing."""
+        B = len(slots)
+        if markers is None:
+            Pm, Mm = np.zeros((B, self.Km, 3)), np.zeros((B, self.Km), bool)
+        else:
+            Pm, Mm = markers
+        rel = Pm * self._scale[slots][:, None, None] - root[:, None]
+        pm = (rel @ numpath.heading_matrices(cs)) * (Mm / size[:, None])[..., None]
+        pos = np.concatenate([pos, pm.astype(np.float32)], axis=1)
+        return pos, np.concatenate([mask, Mm.astype(np.float32)], axis=1)
 
     def _network(self, slots, pos, mask, reset, infos):
         """One backend call for the batch; streams whose output is not finite are reset. -> ``(r6, clean, reset)``"""

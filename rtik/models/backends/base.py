@@ -78,7 +78,7 @@ class Backend(ABC):
 
     def __init__(self, pack: ModelPack):
         self.pack = pack
-        self.Ji = len(pack.input_joints)
+        self.Ji = len(pack.input_rows)  # step rows: input joints, then markers
         self.J = len(pack.skeleton)
         self.S = pack.state_size
 
