@@ -146,7 +146,6 @@ class ExampleMaker:
             "offsets": np.broadcast_to(off.astype(f32), (T, Ji, 3)),
         }
 
-
     # ---------------------------------------------------------------------------------------------- markers
     def _marker_positions(self, s, P, Gq, rng) -> np.ndarray:
         """World positions ``(T, K, 3)`` of the markers on body ``s`` (joints ``P``, global rotations ``Gq``),

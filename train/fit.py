@@ -225,8 +225,9 @@ def main(argv=None) -> int:
         step, elapsed, log = ck["step"], ck["elapsed"], ck["log"]
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     data = torch.utils.data.DataLoader(
-        _Batches(train, args.batch, args.window, args.seed * 1000 + rank + step, _augment_config(args.augment),
-                 cfg.markers),  # fmt: skip
+        _Batches(
+            train, args.batch, args.window, args.seed * 1000 + rank + step, _augment_config(args.augment), cfg.markers
+        ),  # fmt: skip
         batch_size=None,
         num_workers=args.workers,
         prefetch_factor=4 if args.workers else None,
