@@ -32,7 +32,9 @@ def test_rtik_layout_is_the_identity():
 
 
 def test_unknown_layout_lists_valid_ones():
-    with pytest.raises(InputError, match="unknown layout 'kinect'; valid layouts: rtik, bvh, mediapipe33, coco17"):
+    with pytest.raises(
+        InputError, match="unknown layout 'kinect'; valid layouts: rtik, rtik\\+markers, bvh, mediapipe33, coco17"
+    ):
         layouts.get("kinect", MODEL)
 
 

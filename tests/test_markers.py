@@ -38,6 +38,7 @@ def test_layouts_give_markers_only_to_a_pack_that_reads_them():
     assert {"Nose", "Eye_L", "Ear_R"} <= set(coco.rows) and "Index_L" not in coco.rows
     assert "Nose" not in layouts.get("mediapipe33", ("Hips", "Head")).rows  # a joints-only pack: no markers
     assert layouts.get("rtik", rows).joints == ("Hips", "Head", "Hand_L")  # rtik: the input joints only
+    assert layouts.get("rtik+markers", rows).joints == rows  # then every marker, in the pack's order
     names = ("Hips", "LeftHandEnd", "RightHand_End", "Head_End", "LeftHandThumb3", "rtoes_End", "Nose")
     got = {m: src[0][0] for m, src in layouts.from_names(names, markers.NAMES).rows.items()}
     assert got == {"HandTip_L": "LeftHandEnd", "HandTip_R": "RightHand_End", "HeadTop": "Head_End",
@@ -198,7 +199,7 @@ def test_solver_feeds_markers_and_masks_absent_ones(marker_pack):
     X = _frames(pack)
     Ji = len(pack.input_joints)
     sv.open_stream("joints", layout="rtik")
-    sv.open_stream("tips", layout=list(pack.input_rows))
+    sv.open_stream("tips", layout="rtik+markers")
     sv.open_stream("masked", layout=list(pack.input_rows))
     sv.open_stream("turned", layout=list(pack.input_rows))
     assert sv._streams["joints"].markers is None and sv._streams["tips"].markers.provided.all()

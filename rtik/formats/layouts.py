@@ -16,7 +16,8 @@ A model pack that reads leaf markers (:mod:`rtik.formats.markers`) gets them fro
 source has them: ``mediapipe33`` gives the nose, eyes, ears, index, pinky and thumb points, heels and foot index
 (``coco17`` the nose, eyes and ears); ``bvh`` and name lists match marker names exactly and the common names of end
 sites and tip joints (``HeadTop``, ``LeftHandEnd``, ``RightHandThumb3``, ``LeftToe_End`` ...). ``rtik`` is the
-input joints only.
+input joints only; ``rtik+markers`` the input joints, then every marker the pack reads, in its order (mask the ones
+a source does not have).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ _SIDED = {
     "Foot": ("foot", "ankle"),
     "Toes": ("toes", "toebase", "toe", "ball"),
 }
-NAMES = ("rtik", "bvh", "mediapipe33", "coco17")
+NAMES = ("rtik", "rtik+markers", "bvh", "mediapipe33", "coco17")
 
 
 @dataclass(frozen=True)
@@ -213,9 +214,9 @@ def get(layout, model_joints, names=None) -> Layout:
         return layout
     if isinstance(layout, (list, tuple)):
         return from_names(tuple(layout), model_joints, name="names")
-    if layout == "rtik":
-        joints = tuple(j for j in model_joints if j not in mk.BY_NAME)
-        return Layout("rtik", joints, {j: ((j, 1.0),) for j in joints})
+    if layout in ("rtik", "rtik+markers"):
+        joints = tuple(j for j in model_joints if layout == "rtik+markers" or j not in mk.BY_NAME)
+        return Layout(layout, joints, {j: ((j, 1.0),) for j in joints})
     if layout == "bvh":
         if names is None:
             raise InputError("the 'bvh' layout matches joints by name: give the source's joint names")
