@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rtik.formats import markers
 from rtik.geometry.skeleton import Skeleton
 from rtik.models import modelpack
 from rtik.models.normalize import NormSpec
@@ -132,13 +133,15 @@ def main(argv=None) -> int:
     ap.add_argument("--arch", choices=ARCHS, default=ModelConfig.arch, help="IK network (--random only)")
     ap.add_argument("--ff-window", type=int, default=ModelConfig.ff_window, help="frames seen by --arch ff")
     ap.add_argument("--no-denoiser", action="store_true", help="a pack without denoiser (--random only)")
+    ap.add_argument("--markers", default="none", help="leaf markers of a --random pack: all, none or a comma list")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     args = ap.parse_args(argv)
     if args.random:
         torch.manual_seed(args.seed)
         try:
+            marks = markers.NAMES if args.markers == "all" else tuple(m for m in args.markers.split(",") if m != "none")
             cfg = ModelConfig(args.hidden, args.layers, args.den_hidden, arch=args.arch, ff_window=args.ff_window,
-                              denoiser=not args.no_denoiser)  # fmt: skip
+                              denoiser=not args.no_denoiser, markers=marks)  # fmt: skip
         except ValueError as e:
             ap.error(str(e))
         model = IKModel(default_skeleton(), cfg)
