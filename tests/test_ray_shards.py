@@ -211,3 +211,47 @@ def test_ray_listens_on_loopback_only(shards):
     addrs = _listening(_descendants(os.getpid()))
     assert len(addrs) >= 3  # this process's core worker, the GCS, the raylet, the actor's worker...
     assert all(ipaddress.ip_address(a).is_loopback for a in addrs), addrs
+
+
+def test_daemon_serves_through_ray_shards(ray_local, clip):
+    """rtik serve --ray in process: frames over ZeroMQ, poses back equal to the in-process solver's, the shard
+    reported per stream by `ctl streams`, a bad frame counted as the stream's input error."""
+    import time
+
+    from loopback import free_port
+
+    from rtik.serve import config
+    from rtik.serve.daemon import Daemon
+    from rtik.solve.solver import solve_sequence
+    from rtik.wire.client import Control, Listener, Sender
+
+    ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
+    cfg = config.from_dict({
+        "ingest": {"zmq": {"bind": ep["in"]}, "osc": {"enabled": False}},
+        "output": {"zmq": {"bind": ep["out"]}, "osc": {"enabled": False}, "vmc": {"enabled": False}},
+        "control": {"bind": ep["ctl"]}, "streams": {"fps": FPS}, "web": {"enabled": False},
+        "ray": {"enabled": True, "deadline": 1.0, "poll_nodes": 0.0},
+    })  # fmt: skip
+    d = Daemon(cfg)
+    d.start()
+    try:
+        X = clip[:30]
+        want = solve_sequence(d.solver.pack, X, FPS, calibrate=False)
+        with Listener(ep["out"], ["live"]) as rx, Sender("live", ep["in"]) as tx:
+            time.sleep(0.2)
+            for i in range(len(X)):
+                tx.send(X[i], timestamp=i / FPS, seq=i + 1)
+                pose = rx.recv(timeout=20)
+                assert pose is not None and pose.seq == i + 1
+                np.testing.assert_allclose(pose.local_quats, want["local_quats"][i], atol=1e-4)
+            tx.send(np.zeros((21, 3)), timestamp=len(X) / FPS, seq=len(X) + 1)  # degenerate: refused on the shard
+            deadline = time.monotonic() + 10
+            while d.streams["live"].input_errors == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert d.streams["live"].input_errors == 1
+        with Control(ep["ctl"]) as ctl:
+            (row,) = ctl.request("streams")
+        assert row["stream"] == "live" and row["shard"] == 0 and row["gap_frames"] == 0
+    finally:
+        d.stop()
+    assert d.solver.shards == []  # the daemon stopped the shards it started

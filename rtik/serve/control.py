@@ -82,9 +82,18 @@ class Commands:
                 "latency_ms": st.last_latency_us / 1e3,
                 "recording": str(st.recording.path) if st.recording else None,
                 **{f"frames_{k}" if k in ("in", "out") else k: v for k, v in counts.get(n, {}).items()},
+                **self._solver_extra(n),
             }  # fmt: skip
             for n, st in sorted(self.d.streams.items())
         ]
+
+    def _solver_extra(self, name: str) -> dict:
+        """What the solver reports of a stream beyond the daemon's counters (a sharded solver: its shard,
+        ``gap_frames``, ``reseeds``, ``moves``; rtik.serve.ray_shards)."""
+        try:
+            return dict(self.d.solver.stream(name).extra)
+        except (RtikError, AttributeError):
+            return {}
 
     def cmd_stats(self) -> dict:
         return self.d.stats.snapshot()
