@@ -139,6 +139,17 @@ def test_a_bad_video_is_a_clear_error_and_leaves_no_output(tmp_path, capsys, kin
     assert not out.exists() or list(out.iterdir()) == []  # nothing written, no temporary file left
 
 
+def test_a_video_damaged_inside_gives_what_decodes_and_says_so(tmp_path, capsys):
+    data = bytearray(CLIP.read_bytes())
+    start, end = data.find(b"mdat"), data.find(b"moov")  # the frames, then the index (mp4v writes it last)
+    data[(start + end) // 2 : end - 8] = bytes(end - 8 - (start + end) // 2)  # the second half of the frames zeroed
+    src = tmp_path / "damaged.mp4"
+    src.write_bytes(bytes(data))
+    assert main(["video", str(src), "-o", str(tmp_path / "d.bvh"), "--no-progress"]) == 0
+    assert "frames could be decoded (damaged?)" in capsys.readouterr().err
+    assert 0 < bvh.read(tmp_path / "d.bvh").num_frames < 36
+
+
 def test_a_folder_in_gives_a_folder_out_and_a_bad_file_does_not_stop_it(tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()

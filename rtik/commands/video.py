@@ -120,6 +120,9 @@ def video_file(solver, src: Path, dst: Path, args, landmarks: Path | None = None
         track = track_video(src, start=args.start, end=args.end, fps=args.fps, progress=bar)
     finally:
         bar.close()
+    if total and len(track) < total - 1:  # containers may count a frame more than they hold
+        print(f"rtik video: warning: {src}: only {len(track)} of its {total} frames could be decoded (damaged?)",
+              file=sys.stderr)  # fmt: skip
     try:
         sin = solver_input(track, args.gaps, args.root, args.fov, args.min_visibility)
     except RtikError as e:
@@ -153,7 +156,7 @@ def _umask() -> int:
 
 def run(args) -> int:
     from rtik.solve.solver import Solver
-    from rtik.video.frames import SUFFIXES
+    from rtik.video.frames import SUFFIXES, cv2, open_video
 
     src: Path = args.input
     if not src.exists():
@@ -169,6 +172,9 @@ def run(args) -> int:
              args.preview and args.preview / (f.stem + ".png"))
             for f in videos
         ]  # fmt: skip
+    cv2()  # the video extra is installed
+    if src.is_file():
+        open_video(src, args.fps).close()  # a bad file fails before the model loads
     solver = Solver.from_path(args.model, backend=args.backend)
     failed = 0
     try:

@@ -8,6 +8,7 @@ empty, not a video, or without a frame rate raises :class:`~rtik.errors.InputErr
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,9 @@ SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".
 
 
 def cv2():
-    """OpenCV, or a :class:`BackendError` saying how to install it."""
+    """OpenCV, or a :class:`BackendError` saying how to install it. FFmpeg's own log (a line per damaged packet)
+    is silenced: what cannot be read is reported as an error or warning naming the file."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     try:
         import cv2 as _cv2
     except ImportError as e:
