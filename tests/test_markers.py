@@ -233,3 +233,32 @@ def test_mediapipe_landmarks_feed_the_estimator_markers(marker_pack):
     have = {pack.markers[k] for k in np.flatnonzero(info.markers.provided)}
     assert have == {"Nose", "Eye_L", "Eye_R", "Ear_L", "Ear_R", "Index_L", "Index_R", "Pinky_L", "Pinky_R",
                     "Thumb_L", "Thumb_R", "Heel_L", "Heel_R", "ToeTip_L", "ToeTip_R"}  # fmt: skip
+
+
+def test_warm_start_from_a_model_without_markers_changes_nothing_at_first(mocap):
+    torch = pytest.importorskip("torch")
+    from train.model import IKModel, ModelConfig
+
+    m = bvh.read(mocap / "extra" / "sample" / VSPORTS)
+    body = Rig.from_skeleton(clip_arrays(m)[0]).body.scaled(0.01)
+    torch.manual_seed(0)
+    old = IKModel(body, ModelConfig(hidden=16, layers=2, den_hidden=8)).eval()
+    with torch.no_grad():
+        for p in old.parameters():
+            p.normal_(0.0, 0.3)
+    new = IKModel(body, ModelConfig(hidden=16, layers=2, den_hidden=8, markers=markers.NAMES)).eval()
+    new.load_without_markers(old.state_dict())
+    Ji, K = old.num_inputs, len(markers.NAMES)
+    g = torch.Generator().manual_seed(1)
+    pos = torch.randn(2, 5, Ji + K, 3, generator=g) * 0.3
+    mask = (torch.rand(2, 5, Ji + K, generator=g) > 0.2).float()
+    with torch.no_grad():
+        a = old(pos[:, :, :Ji], mask[:, :, :Ji])
+        b = new(pos, mask)
+    for k in ("G", "L", "state"):
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a["pos_clean"], b["pos_clean"][:, :, :Ji], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="shape"):  # other sizes are refused, not half loaded
+        IKModel(body, ModelConfig(hidden=8, layers=2, den_hidden=8, markers=markers.NAMES)).load_without_markers(
+            old.state_dict()
+        )

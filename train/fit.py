@@ -180,6 +180,9 @@ def parse_args(argv=None):
     ap.add_argument("--workers", type=int, default=1, help="data worker processes (0 = in the main process)")
     ap.add_argument("--val-every", type=float, default=3.0, help="minutes between validation and checkpoints")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this checkpoint's weights (same sizes; one without markers gets its marker "
+                    "inputs at zero), with a fresh optimiser and schedule")  # fmt: skip
     ap.add_argument("--train-split", default="train", choices=("train", "all"), help="clips to train on")
     ap.add_argument("--augment", default="full", choices=("full", "none"), help="augmentation (none: for tests)")
     ap.add_argument("--no-export", action="store_true", help="do not write a model pack at the end")
@@ -218,6 +221,14 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, elapsed, log = 0, 0.0, []
     ck_path = out / "last.pt"
+    if args.init is not None and not (args.resume and ck_path.is_file()):
+        ck = torch.load(args.init, map_location="cpu", weights_only=False)
+        if ModelConfig(**{**ck["config"], "markers": cfg.markers}) != cfg:
+            raise SystemExit(f"--init {args.init}: its sizes {ck['config']} differ from this run's {cfg.to_dict()}")
+        if list(ck["config"].get("markers", [])) == list(cfg.markers):
+            model.load_state_dict(ck["model"])
+        else:
+            model.load_without_markers(ck["model"])
     if args.resume and ck_path.is_file():
         ck = torch.load(ck_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])

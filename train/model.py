@@ -315,6 +315,45 @@ class IKModel(nn.Module):
         _, Lt = self.decode(Ft, self.ik_head(torch.cat([h, e], dim=-1)))
         return self.rot6d(Lt), clean, torch.cat([*outs, ik_out], dim=-1)
 
+    # ------------------------------------------------------------------------------------------ warm start
+    @torch.no_grad()
+    def load_without_markers(self, state: dict) -> None:
+        """Start from the weights ``state`` of a model of the same sizes that reads no markers (a warm start):
+        every weight is copied, the denoiser's and the IK input's columns for the markers start at zero, so the
+        model computes exactly what the old one did until training teaches it to use them."""
+        Ji, K = self.num_inputs, self.num_markers
+        Jm = Ji + K
+        # denoiser input [pos (rows*3), mask (rows)], joint rows first: the old mask columns move behind the
+        # markers' positions
+        den_cols = np.concatenate([np.arange(3 * Ji), 3 * Jm + np.arange(Ji)])
+        # IK input [pos, mask, local, up] (+ marker directions): pos and mask as above, the rest shifted
+        rest = (NUM_VECTORS - 3) * 3 * Ji + 3 * Ji
+        ik_cols = np.concatenate([den_cols, 4 * Jm + np.arange(rest)])
+        own = self.state_dict()
+        for name, value in state.items():
+            if name not in own:
+                raise ValueError(f"warm start: unknown weight {name!r}")
+            target = own[name]
+            want = {  # the old shape each grown weight must have
+                "den_gru.weight_ih_l0": (target.shape[0], len(den_cols)),
+                "den_head.weight": (3 * Ji, *target.shape[1:]),
+                "den_head.bias": (3 * Ji,),
+                "ik_in.0.weight": (target.shape[0], len(ik_cols)),
+            }.get(name, tuple(target.shape))
+            if tuple(value.shape) != want:
+                raise ValueError(f"warm start: {name} has shape {tuple(value.shape)}, expected {want}")
+            if target.shape == value.shape:
+                target.copy_(value)
+            elif name == "den_gru.weight_ih_l0":
+                target.zero_()
+                target[:, torch.from_numpy(den_cols)] = value
+            elif name.startswith("den_head."):
+                target.zero_()
+                target[: 3 * Ji] = value
+            else:  # ik_in.0.weight
+                target.zero_()
+                target[:, torch.from_numpy(ik_cols)] = value
+
     # ---------------------------------------------------------------------------------------- calibration
     @torch.no_grad()
     def calibrate(self, positions, global_rot, blends=(0.1, 0.3, 1.0)) -> dict:
