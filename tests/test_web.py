@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -479,3 +480,38 @@ def test_bad_http_requests_are_refused(daemon):
     status, body = http(port, "/vendor/three.module.min.js")
     assert status == 200 and b"Copyright 2010-2024 Three.js Authors" in body
     assert http(port, "/../pyproject.toml")[0] == 404
+
+
+def test_a_stuck_web_thread_does_not_hold_up_the_solver(pack, clip):
+    """The web thread blocked outright (as if encoding or a socket hung): the daemon, in this process, still
+    solves and publishes every frame; the solver thread only leaves poses in the view's slots."""
+    from rtik.serve.daemon import Daemon
+    from rtik.solve.solver import Solver
+
+    ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
+    cfg = config.from_dict({
+        "model": {"path": str(pack.path)}, "web": {"port": free_port()}, "streams": {"fps": FPS},
+        "ingest": {"zmq": {"bind": ep["in"]}, "osc": {"enabled": False}},
+        "output": {"zmq": {"bind": ep["out"]}, "osc": {"enabled": False}, "vmc": {"enabled": False}},
+        "control": {"bind": ep["ctl"]},
+    })  # fmt: skip
+    d = Daemon(cfg, Solver(pack))
+    d.start()
+    try:
+        ws = WsClient(d.web.server.port)
+        ws.next_json("hello")
+        stuck, release, woke = threading.Event(), threading.Event(), threading.Event()
+        d.web.server.call(lambda: (stuck.set(), release.wait(60), woke.set()))  # the web thread blocks
+        assert stuck.wait(10)
+        poses = lockstep({"ep": ep}, "while-stuck", clip)
+        assert len(poses) == len(clip) and not woke.is_set()  # every frame solved while the web thread was stuck
+        deadline = time.monotonic() + 10  # the slot is filled just after the pose is published
+        while d.web.latest["while-stuck"][1].seq != len(clip) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert d.web.latest["while-stuck"][1].seq == len(clip) and not woke.is_set()  # the newest pose waits there
+        release.set()
+        head, got = ws.next_poses()  # and the viewer gets it once the thread goes on
+        assert "while-stuck" in got
+        ws.close()
+    finally:
+        d.stop()

@@ -196,27 +196,31 @@ class LiveView(Handler):
     def _refresh(self) -> None:
         """Per-stream figures (twice a second): through the control commands under the daemon's lock, plus what
         the view measures itself (rate, latency percentiles, resets, calibration)."""
+        server = self.server
+        watched = server is not None and bool(server.clients)
         if not self.d.lock.acquire(timeout=COMMAND_TIMEOUT):
             return
         try:
-            status = self.d.commands.cmd_status()
-            streams = self.d.commands.cmd_streams()
-            rejected = {n: st.input_errors for n, st in self.d.streams.items()}
+            open_now = set(self.d.streams)
+            if watched:
+                status = self.d.commands.cmd_status()
+                streams = self.d.commands.cmd_streams()
+                rejected = {n: st.input_errors for n, st in self.d.streams.items()}
         finally:
             self.d.lock.release()
-        now = time.monotonic()
-        open_now = {s["stream"] for s in streams}
-        for gone in set(self.latest) - open_now:
+        for gone in set(self.latest) - open_now:  # closed streams are forgotten, watched or not
             for table in (self.latest, self.latency, self.resets, self._sent_seq, self._lengths, self._rate):
                 table.pop(gone, None)
+        if not watched:
+            self._figures = {}
+            return
+        now = time.monotonic()
         for s in streams:
             self._stream_figures(s, now, rejected.get(s["stream"], 0))
-        server = self.server
-        status["web"] = {"url": self.url, "clients": len(server.clients) if server else 0,
-                         "dropped": dict(server.dropped) if server else {}, "rate": self.cfg.rate}  # fmt: skip
+        status["web"] = {"url": self.url, "clients": len(server.clients), "dropped": dict(server.dropped),
+                         "rate": self.cfg.rate}  # fmt: skip
         self._figures = {"t": "stats", "status": status, "streams": streams, "open": open_now}
-        if server is not None and server.clients:
-            server.broadcast(json.dumps(jsonable({**self._figures, "open": None})))
+        server.broadcast(json.dumps(jsonable({**self._figures, "open": None})))
 
     def _stream_figures(self, s: dict, now: float, rejected: int) -> None:
         name = s["stream"]
@@ -261,8 +265,8 @@ class LiveView(Handler):
             info = {"mode": "live", "model": self.d.model_name, "endpoints": self.d.endpoints()}
             return Response(200, json.dumps(jsonable(info)).encode(), "application/json")
         if path == "/api/web":
-            s = self.server
-            doc = {"clients": len(s.clients), "dropped": s.dropped, "requests": s.requests} if s else {}
+            s = self.server  # cpu_s: CPU seconds of this thread, the web thread: what the view has cost
+            doc = {"clients": len(s.clients), "dropped": s.dropped, "requests": s.requests, "cpu_s": time.thread_time()}
             return Response(200, json.dumps(doc).encode(), "application/json")
         if path.startswith("/recordings/"):
             return self._download(path.removeprefix("/recordings/"))

@@ -207,14 +207,18 @@ class WebServer:
     def every(self, period: float, fn) -> None:
         """Run ``fn()`` on the server's thread every ``period`` seconds (call from the server's thread)."""
 
+        due = self.loop.time() + period
+
         def tick():
+            nonlocal due
             try:
                 fn()
             except Exception:  # one failing update must not end the updates
                 log.exception("web: periodic update failed")
-            self.loop.call_later(period, tick)
+            due = max(due + period, self.loop.time())  # on a fixed grid; a late one is not made up for
+            self.loop.call_at(due, tick)
 
-        self.loop.call_later(period, tick)
+        self.loop.call_at(due, tick)
 
     def stop(self) -> None:
         """Close every connection and the listening socket; end the thread. Idempotent."""
