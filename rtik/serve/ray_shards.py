@@ -234,9 +234,9 @@ class RaySolver:
         return st
 
     def rebalance(self) -> int:
-        """Start shards where a node has fewer than ``shards_per_node`` (nodes that joined) and move streams onto them until the
-        shards are even; retire the shards of nodes that left (their streams re-seeded elsewhere). Runs between
-        ticks; returns the number of streams moved."""
+        """Start shards where a node has fewer than ``shards_per_node`` (nodes that joined) and move streams
+        onto them until the shards are even; retire the shards of nodes that left (their streams re-seeded
+        elsewhere). Runs between ticks; returns the number of streams moved."""
         self._nodes_changed.clear()
         nodes = self._alive_nodes()
         self._nodes_seen = set(nodes)
