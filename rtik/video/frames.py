@@ -111,6 +111,7 @@ def open_camera(index: int, width: int | None = None, height: int | None = None)
     cap = cv.VideoCapture(int(index))
     if not cap.isOpened():
         raise InputError(f"camera {index}: cannot be opened")
+    cap.set(cv.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not one queued while the last was estimated
     if width:
         cap.set(cv.CAP_PROP_FRAME_WIDTH, int(width))
     if height:
