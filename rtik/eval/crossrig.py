@@ -247,15 +247,16 @@ def pack_prior_body(pack, rig=None) -> np.ndarray:
     return q[0]
 
 
-def model_method(pack, backend: str = "onnx", fill: bool = False) -> Method:
+def model_method(pack, backend: str = "onnx", fill: bool = False, solver=None) -> Method:
     """The learned solver as a :data:`Method`: :func:`rtik.solve.solver.solve_sequence` fed one frame at a time
     with the input joints (by body name; the joints the rig lacks missing, as ``rtik solve`` feeds a BVH through
     its rig's layout, or placed on their chain like the baselines' with ``fill``), bone lengths calibrated over
-    the clip's observed input; its output mapped onto the body by :func:`pack_rig`."""
+    the clip's observed input; its output mapped onto the body by :func:`pack_rig`. ``solver``: a
+    :class:`~rtik.solve.solver.Solver` of ``pack`` to use (other options), else one is made."""
     from rtik.formats.rig import BODY_NAMES
     from rtik.solve.solver import Solver, solve_sequence
 
-    solver = Solver(pack, backend=backend)
+    solver = solver if solver is not None else Solver(pack, backend=backend)
     rig = pack_rig(pack)
     out_names = tuple(solver.skeleton.names)
     lacking = [n for n in BODY_NAMES if n not in out_names]

@@ -33,6 +33,7 @@ from rtik.models.modelpack import ModelPack
 from rtik.solve import compiled, numpath
 from rtik.solve import refine as rf
 from rtik.solve.numpath import MIN_SPAN, UNITS
+from rtik.solve.smooth import SmoothConfig, smooth
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class SolverOptions:
         calib_floor: smallest per-frame step of that estimate (m).
         kernels: the pre- and post-processing around the network: ``"numba"`` (compiled loops,
             :mod:`rtik.solve.kernels`), ``"numpy"`` (the vectorised reference) or ``"auto"`` (numba when installed).
+        smooth: the output's noise-gated One Euro smoothing (:mod:`rtik.solve.smooth`), or None for none: clean
+            input passes untouched, noisy input is smoothed.
     """
 
     gap_s: float = 0.5
@@ -63,6 +66,7 @@ class SolverOptions:
     calib_rate: float = 0.05
     calib_floor: float = 1e-4
     kernels: str = "auto"
+    smooth: SmoothConfig | None = SmoothConfig()
 
 
 class SolveResult(NamedTuple):
@@ -253,7 +257,8 @@ class Solver:
             "cval": ((C,), bool, False), "ce": ((C, K, 3), np.float64, 0.0), "cn": ((C, K), np.float64, 0.0),
             "cspec": ((C, 3), np.int64, -1), "cref": ((C, 3), np.int64, -1), "cr": ((C, 2, 3), np.float64, 0.0),
             "crn": ((C, 2), np.float64, 0.0), "p_mpos": ((self.Km, 3), np.float64, 0.0),
-            "p_mmask": ((self.Km,), bool, False),
+            "p_mmask": ((self.Km,), bool, False), "sm_q": ((J, 4), np.float64, 0.0), "sm_dq": ((J, 4), np.float64, 0.0),
+            "sm_r": ((3,), np.float64, 0.0), "sm_dr": ((3,), np.float64, 0.0),
         }  # fmt: skip
         for name, (shape, dtype, fill) in spec.items():
             a = np.full((cap, *shape), fill, dtype=dtype)
@@ -574,6 +579,7 @@ class Solver:
         units and ``(B, Km)`` observed, for a pack that reads them (None: all missing).
         -> ``(local_quats, root_pos, positions, reset, noise)``"""
         k = self._kern
+        prev_ts = self._last_ts[slots].copy()
         if self._pending:  # streams whose cluster frames are not chosen yet: choose from this frame
             with self._lock:
                 for i, slot in enumerate(slots):
@@ -597,9 +603,22 @@ class Solver:
             q, root_pos, X, noise = k.post(
                 r6, clean, M_in, fresh, *geo, slots, *self._slot_arrays_post(), ts, *self._kpost
             )
+        if self.options.smooth is not None:
+            q, root_pos, X = self._smooth(slots, q, root_pos, noise, ts - prev_ts, fresh | reset, geo[4])
         for sinfo in infos:
             sinfo.frames += 1
         return q, root_pos, X, reset, noise
+
+    def _smooth(self, slots, q, root_pos, noise, dt, fresh, off):
+        """The noise-gated smoothing of :mod:`rtik.solve.smooth` on a tick's output, the streams' filter state
+        updated; positions are FK of the smoothed pose on the calibrated offsets ``off (B, J, 3)``.
+        -> ``(local_quats (B, J, 4) float32, root_pos (B, 3) float32, positions (B, J, 3) float32)``"""
+        state = (self._sm_q[slots], self._sm_dq[slots], self._sm_r[slots], self._sm_dr[slots])
+        qo, ro, *state = smooth(self.options.smooth, q, root_pos, noise, dt, fresh, state)
+        self._sm_q[slots], self._sm_dq[slots], self._sm_r[slots], self._sm_dr[slots] = state
+        G = rf.global_rotations(quat_to_matrix(qo), self.tables)
+        X = rf.positions(G, off, ro, self.tables)
+        return qo.astype(np.float32), ro.astype(np.float32), X.astype(np.float32)
 
     def _with_markers(self, slots, pos, mask, markers, root, cs, size):
         """``pos (B, Ji, 3)`` and ``mask (B, Ji)`` with the markers appended: ``(B, Ji + Km, 3)``, ``(B, Ji + Km)``;

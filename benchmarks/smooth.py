@@ -1,0 +1,69 @@
+"""The output smoothing's trade (jitter against lag) on *training* clips of corpus sources, never their val parts.
+
+    python benchmarks/smooth.py                                   # the shipped model, snu-vsports and mpi-poseprior
+    python benchmarks/smooth.py --model runs/NAME/pack --sources snu-vsports --clips 8 --condition noise10
+
+For each source, ``--clips`` training clips (a 300-frame window each) are solved from their rig's joints under the
+condition, with the solver's smoothing off and with each configuration below, and scored as ``rtik eval`` scores
+corpus clips (MPJPE, rotation error with one rest offset per joint and source, jerk ratio). Needs the corpus
+caches (``python -m train.corpus``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rtik.eval import crossrig, sources  # noqa: E402
+from rtik.eval.evaluation import Split  # noqa: E402
+from rtik.models import modelpack  # noqa: E402
+from rtik.solve import solver as S  # noqa: E402
+
+CONFIGS = {
+    "off": None,
+    "default": S.SmoothConfig(),
+    "slow root (root_beta 1)": S.SmoothConfig(root_beta=1.0),
+    "slow speed (beta 4, d_cutoff 1 Hz)": S.SmoothConfig(beta=4.0, d_cutoff=1.0),
+}
+
+
+def training_clips(source: str, cache: Path, n: int, seed: int):
+    clips, _ = sources.load_split(Split.parse(f"source:{source}"), cache, limit=5 * n, max_frames=300, seed=seed)
+    a = np.load(sources.cache_files(cache)[source])
+    names = [str(x) for x in a["names"]]
+    val = sources.val_flags(source, names, [str(f) for f in a["families"]])
+    held = {x for x, v in zip(names, val, strict=True) if v}
+    return [c for c in clips if c.name not in held][:n]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="model pack (default: the shipped one)")
+    ap.add_argument("--sources", default="snu-vsports,mpi-poseprior")
+    ap.add_argument("--clips", type=int, default=4, help="training clips per source")
+    ap.add_argument("--condition", default="noise10")
+    ap.add_argument("--corpus", type=Path, default=ROOT / "cache")
+    ap.add_argument("--seed", type=int, default=5)
+    args = ap.parse_args(argv)
+    pack = modelpack.load(args.model)
+    print("| source | smoothing | MPJPE mm | rot ° | global ° | jerk × |")
+    print("|---|---|---:|---:|---:|---:|")
+    for src in args.sources.split(","):
+        clips = training_clips(src, args.corpus, args.clips, args.seed)
+        for name, cfg in CONFIGS.items():
+            solver = S.Solver(pack, options=S.SolverOptions(smooth=cfg))
+            run = crossrig.model_method(pack, solver=solver)
+            s = crossrig.evaluate(clips, {"m": run}, (args.condition,), 0)[src]["m"][args.condition].summary()
+            print(f"| {src} | {name} | {s['mpjpe_mm']:.1f} | {s['rot_fit_all_deg']:.2f} | "
+                  f"{s['grot_fit_all_deg']:.2f} | {s['jerk_ratio']:.2f} |", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Noise-gated causal smoothing of solved poses: an avatar must not jitter when its input does.
+
+The network and the refinement follow the input closely (clean input comes back within a millimetre), so input
+noise reaches the output as jitter: at 120 Hz a third difference of millimetre noise is thousands of m/s³. This
+step smooths what leaves the solver — every joint's local rotation and the root position — with a One Euro filter
+per stream (Casiez, Roussel and Vogel 2012: an exponential low-pass whose cutoff rises with speed, so slow motion
+is smoothed hard and fast motion lightly), and *gates* it with the stream's own input-noise estimate:
+
+    w = noise² / (noise² + sigma²)          (0 on clean input, towards 1 as the noise grows past ``sigma``)
+    output = filtered · w + raw · (1 − w)   (quaternions: normalised blend in the raw rotation's hemisphere)
+
+so clean input passes through untouched (exact positions, no lag) and noisy input is smoothed. The filter runs on
+every frame whatever ``w`` is, so the gate never switches on a stale state. Quaternion components are filtered as
+a 4-vector in the previous estimate's hemisphere and normalised; a joint's speed is the norm of the derivative of
+its quaternion (about half its angular speed in rad/s). All arrays are per stream, vectorised over a tick's
+batch; the state lives in the solver's per-stream slots (so it travels with :meth:`Solver.export_stream`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SmoothConfig:
+    """Fields: ``sigma`` (m) input noise at which the output is half smoothed; rotations: ``min_cutoff`` (Hz) at
+    rest, ``beta`` (Hz per unit of quaternion speed, 1/s); the root: ``root_min_cutoff`` (Hz), ``root_beta`` (Hz per
+    m/s); ``d_cutoff`` (Hz) of the speed estimates.
+
+    The defaults were chosen on training clips of two sources under σ = 10 mm noise (4 clips each of snu-vsports
+    at 30 Hz and mpi-poseprior at 120 Hz, never their val parts), trading jitter against lag: a slow root filter
+    (``root_beta`` 1) lagged fast sports motion by ~25 mm, a slow speed estimate (``d_cutoff`` 1 Hz) smoothed the
+    onset of fast moves."""
+
+    sigma: float = 0.003
+    min_cutoff: float = 1.0
+    beta: float = 8.0
+    root_min_cutoff: float = 1.0
+    root_beta: float = 10.0
+    d_cutoff: float = 2.0
+
+
+def _alpha(cutoff, dt):
+    return 1.0 / (1.0 + 1.0 / (2.0 * np.pi * cutoff * dt))
+
+
+def smooth(cfg: SmoothConfig, q, root, noise, dt, fresh, state) -> tuple[np.ndarray, np.ndarray]:
+    """One frame of ``B`` streams: raw local rotations ``q (B, J, 4)`` XYZW and root ``(B, 3)``, each stream's
+    input-noise estimate ``noise (B,)`` (m), time since its previous frame ``dt (B,)`` (s) and ``fresh (B,)``
+    (state just reset: the filter starts over at the raw pose). ``state``: ``(sq (B, J, 4), sdq (B, J, 4),
+    sr (B, 3), sdr (B, 3))`` filter estimates and speeds, returned updated as the last four results.
+    -> ``(q_out (B, J, 4), root_out (B, 3), sq, sdq, sr, sdr)``"""
+    q = np.asarray(q, dtype=np.float64)
+    root = np.asarray(root, dtype=np.float64)
+    sq, sdq, sr, sdr = (np.array(a, dtype=np.float64) for a in state)
+    dt = np.maximum(np.asarray(dt, dtype=np.float64), 1e-4)[:, None]
+    fresh = np.asarray(fresh, bool)
+    # rotations: into the estimate's hemisphere, speed, speed-dependent cutoff
+    q = np.where((np.einsum("bjc,bjc->bj", q, sq) < 0)[..., None], -q, q)
+    dq = (q - sq) / dt[..., None]
+    sdq = sdq + _alpha(cfg.d_cutoff, dt)[..., None] * (dq - sdq)
+    cut = cfg.min_cutoff + cfg.beta * np.linalg.norm(sdq, axis=-1, keepdims=True)
+    sq = sq + _alpha(cut, dt[..., None]) * (q - sq)
+    sq /= np.linalg.norm(sq, axis=-1, keepdims=True)
+    # root
+    dr = (root - sr) / dt
+    sdr = sdr + _alpha(cfg.d_cutoff, dt) * (dr - sdr)
+    rcut = cfg.root_min_cutoff + cfg.root_beta * np.linalg.norm(sdr, axis=-1, keepdims=True)
+    sr = sr + _alpha(rcut, dt) * (root - sr)
+    # fresh streams start over at the raw pose
+    sq = np.where(fresh[:, None, None], q, sq)
+    sdq = np.where(fresh[:, None, None], 0.0, sdq)
+    sr = np.where(fresh[:, None], root, sr)
+    sdr = np.where(fresh[:, None], 0.0, sdr)
+    v2 = np.asarray(noise, dtype=np.float64) ** 2
+    w = (v2 / (v2 + cfg.sigma**2))[:, None]
+    qo = q + w[..., None] * (sq - q)
+    qo /= np.linalg.norm(qo, axis=-1, keepdims=True)
+    ro = root + w * (sr - root)
+    return qo, ro, sq, sdq, sr, sdr
