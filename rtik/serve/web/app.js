@@ -7,7 +7,7 @@ import { OrbitControls } from 'three/addons/OrbitControls.js';
 const PALETTE = [0x6cb6ff, 0x5ad17a, 0xd08cff, 0xffd166, 0x4dd0c4, 0xff8fab, 0xa3be8c, 0x88c0d0,
   0xebcb8b, 0xb48ead, 0x8fbcbb, 0xd8dee9, 0x81a1c1, 0xbf616a, 0xa0e7e5, 0xf4a261];
 const INPUT_COLOR = 0xff8c3a;
-const SPREAD = 1.6; // m between figures when spread out
+const SPREAD = 2.0; // m between figures when spread out
 
 // what the tests and the curious read: frames received, figures drawn, the last error
 const state = window.rtikView = { mode: null, frames: 0, streams: [], selected: null, errors: [], ready: false };
@@ -40,12 +40,13 @@ class Figure {
     this.lines = new THREE.LineSegments(this.boneGeo, new THREE.LineBasicMaterial({ color }));
     this.jointGeo = new THREE.BufferGeometry();
     this.jointGeo.setAttribute('position', new THREE.BufferAttribute(new Float32Array(joints.length * 3), 3));
-    this.points = new THREE.Points(this.jointGeo, new THREE.PointsMaterial({ color, size: 5, sizeAttenuation: false }));
+    this.points = new THREE.Points(this.jointGeo, new THREE.PointsMaterial({ color, size: 8, sizeAttenuation: false }));
     this.inputGeo = new THREE.BufferGeometry();
     this.inputGeo.setAttribute('position', new THREE.BufferAttribute(new Float32Array(3 * 64), 3));
     this.inputs = new THREE.Points(this.inputGeo,
-      new THREE.PointsMaterial({ color: INPUT_COLOR, size: 6, sizeAttenuation: false }));
+      new THREE.PointsMaterial({ color: INPUT_COLOR, size: 4, sizeAttenuation: false, depthTest: false }));
     for (const o of [this.lines, this.points, this.inputs]) { o.frustumCulled = false; this.group.add(o); }
+    this.inputs.renderOrder = 1; // over the joints: an input point sits on its solved joint when all is well
     this.inputGeo.setDrawRange(0, 0);
     this.label = document.createElement('div');
     this.label.className = 'label';
