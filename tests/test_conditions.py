@@ -96,3 +96,18 @@ def test_bad_input_errors():
     assert cond.parse_conditions("clean, noise10") == ("clean", "noise10")
     with pytest.raises(InputError, match="valid conditions"):
         cond.parse_conditions("clean,bogus")
+
+
+def test_monocular_noise_is_deeper_along_one_horizontal_ray():
+    rng = np.random.default_rng(0)
+    P = np.zeros((4000, 3, 3))
+    out, mask = cond.apply_condition("monocular", P, 30.0, rng)
+    assert mask.all() and out.dtype == P.dtype
+    d = out.reshape(-1, 3)
+    cov = np.cov(d.T)
+    w, v = np.linalg.eigh(cov)
+    ray = v[:, -1]
+    assert abs(ray[1]) < 0.05  # the deep axis is horizontal
+    np.testing.assert_allclose(np.sqrt(w[-1]), np.hypot(0.015, 0.030), rtol=0.05)  # 15 mm and 30 mm more
+    np.testing.assert_allclose(np.sqrt(w[:2]), 0.015, rtol=0.05)
+    assert "monocular" in cond.parse_conditions("clean,monocular")

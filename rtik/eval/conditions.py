@@ -13,6 +13,10 @@ The named conditions (DESIGN "How accuracy is measured"):
 ``occlusion`` joints missing for 0.5 s spans, onsets at 0.2 per joint per second (about 9 % missing)
 ``outliers``  1 % of joint samples displaced by 10 cm in a uniformly random direction
 ============  ==========================================================================================
+
+Beyond the default four, ``monocular`` is a pose estimator's error from one camera: Gaussian noise of 15 mm per
+coordinate and 30 mm more along the camera's viewing ray (one horizontal direction per clip), independent per
+frame and joint; ``rtik eval --conditions monocular`` asks for it.
 """
 
 from __future__ import annotations
@@ -27,8 +31,13 @@ OCCLUSION_RATE = 0.2  # span onsets per joint per second
 OUTLIER_FRACTION = 0.01  # of joint samples
 OUTLIER_DISTANCE = 0.10  # m
 
-#: the named conditions, in table order
+MONO_SIGMA = 0.015  # m, per coordinate (monocular)
+MONO_DEPTH = 0.030  # m, more along the viewing ray (monocular)
+
+#: the named conditions, in table order (the default set)
 CONDITIONS = ("clean", "noise10", "occlusion", "outliers")
+#: every condition ``rtik eval --conditions`` accepts; a condition's index here seeds its corruption
+ALL_CONDITIONS = (*CONDITIONS, "monocular")
 
 
 def _check(positions) -> np.ndarray:
@@ -146,15 +155,20 @@ def apply_condition(name: str, positions, fps: float, rng: np.random.Generator) 
         return occlude(P, fps, rng)
     if name == "outliers":
         return outliers(P, rng)[0], full
-    raise InputError(f"unknown input condition {name!r}; valid conditions: {', '.join(CONDITIONS)}")
+    if name == "monocular":
+        a = rng.uniform(0.0, 2.0 * np.pi)
+        ray = np.array([np.cos(a), 0.0, np.sin(a)])
+        depth = rng.normal(0.0, MONO_DEPTH, P.shape[:2])[..., None] * ray
+        return (gaussian_noise(P, rng, MONO_SIGMA) + depth).astype(P.dtype), full
+    raise InputError(f"unknown input condition {name!r}; valid conditions: {', '.join(ALL_CONDITIONS)}")
 
 
 def parse_conditions(text: str) -> tuple[str, ...]:
     """Comma-separated condition names -> tuple, each validated (the error lists the valid names)."""
     names = tuple(s.strip() for s in text.split(",") if s.strip())
     if not names:
-        raise InputError(f"no input condition given; valid conditions: {', '.join(CONDITIONS)}")
+        raise InputError(f"no input condition given; valid conditions: {', '.join(ALL_CONDITIONS)}")
     for n in names:
-        if n not in CONDITIONS:
-            raise InputError(f"unknown input condition {n!r}; valid conditions: {', '.join(CONDITIONS)}")
+        if n not in ALL_CONDITIONS:
+            raise InputError(f"unknown input condition {n!r}; valid conditions: {', '.join(ALL_CONDITIONS)}")
     return names

@@ -26,7 +26,7 @@ import numpy as np
 
 from rtik.errors import InputError
 from rtik.eval import baselines
-from rtik.eval.conditions import CONDITIONS, apply_condition
+from rtik.eval.conditions import ALL_CONDITIONS, CONDITIONS, apply_condition
 from rtik.eval.metrics import jerk
 from rtik.eval.sources import SourceClip
 from rtik.formats import markers
@@ -337,7 +337,7 @@ def corrupted_input(clip: SourceClip, condition: str, seed: int, markers_mode: s
         have[[n.index(j) for j in _ESTIMATOR_MISSING]] = False
     inputs = np.nonzero(have)[0]
     key = zlib.crc32(f"{clip.source}/{clip.name}".encode())
-    rng = np.random.default_rng([seed, key, CONDITIONS.index(condition)])
+    rng = np.random.default_rng([seed, key, ALL_CONDITIONS.index(condition)])
     P_in, m_in = apply_condition(condition, truth[:, inputs], clip.fps, rng)
     P = np.full_like(truth, np.nan)
     mask = np.zeros(P.shape[:2], dtype=bool)

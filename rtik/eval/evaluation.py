@@ -27,7 +27,7 @@ import numpy as np
 
 from rtik.errors import BVHError, InputError
 from rtik.eval import baselines, metrics
-from rtik.eval.conditions import CONDITIONS, apply_condition
+from rtik.eval.conditions import ALL_CONDITIONS, CONDITIONS, apply_condition
 from rtik.formats import bvh
 from rtik.geometry.skeleton import Skeleton
 
@@ -222,7 +222,7 @@ def corrupted_input(clip: Clip, condition: str, seed: int) -> tuple[np.ndarray, 
     skel = clip.skeleton
     dummy = skel.dummy_root()
     inputs = np.array([j for j in range(len(skel)) if j != dummy])
-    rng = np.random.default_rng([seed, zlib.crc32(clip.name.encode()), CONDITIONS.index(condition)])
+    rng = np.random.default_rng([seed, zlib.crc32(clip.name.encode()), ALL_CONDITIONS.index(condition)])
     P_in, m_in = apply_condition(condition, clip.positions[:, inputs], clip.fps, rng)
     P = clip.positions.copy()
     mask = np.ones(P.shape[:2], dtype=bool)
