@@ -63,7 +63,7 @@ streams = ["*"]
     [
         ("[modle]\npath = ''", r"unknown section \[modle\]; valid sections: \[model\]"),
         ("[model]\nbackend = 'cuda'", r"\[model\] backend = 'cuda' is not valid; choose one of: onnx, torch, tensorrt"),
-        ("[model]\npaht = ''", r"unknown key 'paht' in \[model\]; valid keys: path, backend, kernels"),
+        ("[model]\npaht = ''", r"unknown key 'paht' in \[model\]; valid keys: path, backend, kernels, smooth"),
         ("[model]\nkernels = 'c'", r"\[model\] kernels = 'c' is not valid; choose one of: auto, numba, numpy"),
         ("[ingest.osc]\nport = 'x'", r"\[ingest.osc\] port must be a int"),
         ("[ingest.osc]\nport = 70000", r"port must be in 1..65535"),
@@ -132,3 +132,13 @@ def test_shipped_systemd_files():
     assert settings["NoNewPrivileges"] == "yes" and settings["ProtectSystem"] == "strict"
     # the sandbox leaves no writable place beside the package: the compiled kernels are cached in CacheDirectory
     assert settings["CacheDirectory"] == "rtik" and "Environment=NUMBA_CACHE_DIR=/var/cache/rtik" in unit
+
+
+def test_model_smooth_switches_the_solvers_output_smoothing(tmp_path):
+    from rtik.serve.config import solver_options
+
+    (tmp_path / "on.toml").write_text("[model]\nkernels = 'numpy'\n")
+    (tmp_path / "off.toml").write_text("[model]\nsmooth = false\n")
+    on, off = config.load(tmp_path / "on.toml"), config.load(tmp_path / "off.toml")
+    assert solver_options(on.model).smooth is not None and solver_options(on.model).kernels == "numpy"
+    assert solver_options(off.model).smooth is None

@@ -33,6 +33,14 @@ class ModelConfig:
     path: str = ""  # model pack folder; "" = the shipped default model
     backend: str = "onnx"  # one of BACKENDS
     kernels: str = "auto"  # solver pre/post-processing: auto, numba, numpy (rtik.solve.solver.SolverOptions)
+    smooth: bool = True  # noise-gated smoothing of the output (rtik.solve.smooth): clean input passes untouched
+
+
+def solver_options(model: ModelConfig):
+    """The :class:`rtik.solve.solver.SolverOptions` a ``[model]`` section asks for."""
+    from rtik.solve.solver import SmoothConfig, SolverOptions
+
+    return SolverOptions(kernels=model.kernels, smooth=SmoothConfig() if model.smooth else None)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 import zmq
 
 from rtik.errors import InputError, RtikError
-from rtik.serve.config import Config
+from rtik.serve.config import Config, solver_options
 from rtik.serve.control import Commands
 from rtik.serve.ingest import Slots
 from rtik.serve.outputs import Outputs, make_pose
@@ -67,10 +67,10 @@ class Daemon:
 
             solver = RaySolver.from_config(cfg)
         if solver is None:
-            from rtik.solve.solver import Solver, SolverOptions
+            from rtik.solve.solver import Solver
 
             solver = Solver.from_path(
-                cfg.model.path or None, backend=cfg.model.backend, options=SolverOptions(kernels=cfg.model.kernels)
+                cfg.model.path or None, backend=cfg.model.backend, options=solver_options(cfg.model)
             )
         self.solver = solver
         self.stats = Stats()

@@ -41,10 +41,11 @@ class Shard:
     stream is closed), ``("clear",)`` (close every stream) and ``("tick", keep)`` (a batched tick; ``keep``:
     return its results)."""
 
-    def __init__(self, model: str | None, backend: str, kernels: str):
-        from rtik.solve.solver import Solver, SolverOptions
+    def __init__(self, model: str | None, backend: str, kernels: str, smooth: bool = True):
+        from rtik.solve.solver import SmoothConfig, Solver, SolverOptions
 
-        self.solver = Solver.from_path(model or None, backend=backend, options=SolverOptions(kernels=kernels))
+        options = SolverOptions(kernels=kernels, smooth=SmoothConfig() if smooth else None)
+        self.solver = Solver.from_path(model or None, backend=backend, options=options)
         self.specs: dict[str, dict] = {}
 
     def where(self) -> dict:
@@ -159,7 +160,8 @@ class RaySolver:
 
     Args:
         model: model pack folder (``None``: the shipped model); every shard loads it (each node needs it there).
-        backend, kernels: the shards' solver backend and pre/post-processing (as ``Solver``).
+        backend, kernels: the shards' solver backend and pre/post-processing (as ``Solver``); smooth: their
+            output smoothing (``SolverOptions.smooth``) on or off.
         address: the Ray cluster (``None``: a private local one on 127.0.0.1).
         shards_per_node: shard actors started on every alive node.
         deadline: seconds a tick waits for its shards.
@@ -171,8 +173,8 @@ class RaySolver:
 
     def __init__(
         self, model: str | None = None, backend: str = "onnx", kernels: str = "auto", *, address: str | None = None,
-        shards_per_node: int = 1, deadline: float = 0.010, snapshot_every: int = 60, cpus_per_shard: float = 1.0,
-        max_restarts: int = 10, poll_nodes: float = 2.0,
+        smooth: bool = True, shards_per_node: int = 1, deadline: float = 0.010, snapshot_every: int = 60,
+        cpus_per_shard: float = 1.0, max_restarts: int = 10, poll_nodes: float = 2.0,
     ):  # fmt: skip
         from rtik.models import modelpack
 
@@ -181,7 +183,7 @@ class RaySolver:
         self.ray = connect(address)
         self.pack = modelpack.load(model)
         self.skeleton = self.pack.skeleton
-        self._args = (model, backend, kernels)
+        self._args = (model, backend, kernels, smooth)
         self.shards_per_node, self.deadline, self.snapshot_every = shards_per_node, deadline, snapshot_every
         self.cpus_per_shard, self.max_restarts = cpus_per_shard, max_restarts
         self.shards: list[_ShardState] = []
@@ -206,8 +208,8 @@ class RaySolver:
         r = cfg.ray
         return cls(
             cfg.model.path or None, cfg.model.backend, cfg.model.kernels, address=r.address or None,
-            shards_per_node=r.shards_per_node, deadline=r.deadline, snapshot_every=r.snapshot_every,
-            cpus_per_shard=r.cpus_per_shard, poll_nodes=r.poll_nodes,
+            smooth=cfg.model.smooth, shards_per_node=r.shards_per_node, deadline=r.deadline,
+            snapshot_every=r.snapshot_every, cpus_per_shard=r.cpus_per_shard, poll_nodes=r.poll_nodes,
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------- shards
