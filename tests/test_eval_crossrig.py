@@ -166,3 +166,22 @@ def test_rtik_eval_corpus_split_errors(tiny, capsys):
         main(["eval", "--split", "source:", "--corpus", str(cache)])
     assert main(["eval", "--split", "content:run", "--corpus", str(cache), "--methods", "analytic"]) != 0
     assert "needs a Bandai archive" in capsys.readouterr().err
+
+
+def test_estimator_input_lacks_the_torso_and_the_baselines_get_a_stand_in(tiny):
+    cache, _ = tiny
+    (mpi,), _ = sources.load_split(Split.parse("source:tiny-mpi"), cache, max_frames=30)
+    P, m = crossrig.corrupted_input(mpi, "clean", 0, "estimator")
+    J, n = len(mpi.skeleton), mpi.skeleton.index
+    for j in ("Spine", "Chest", "Neck", "Shoulder_L", "Shoulder_R"):
+        assert not m[:, n(j)].any(), j
+    hips = 0.5 * (mpi.positions[:, n("UpperLeg_L")] + mpi.positions[:, n("UpperLeg_R")])
+    np.testing.assert_allclose(P[:, n("Hips")], hips, atol=1e-9)  # the hip landmarks' midpoint
+    nose = J + markers.NAMES.index("Nose")
+    assert m[:, nose].all() and not m[:, J + markers.NAMES.index("HeadTop")].any()  # estimators give no head top
+    filled, fm = crossrig.fill_torso(mpi, P[:, :J], m[:, :J])
+    assert fm[:, n("Chest")].all() and np.isfinite(filled[:, n("Chest")]).all()
+    neck = 0.5 * (mpi.positions[:, n("UpperArm_L")] + mpi.positions[:, n("UpperArm_R")])
+    np.testing.assert_allclose(filled[:, n("Neck")], neck, atol=1e-9)
+    G, X = crossrig.baseline_method("analytic", None)(mpi, P, m)
+    assert np.isfinite(G).all() and np.isfinite(X).all()

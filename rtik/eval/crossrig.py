@@ -216,13 +216,40 @@ def fill_virtual(clip: SourceClip, positions, mask) -> tuple[np.ndarray, np.ndar
     return P, m
 
 
+def fill_torso(clip: SourceClip, positions, mask) -> tuple[np.ndarray, np.ndarray]:
+    """A pose estimator's input gives no spine, chest, neck or clavicles; a classical solver needs them. Where
+    the input never observes ``Chest`` (the ``estimator`` marker mode), they are placed as a user would: the neck
+    at the upper arms' midpoint, the spine and chest on the line from the hips to it at the body's proportions, each
+    clavicle joint halfway from the neck to its upper arm (observed where those are). Other inputs pass as they are."""
+    skel = clip.skeleton
+    n = skel.index
+    if mask[:, n("Chest")].any():
+        return positions, mask
+    P, m = np.array(positions, dtype=np.float64), np.array(mask, dtype=bool)
+    arms = m[:, n("UpperArm_L")] & m[:, n("UpperArm_R")]
+    neck = 0.5 * (P[:, n("UpperArm_L")] + P[:, n("UpperArm_R")])
+    length = [float(np.linalg.norm(skel.offsets[n(j)])) for j in ("Spine", "Chest", "Neck")]
+    total = sum(length) or 1.0
+    hips = P[:, n("Hips")]
+    seen = arms & m[:, n("Hips")]
+    P[:, n("Spine")] = hips + length[0] / total * (neck - hips)
+    P[:, n("Chest")] = hips + (length[0] + length[1]) / total * (neck - hips)
+    P[:, n("Neck")] = neck
+    for j in ("Spine", "Chest", "Neck"):
+        m[:, n(j)] = seen
+    for side in ("_L", "_R"):
+        P[:, n("Shoulder" + side)] = 0.5 * (neck + P[:, n("UpperArm" + side)])
+        m[:, n("Shoulder" + side)] = arms
+    return P, m
+
+
 def baseline_method(name: str, prior_body: np.ndarray | None) -> Method:
     """A baseline of :mod:`rtik.eval.baselines` solving in the clip's body (``prior_body (22, 4)``: the body's
     mean local rotations, for the ``analytic_prior*`` baselines). Leaf markers in the input are not used."""
 
     def run(clip: SourceClip, positions: np.ndarray, mask: np.ndarray):
         J = len(clip.skeleton)
-        P, m = fill_virtual(clip, positions[:, :J], mask[:, :J])
+        P, m = fill_virtual(clip, *fill_torso(clip, positions[:, :J], mask[:, :J]))
         sol = baselines.solve(name, clip.skeleton, P, clip.fps, m, prior_body)
         return kin.local_to_global(sol.skeleton, sol.local_quats), sol.positions
 
