@@ -167,3 +167,33 @@ def test_describe_names_every_body_joints_source():
     lines = rig.describe()
     assert lines[0] == "Hips <- Hips"  # the rig's joint 0
     assert "Spine <- virtual (on its chain, turns with its parent)" in lines and "Chest <- Spine" in lines
+
+
+def test_leaves_align_on_their_tips_whatever_the_rigs_zero_pose_makes_of_them():
+    """Two rigs of one performer that differ only in their head's and left toe's zero pose (the joint frames
+    turned by a constant, the End Sites with them, so every point moves the same in the world): after fit() the
+    body's head and toe point the same way in both, and their tips sit along the canonical marker directions."""
+    from rtik.formats import markers
+
+    m, skel, q, root = _clip(MOCAP / "extra" / "sample" / "mpi-poseprior_03100_S7.bvh", frames=200)
+    a = Rig.from_skeleton(skel).fit([(q, root)])
+    turn = {"Head": rot.axis_angle_to_quat(np.radians(35.0) * np.array([1.0, 0.2, 0.0]) / np.hypot(1, 0.2)),
+            "LeftToeBase": rot.axis_angle_to_quat(np.radians(-60.0) * np.array([1.0, 0.0, 0.0]))}  # fmt: skip
+    ends, q2 = list(skel.end_sites), q.copy()
+    for name, s in turn.items():
+        j = skel.index(name)
+        ends[j] = rot.quat_apply(rot.quat_conj(s), ends[j])  # the same tip in the turned frame
+        q2[:, j] = rot.quat_mul(q[:, j], s)  # the same world motion of the leaf
+    skel2 = Skeleton(skel.names, skel.parents, skel.offsets, skel.channels, tuple(ends))
+    b = Rig.from_skeleton(skel2).fit([(q2, root)])
+    assert b.tipped["Head"] > 20 and b.tipped["Toes_L"] > 20  # the turn was there to undo
+    ga, _ = a.body_globals(q, root)
+    gb, _ = b.body_globals(q2, root)
+    for leaf, marker in (("Head", "HeadTop"), ("Toes_L", "ToeTip_L")):
+        i = BODY_NAMES.index(leaf)
+        c = np.array(markers.BY_NAME[marker].offset) / np.linalg.norm(markers.BY_NAME[marker].offset)
+        cos = np.einsum("fi,fi->f", ga[:, i] @ c, gb[:, i] @ c)
+        assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 0.5, leaf
+        for rig, qq in ((a, q), (b, q2)):
+            tip = rig.tip_offsets(qq, root)[marker]
+            assert np.degrees(np.arccos(np.clip(tip @ c / np.linalg.norm(tip), -1, 1))) < 0.5

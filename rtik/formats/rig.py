@@ -23,6 +23,11 @@ down, or every bone along +X). :class:`Rig` maps one rig onto the **body**:
   bone's direction but not its twist, so :meth:`Rig.fit` aligns the twist from the rig's motion: the mean twist
   of each such joint (and the mean orientation of each such leaf) over the clips given is set to the body's
   reference (:data:`REFERENCE_TWIST`; zero unless measured).
+- **Leaves.** A leaf has no child joint to show where it points, and rigs disagree about their leaves' zero pose
+  (a toe 37° down in one rig is flat in another). Where a rig has a tip for a leaf (a head top, a middle-finger
+  tip, a toe tip: an End Site with a length or a tip joint), :meth:`Rig.fit` turns the leaf's rest frame the
+  shortest way so that the tip points along its canonical direction (:mod:`rtik.formats.markers`): head up,
+  hands out, toes forward; a leaf without a tip keeps its rig's (or the fitted mean's) frame.
 
 :meth:`Rig.to_body` and :meth:`Rig.from_body` convert motion both ways; a rig the body covers one-to-one comes
 back exactly. Joints the body does not model keep their rest rotation (relative to the T-pose) on the way back.
@@ -42,7 +47,7 @@ from rtik.geometry.skeleton import Skeleton
 
 #: the version of what the mapping makes of a rig; bump it when a change alters the body rotations or offsets of
 #: any rig (caches of mapped motion, such as train.corpus's, are keyed by it)
-MAPPING_VERSION = 3
+MAPPING_VERSION = 4
 
 
 class RigError(InputError):
@@ -79,6 +84,8 @@ LEAVES = ("Head", "Hand_L", "Hand_R", "Toes_L", "Toes_R")
 _VIRTUAL_AT = {"Spine": 0.64, "Neck": 0.72, "Shoulder_L": 0.35, "Shoulder_R": 0.35}
 #: mean local twist (radians) of each limb joint over natural motion, the target of :meth:`Rig.fit`
 REFERENCE_TWIST: dict[str, float] = {}
+#: the marker whose rig tip sets each leaf's rest frame (:meth:`Rig.fit`)
+TIP_OF = {"Head": "HeadTop", "Hand_L": "HandTip_L", "Hand_R": "HandTip_R", "Toes_L": "ToeTip_L", "Toes_R": "ToeTip_R"}
 _POSED_DEG = 25.0  # a bone turned more than this into the T-pose has no twist convention of its own
 
 _WORDS = {  # normalised name fragments, per body part
@@ -139,6 +146,7 @@ class Rig:
     _v: dict = field(repr=False)  # limb joint -> twist reference in its rig joint's frame
     _C: dict = field(repr=False)  # leaf -> rest offset: body frame = rig frame @ C
     posed: dict = field(default_factory=dict)  # body joint -> degrees turned into the T-pose
+    tipped: dict = field(default_factory=dict)  # leaf -> degrees :meth:`fit` turned it to put its tip in place
 
     # ------------------------------------------------------------------------------------------- building
     @classmethod
@@ -354,7 +362,8 @@ class Rig:
     def fit(self, clips, reference: dict | None = None) -> Rig:
         """Align the twist of every joint that had to be turned into the T-pose from ``clips``
         (``[(local_quats, root_pos), ...]`` of this rig): its mean twist (a leaf's mean orientation) relative to
-        its parent becomes ``reference`` (default :data:`REFERENCE_TWIST`; zero). Returns ``self``."""
+        its parent becomes ``reference`` (default :data:`REFERENCE_TWIST`; zero); then every leaf with a tip in this
+        rig is turned onto its tip (:meth:`_align_tips`). Returns ``self``."""
         reference = REFERENCE_TWIST if reference is None else reference
         for i, b in enumerate(BODY_NAMES[1:], start=1):
             if b not in self._ref or b in FRAMED or self.posed.get(b, 0.0) <= _POSED_DEG:
@@ -376,7 +385,25 @@ class Rig:
             else:
                 M = rot.quat_to_matrix(mean_local_rotations(Lq[:, None])[0])
                 self._C[b] = self._C[b] @ M.T
+        self._align_tips(clips)
         return self
+
+    def _align_tips(self, clips) -> None:
+        """Turn each leaf's rest frame the shortest way so that its rig's tip (a head top, a middle-finger tip, a
+        toe tip: :data:`TIP_OF`), where the rig has one, points along that marker's canonical direction; the turn
+        about the tip keeps what the rig (or :meth:`fit`'s mean) says. A leaf's rotation then means the same
+        physical thing in every rig with tips, whatever its zero pose made of the leaf."""
+        from rtik.formats import markers
+
+        q = np.concatenate([np.asarray(c[0], dtype=np.float64) for c in clips], axis=0)
+        roots = [np.zeros((len(c[0]), 3)) if c[1] is None else np.asarray(c[1], dtype=np.float64) for c in clips]
+        tips = self.tip_offsets(q, np.concatenate(roots, axis=0))
+        for b, m in TIP_OF.items():
+            if b not in self._C or b in FRAMED or m not in tips:
+                continue
+            R = rot.quat_to_matrix(rot.quat_between(tips[m], markers.BY_NAME[m].offset))
+            self._C[b] = self._C[b] @ R.T
+            self.tipped[b] = float(np.degrees(rot.matrix_angle(np.eye(3), R)))
 
     def layout(self):
         """The :class:`~rtik.formats.layouts.Layout` of this rig's joints feeding the body's joints (the rig's
