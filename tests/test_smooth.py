@@ -66,3 +66,37 @@ def test_a_fresh_stream_starts_over_at_the_raw_pose():
     np.testing.assert_allclose(qo, q, atol=1e-12)
     np.testing.assert_allclose(ro, 0.0)
     assert not sdq.any() and not sdr.any()
+
+
+def test_compiled_kernel_equals_the_numpy_filter():
+    """rtik.solve.kernels.smooth (in place on the solver's slot arrays) gives what smooth() gives, frame after
+    frame, for a noisy stream, a clean one (gate shut: raw pose bit for bit) and one that restarts."""
+    import pytest
+
+    kernels = pytest.importorskip("rtik.solve.kernels")
+    from rtik.solve.smooth import config_array
+
+    rng = np.random.default_rng(3)
+    F, J, cfg = 90, 5, SmoothConfig()
+    t = np.linspace(0, 1.5, F)
+    q = rot.axis_angle_to_quat(np.stack([np.sin(2 * t), 0.3 * t, np.cos(t)], -1)[:, None].repeat(J, 1))
+    root = np.stack([t, 0 * t, np.sin(t)], -1)
+    qs, rs = zip(*(_jitter(q, root, rng) for _ in range(3)), strict=True)
+    qs, rs = np.stack(qs, 1), np.stack(rs, 1)  # (F, 3 streams, J, 4), (F, 3, 3)
+    qs = rot.quat_canonical(qs)
+    noise = np.array([0.01, 0.0, 0.004])
+    slots = np.array([4, 0, 2])
+    N = 6
+    arrays = [np.zeros((N, J, 4)), np.zeros((N, J, 4)), np.zeros((N, 3)), np.zeros((N, 3))]
+    state = [np.zeros((3, J, 4)), np.zeros((3, J, 4)), np.zeros((3, 3)), np.zeros((3, 3))]
+    for f in range(F):
+        fresh = np.array([f == 0, f == 0, f in (0, 40)])
+        dt = np.full(3, 1 / 60)
+        qo, ro, *state = smooth(cfg, qs[f], rs[f], noise, dt, fresh, state)
+        qk, rk = qs[f].astype(np.float32), rs[f].astype(np.float32)
+        opened = kernels.smooth(qk, rk, noise, dt, fresh, slots, *arrays, config_array(cfg))
+        assert opened.tolist() == [True, False, True]
+        np.testing.assert_allclose(qk, qo, atol=2e-6)
+        np.testing.assert_allclose(rk, ro, atol=2e-6)
+        np.testing.assert_array_equal(qk[1], qs[f, 1].astype(np.float32))  # shut: the raw pose, untouched
+        np.testing.assert_allclose(arrays[0][slots], state[0], atol=2e-6)

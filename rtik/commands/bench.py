@@ -98,18 +98,20 @@ def measure(solver, positions: np.ndarray, streams: int, frames: int, warmup: in
 
 
 def run_bench(model=None, backend="onnx", streams=(1, 16, 64), frames=2000, clip=None, kernels="auto",
-              rate=0.0) -> dict:  # fmt: skip
+              rate=0.0, smooth=True) -> dict:  # fmt: skip
     from rtik.models.backends.base import pin_threads
     from rtik.solve.solver import Solver, SolverOptions
 
     pin_threads()
-    solver = Solver.from_path(model, backend=backend, options=SolverOptions(kernels=kernels))
+    options = SolverOptions(kernels=kernels) if smooth else SolverOptions(kernels=kernels, smooth=None)
+    solver = Solver.from_path(model, backend=backend, options=options)
     P = motion(solver.pack, max(frames, 300), clip)
     results = [measure(solver, P, n, frames, rate=rate) for n in streams]
     info = {
         "backend": backend,
         "kernels": solver.kernels,
         "rate_hz": rate,
+        "smooth": smooth,
         "describe": solver.backend.describe(),
         "model": solver.pack.name,
         "state_size": solver.pack.state_size,
@@ -127,7 +129,7 @@ def table(info: dict) -> str:
     pace = f"at {info['rate_hz']:g} Hz" if info["rate_hz"] else "back to back"
     lines = [
         f"backend {info['describe']}; kernels {info['kernels']}; model {info['model']} (state {info['state_size']}); "
-        f"{info['frames']} ticks {pace}; "
+        f"{info['frames']} ticks {pace}; smoothing {'on' if info['smooth'] else 'off'}; "
         f"{info['cpus']} CPUs, load {info['load_avg'][0]}",
         f"{'streams':>8} {'p50 µs':>9} {'p99 µs':>9} {'min µs':>8} {'backend µs':>11} {'frames/s':>10} "
         f"{'mem/stream':>11}",
@@ -164,6 +166,8 @@ def register(sub) -> None:
                    help="the solver's pre/post-processing (default: auto = numba when installed)")  # fmt: skip
     p.add_argument("--rate", type=float, default=0.0,
                    help="pace the ticks at this rate (Hz), as live input arrives; 0 = back to back")  # fmt: skip
+    p.add_argument("--no-smooth", dest="smooth", action="store_false",
+                   help="without the output smoothing (SolverOptions.smooth; on by default, as the daemon runs)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run)
 
@@ -173,7 +177,8 @@ def run(args) -> int:
         raise InputError(f"--frames must be >= 1, got {args.frames}")
     if not (math.isfinite(args.rate) and args.rate >= 0):
         raise InputError(f"--rate must be a rate in Hz (0 = back to back), got {args.rate}")
-    info = run_bench(args.model, args.backend, args.streams, args.frames, args.clip, args.kernels, args.rate)
+    info = run_bench(args.model, args.backend, args.streams, args.frames, args.clip, args.kernels, args.rate,
+                     args.smooth)
     if args.json:
         print(
             json.dumps(

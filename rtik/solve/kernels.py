@@ -534,6 +534,81 @@ def post(
 
 
 @jit
+def _alpha(cutoff, dt):
+    return 1.0 / (1.0 + 1.0 / (2.0 * np.pi * cutoff * dt))
+
+
+@jit
+def smooth(q, root, noise, dt, fresh, slots, sq_a, sdq_a, sr_a, sdr_a, cfg):
+    """:func:`rtik.solve.smooth.smooth` in place: the raw output ``q (B, J, 4)`` and ``root (B, 3)`` (float32)
+    become the gated output, the slots' filter state ``sq_a, sdq_a (N, J, 4)``, ``sr_a, sdr_a (N, 3)`` is updated;
+    ``cfg``: :func:`rtik.solve.smooth.config_array`. Returns whether each stream's gate is open ``(B,)`` (a shut
+    one keeps its raw pose, and its positions need no new FK)."""
+    sigma, mc, beta, rmc, rbeta, dc, wmin = cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5], cfg[6]
+    B, J = q.shape[0], q.shape[1]
+    opened = np.zeros(B, np.bool_)
+    qj = np.empty(4)
+    for b in range(B):
+        s = slots[b]
+        h = max(dt[b], 1e-4)
+        ad = _alpha(dc, h)
+        v2 = noise[b] * noise[b]
+        w = v2 / (v2 + sigma * sigma)
+        if w < wmin:
+            w = 0.0
+        opened[b] = w > 0.0
+        for j in range(J):
+            d = 0.0
+            for k in range(4):
+                qj[k] = q[b, j, k]
+                d += qj[k] * sq_a[s, j, k]
+            if d < 0:
+                for k in range(4):
+                    qj[k] = -qj[k]
+            if fresh[b]:
+                for k in range(4):
+                    sq_a[s, j, k] = qj[k]
+                    sdq_a[s, j, k] = 0.0
+            else:
+                sp = 0.0
+                for k in range(4):
+                    sdq_a[s, j, k] += ad * ((qj[k] - sq_a[s, j, k]) / h - sdq_a[s, j, k])
+                    sp += sdq_a[s, j, k] * sdq_a[s, j, k]
+                a = _alpha(mc + beta * np.sqrt(sp), h)
+                n = 0.0
+                for k in range(4):
+                    sq_a[s, j, k] += a * (qj[k] - sq_a[s, j, k])
+                    n += sq_a[s, j, k] * sq_a[s, j, k]
+                n = np.sqrt(n)
+                for k in range(4):
+                    sq_a[s, j, k] /= n
+            if w > 0.0:
+                n = 0.0
+                for k in range(4):
+                    qj[k] += w * (sq_a[s, j, k] - qj[k])
+                    n += qj[k] * qj[k]
+                n = np.sqrt(n)
+                for k in range(4):
+                    q[b, j, k] = qj[k] / n
+        if fresh[b]:
+            for k in range(3):
+                sr_a[s, k] = root[b, k]
+                sdr_a[s, k] = 0.0
+        else:
+            sp = 0.0
+            for k in range(3):
+                sdr_a[s, k] += ad * ((root[b, k] - sr_a[s, k]) / h - sdr_a[s, k])
+                sp += sdr_a[s, k] * sdr_a[s, k]
+            a = _alpha(rmc + rbeta * np.sqrt(sp), h)
+            for k in range(3):
+                sr_a[s, k] += a * (root[b, k] - sr_a[s, k])
+        if w > 0.0:
+            for k in range(3):
+                root[b, k] += w * (sr_a[s, k] - root[b, k])
+    return opened
+
+
+@jit
 def all_finite(r6, clean, st):
     """Whether every network output is finite (the common case, checked without temporaries)."""
     for a in (r6.ravel(), clean.ravel(), st.ravel()):

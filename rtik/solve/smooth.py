@@ -9,7 +9,9 @@ is smoothed hard and fast motion lightly), and *gates* it with the stream's own 
     w = noise² / (noise² + sigma²)          (0 on clean input, towards 1 as the noise grows past ``sigma``)
     output = filtered · w + raw · (1 − w)   (quaternions: normalised blend in the raw rotation's hemisphere)
 
-so clean input passes through untouched (exact positions, no lag) and noisy input is smoothed. The filter runs on
+so clean input passes through untouched (exact positions, no lag) and noisy input is smoothed. Below
+:data:`GATE_MIN` (noise under a tenth of a millimetre at the default ``sigma``) the gate is shut: the raw pose
+leaves as it came, and the solver skips recomputing positions for that stream. The filter runs on
 every frame whatever ``w`` is, so the gate never switches on a stale state. Quaternion components are filtered as
 a 4-vector in the previous estimate's hemisphere and normalised; a joint's speed is the norm of the derivative of
 its quaternion (about half its angular speed in rad/s). All arrays are per stream, vectorised over a tick's
@@ -42,6 +44,17 @@ class SmoothConfig:
     d_cutoff: float = 2.0
 
 
+#: gate weights below this count as zero (the output is the raw pose, bit for bit)
+GATE_MIN = 1e-3
+
+
+def gate(cfg: SmoothConfig, noise) -> np.ndarray:
+    """The gate weight ``w (B,)`` of each stream's input-noise estimate ``noise (B,)`` (m); 0 below :data:`GATE_MIN`."""
+    v2 = np.asarray(noise, dtype=np.float64) ** 2
+    w = v2 / (v2 + cfg.sigma**2)
+    return np.where(w < GATE_MIN, 0.0, w)
+
+
 def _alpha(cutoff, dt):
     return 1.0 / (1.0 + 1.0 / (2.0 * np.pi * cutoff * dt))
 
@@ -51,7 +64,9 @@ def smooth(cfg: SmoothConfig, q, root, noise, dt, fresh, state) -> tuple[np.ndar
     input-noise estimate ``noise (B,)`` (m), time since its previous frame ``dt (B,)`` (s) and ``fresh (B,)``
     (state just reset: the filter starts over at the raw pose). ``state``: ``(sq (B, J, 4), sdq (B, J, 4),
     sr (B, 3), sdr (B, 3))`` filter estimates and speeds, returned updated as the last four results.
-    -> ``(q_out (B, J, 4), root_out (B, 3), sq, sdq, sr, sdr)``"""
+    -> ``(q_out (B, J, 4), root_out (B, 3), sq, sdq, sr, sdr)``; a stream whose gate is shut gets its raw pose.
+    :func:`rtik.solve.kernels.smooth` computes the same in place."""
+    raw = q
     q = np.asarray(q, dtype=np.float64)
     root = np.asarray(root, dtype=np.float64)
     sq, sdq, sr, sdr = (np.array(a, dtype=np.float64) for a in state)
@@ -74,9 +89,18 @@ def smooth(cfg: SmoothConfig, q, root, noise, dt, fresh, state) -> tuple[np.ndar
     sdq = np.where(fresh[:, None, None], 0.0, sdq)
     sr = np.where(fresh[:, None], root, sr)
     sdr = np.where(fresh[:, None], 0.0, sdr)
-    v2 = np.asarray(noise, dtype=np.float64) ** 2
-    w = (v2 / (v2 + cfg.sigma**2))[:, None]
+    w = gate(cfg, noise)[:, None]
     qo = q + w[..., None] * (sq - q)
     qo /= np.linalg.norm(qo, axis=-1, keepdims=True)
+    shut = w[:, 0] == 0
+    qo[shut] = np.asarray(raw, dtype=np.float64)[shut]
     ro = root + w * (sr - root)
     return qo, ro, sq, sdq, sr, sdr
+
+
+def config_array(cfg: SmoothConfig) -> np.ndarray:
+    """``cfg`` as the float array :func:`rtik.solve.kernels.smooth` takes: ``[sigma, min_cutoff, beta,
+    root_min_cutoff, root_beta, d_cutoff, GATE_MIN]``."""
+    return np.array(
+        [cfg.sigma, cfg.min_cutoff, cfg.beta, cfg.root_min_cutoff, cfg.root_beta, cfg.d_cutoff, GATE_MIN]
+    )

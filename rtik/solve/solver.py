@@ -33,7 +33,7 @@ from rtik.models.modelpack import ModelPack
 from rtik.solve import compiled, numpath
 from rtik.solve import refine as rf
 from rtik.solve.numpath import MIN_SPAN, UNITS
-from rtik.solve.smooth import SmoothConfig, smooth
+from rtik.solve.smooth import SmoothConfig, config_array, gate, smooth
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,7 @@ class Solver:
         self._alloc(8)
         self._all_observed: dict[int, np.ndarray] = {}
         self._kern = compiled.load(self, self.options.kernels)  # rtik.solve.kernels, or None: the numpy path
+        self._sm_cfg = None if self.options.smooth is None else config_array(self.options.smooth)
 
     def _clusters(self, skel: Skeleton, pos_of: dict) -> None:
         """Tables of the multi-child joints whose rest offsets are calibrated (see :mod:`rtik.solve.numpath`):
@@ -604,21 +605,34 @@ class Solver:
                 r6, clean, M_in, fresh, *geo, slots, *self._slot_arrays_post(), ts, *self._kpost
             )
         if self.options.smooth is not None:
-            q, root_pos, X = self._smooth(slots, q, root_pos, noise, ts - prev_ts, fresh | reset, geo[4])
+            q, root_pos, X = self._smooth(slots, q, root_pos, X, noise, ts - prev_ts, fresh | reset, geo[4])
         for sinfo in infos:
             sinfo.frames += 1
         return q, root_pos, X, reset, noise
 
-    def _smooth(self, slots, q, root_pos, noise, dt, fresh, off):
+    def _smooth(self, slots, q, root_pos, X, noise, dt, fresh, off):
         """The noise-gated smoothing of :mod:`rtik.solve.smooth` on a tick's output, the streams' filter state
-        updated; positions are FK of the smoothed pose on the calibrated offsets ``off (B, J, 3)``.
+        updated; positions are FK of the smoothed pose on the calibrated offsets ``off (B, J, 3)`` for the streams
+        whose gate is open (a shut gate passes the raw pose and its positions through).
         -> ``(local_quats (B, J, 4) float32, root_pos (B, 3) float32, positions (B, J, 3) float32)``"""
-        state = (self._sm_q[slots], self._sm_dq[slots], self._sm_r[slots], self._sm_dr[slots])
-        qo, ro, *state = smooth(self.options.smooth, q, root_pos, noise, dt, fresh, state)
-        self._sm_q[slots], self._sm_dq[slots], self._sm_r[slots], self._sm_dr[slots] = state
-        G = rf.global_rotations(quat_to_matrix(qo), self.tables)
-        X = rf.positions(G, off, ro, self.tables)
-        return qo.astype(np.float32), ro.astype(np.float32), X.astype(np.float32)
+        if self._kern is not None:
+            q, root_pos = np.ascontiguousarray(q, np.float32), np.ascontiguousarray(root_pos, np.float32)
+            opened = self._kern.smooth(
+                q, root_pos, noise, dt, fresh, slots, self._sm_q, self._sm_dq, self._sm_r, self._sm_dr, self._sm_cfg
+            )
+        else:
+            state = (self._sm_q[slots], self._sm_dq[slots], self._sm_r[slots], self._sm_dr[slots])
+            qo, ro, *state = smooth(self.options.smooth, q, root_pos, noise, dt, fresh, state)
+            self._sm_q[slots], self._sm_dq[slots], self._sm_r[slots], self._sm_dr[slots] = state
+            opened = gate(self.options.smooth, noise) > 0
+            q, root_pos = qo.astype(np.float32), ro.astype(np.float32)
+        if not opened.any():
+            return q, root_pos, X
+        rows = np.flatnonzero(opened)
+        G = rf.global_rotations(quat_to_matrix(q[rows].astype(np.float64)), self.tables)
+        X = X.copy()
+        X[rows] = rf.positions(G, off[rows], root_pos[rows].astype(np.float64), self.tables)
+        return q, root_pos, X
 
     def _with_markers(self, slots, pos, mask, markers, root, cs, size):
         """``pos (B, Ji, 3)`` and ``mask (B, Ji)`` with the markers appended: ``(B, Ji + Km, 3)``, ``(B, Ji + Km)``;
