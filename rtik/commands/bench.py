@@ -167,7 +167,7 @@ def register(sub) -> None:
     p.add_argument("--rate", type=float, default=0.0,
                    help="pace the ticks at this rate (Hz), as live input arrives; 0 = back to back")  # fmt: skip
     p.add_argument("--no-smooth", dest="smooth", action="store_false",
-                   help="without the output smoothing (SolverOptions.smooth; on by default, as the daemon runs)")  # fmt: skip
+                   help="without the output smoothing (on by default, as in the daemon)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run)
 

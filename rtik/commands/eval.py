@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from rtik.commands.options import add_ray_options, positive_int
 from rtik.errors import InputError, ModelError
 from rtik.eval import evaluation
 from rtik.eval import report as evalreport
@@ -48,16 +49,6 @@ def _split(text: str) -> evaluation.Split:
         return evaluation.Split.parse(text)
     except InputError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
 
 
 def register(subparsers) -> None:
@@ -133,31 +124,20 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--limit",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="evaluate the first N clips of the split only (corpus: N clips per source, drawn with --seed)",
     )
     p.add_argument(
         "--max-frames",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="use the first N frames of each clip only (corpus: N frames from a start drawn with --seed)",
     )
     p.add_argument("--units", choices=tuple(UNITS), default="cm", help="length unit of the BVH files (default cm)")
     p.add_argument("--seed", type=int, default=0, help="seed of the input corruptions and draws (default 0)")
     p.add_argument("--cache", default="cache/eval", help="folder for cached training-set statistics")
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="spread the clips over a Ray cluster, each solved whole by one worker (pip install 'rtik[ray]'): the "
-        "cluster at ADDRESS (HOST:PORT), or a private local one on 127.0.0.1 without it; the same results",
-    )
-    p.add_argument(
-        "--workers", type=_positive, default=None, help="with --ray: worker processes (default: the cluster's CPUs)"
-    )
+    add_ray_options(p, "clips")
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the summary as JSON")
     p.add_argument("--png", default=None, metavar="OUT.png", help="plot per-joint errors (needs matplotlib)")
     p.set_defaults(func=run)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from rtik.commands.options import add_ray_options
 from rtik.errors import InputError, RtikError
 from rtik.formats import bvh
 from rtik.formats.layouts import NAMES as LAYOUTS
@@ -115,31 +116,8 @@ def register(sub) -> None:
         default=None,
         help="write the output in a BVH rig: 'input' (the input file's own) or a .bvh file (default: the model's)",
     )
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="spread the files over a Ray cluster, each solved whole by one worker (pip install 'rtik[ray]'): the "
-        "cluster at ADDRESS (HOST:PORT), or a private local one on 127.0.0.1 without it (docs/scale.md)",
-    )
-    p.add_argument(
-        "--workers", type=_count, default=None, help="with --ray: worker processes (default: the cluster's CPUs)"
-    )
+    add_ray_options(p, "files")
     p.set_defaults(func=run)
-
-
-def _count(s: str) -> int:
-    import argparse
-
-    try:
-        n = int(s)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return n
 
 
 def _positive(s: str) -> float:

@@ -101,6 +101,4 @@ def smooth(cfg: SmoothConfig, q, root, noise, dt, fresh, state) -> tuple[np.ndar
 def config_array(cfg: SmoothConfig) -> np.ndarray:
     """``cfg`` as the float array :func:`rtik.solve.kernels.smooth` takes: ``[sigma, min_cutoff, beta,
     root_min_cutoff, root_beta, d_cutoff, GATE_MIN]``."""
-    return np.array(
-        [cfg.sigma, cfg.min_cutoff, cfg.beta, cfg.root_min_cutoff, cfg.root_beta, cfg.d_cutoff, GATE_MIN]
-    )
+    return np.array([cfg.sigma, cfg.min_cutoff, cfg.beta, cfg.root_min_cutoff, cfg.root_beta, cfg.d_cutoff, GATE_MIN])
