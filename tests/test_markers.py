@@ -132,6 +132,27 @@ def test_estimator_examples_drop_the_joints_an_estimator_lacks(example_maker):
                     ("Nose", "Eye", "Ear", "Index", "Pinky", "Thumb", "Heel", "ToeTip")}  # fmt: skip
 
 
+def test_estimator_joints_are_what_the_mediapipe33_layout_makes_of_landmarks():
+    """markers.as_estimator_joints (training and rtik eval --markers estimator) against the real layout: the
+    mediapipe33 layout fed the same landmarks gives the same hips, head and toes."""
+    rng = np.random.default_rng(4)
+    names = list(BODY_NAMES)
+    rows = {m: len(names) + k for k, m in enumerate(markers.NAMES)}
+    P = rng.normal(size=(3, len(names) + len(markers.NAMES), 3))
+    out = markers.as_estimator_joints(P, names, rows)
+    lay = layouts.get("mediapipe33", tuple(names) + markers.NAMES)
+    lm = np.full((3, len(lay.joints), 3), np.nan)  # the landmarks: thighs from the joints, the rest markers
+    for row, src in (("UpperLeg_L", names.index("UpperLeg_L")), ("UpperLeg_R", names.index("UpperLeg_R")),
+                     *((m, r) for m, r in rows.items() if m in lay.rows)):  # fmt: skip
+        lm[:, lay.joints.index(lay.rows[row][0][0])] = P[:, src]
+    for joint in ("Hips", "Head", "Toes_L", "Toes_R"):
+        want = sum(w * lm[:, lay.joints.index(n)] for n, w in lay.rows[joint])
+        np.testing.assert_allclose(out[:, names.index(joint)], want, atol=1e-12)
+    untouched = [names.index(j) for j in ("Chest", "Hand_L", "Foot_R")]
+    np.testing.assert_array_equal(out[:, untouched], P[:, untouched])
+    assert not np.shares_memory(out, P)
+
+
 @pytest.fixture(scope="module")
 def marker_pack(mocap, tmp_path_factory):
     torch = pytest.importorskip("torch")

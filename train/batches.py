@@ -75,8 +75,8 @@ class ExampleMaker:
         self.m_parent = np.array([self.names.index(mk.BY_NAME[m].parent) for m in self.markers], dtype=np.int64)
         self.m_offset = mk.offsets(self.markers)
         self.m_group = np.array([mk.BY_NAME[m].group for m in self.markers])
-        self.m_estimator = np.array([m.split("_")[0] in _ESTIMATOR for m in self.markers], dtype=bool)
-        self.m_rig = np.array([m.split("_")[0] in _RIG_TIPS for m in self.markers], dtype=bool)
+        self.m_estimator = np.array([mk.group_of(m) in mk.ESTIMATOR for m in self.markers], dtype=bool)
+        self.m_rig = np.array([mk.group_of(m) in mk.RIG_TIPS for m in self.markers], dtype=bool)
         self.shank = [skel.index(n) for n in ("LowerLeg_L", "Foot_L") if n in skel.names]
 
     def make(self, i: int, rng: np.random.Generator) -> dict:
@@ -123,7 +123,7 @@ class ExampleMaker:
         if self.markers:
             mask[:, Ji:] &= present
             if estimator and rng.random() < c.estimator_joints:
-                mask[:, [self.names.index(n) for n in _ESTIMATOR_MISSING if n in self.names]] = False
+                mask[:, [self.names.index(n) for n in mk.ESTIMATOR_MISSING if n in self.names]] = False
         size = nz.body_size(self.spec, self.names, s.bone_lengths()[self.keep])
         yaw, ok = nz.heading(self.spec, self.names, noisy, mask)
         yaw = _hold_last(yaw, ok)
@@ -178,27 +178,12 @@ class ExampleMaker:
     def _as_estimator(self, P, rng) -> np.ndarray:
         """Joint rows as a pose estimator's layout gives them (``mediapipe33``: the hips' midpoint for Hips, the
         ears' for Head, the foot index for Toes), and extra noise along one horizontal camera ray."""
-        P = P.copy()
-        n, Ji = self.names, len(self.names)
-        row = {m: Ji + i for i, m in enumerate(self.markers)}
-        P[:, n.index("Hips")] = 0.5 * (P[:, n.index("UpperLeg_L")] + P[:, n.index("UpperLeg_R")])
-        if "Ear_L" in row and "Ear_R" in row:
-            P[:, n.index("Head")] = 0.5 * (P[:, row["Ear_L"]] + P[:, row["Ear_R"]])
-        for side in ("_L", "_R"):
-            if "ToeTip" + side in row:
-                P[:, n.index("Toes" + side)] = P[:, row["ToeTip" + side]]
+        row = {m: len(self.names) + i for i, m in enumerate(self.markers)}
+        P = mk.as_estimator_joints(P, self.names, row)
         a = rng.uniform(0, 2 * np.pi)
         ray = np.array([np.cos(a), 0.0, np.sin(a)])
         depth = rng.normal(0.0, rng.uniform(*self.cfg.depth_mm) / 1000.0, P.shape[:2])
         return P + depth[..., None] * ray
-
-
-#: markers a pose estimator gives (MediaPipe Pose: nose, eyes, ears, index, pinky, thumb, heel, foot index)
-_ESTIMATOR = ("Nose", "Eye", "Ear", "Index", "Pinky", "Thumb", "Heel", "ToeTip")
-#: markers a BVH rig's end sites and tip joints give
-_RIG_TIPS = ("HeadTop", "HandTip", "Thumb", "ToeTip", "Heel")
-#: joints a pose estimator does not give
-_ESTIMATOR_MISSING = ("Spine", "Chest", "Neck", "Shoulder_L", "Shoulder_R")
 
 
 def _hold_last(yaw, ok):

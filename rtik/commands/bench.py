@@ -177,8 +177,9 @@ def run(args) -> int:
         raise InputError(f"--frames must be >= 1, got {args.frames}")
     if not (math.isfinite(args.rate) and args.rate >= 0):
         raise InputError(f"--rate must be a rate in Hz (0 = back to back), got {args.rate}")
-    info = run_bench(args.model, args.backend, args.streams, args.frames, args.clip, args.kernels, args.rate,
-                     args.smooth)
+    info = run_bench(
+        args.model, args.backend, args.streams, args.frames, args.clip, args.kernels, args.rate, args.smooth
+    )
     if args.json:
         print(
             json.dumps(

@@ -320,8 +320,6 @@ def model_method(pack, backend: str = "onnx", fill: bool = False, solver=None) -
 #: clip's body; no spine, chest, neck or clavicles; the hips' midpoint for the hips, the ears' for the head, the foot
 #: index for the toes, as the ``mediapipe33`` layout feeds them)
 MARKER_MODES = ("none", "rig", "estimator")
-_ESTIMATOR = ("Nose", "Eye", "Ear", "Index", "Pinky", "Thumb", "Heel", "ToeTip")
-_ESTIMATOR_MISSING = ("Spine", "Chest", "Neck", "Shoulder_L", "Shoulder_R")
 
 
 def marker_positions(clip: SourceClip, mode: str) -> np.ndarray:
@@ -338,7 +336,7 @@ def marker_positions(clip: SourceClip, mode: str) -> np.ndarray:
         skel = clip.skeleton
         leg = sum(np.linalg.norm(skel.offsets[skel.index(n)]) for n in ("Foot_L", "Toes_L"))
         off = markers.offsets(markers.NAMES) * (leg / markers.REFERENCE_LEG)
-        off[[m.split("_")[0] not in _ESTIMATOR for m in markers.NAMES]] = np.nan
+        off[[markers.group_of(m) not in markers.ESTIMATOR for m in markers.NAMES]] = np.nan
     G = kin.local_to_global(clip.skeleton, clip.local_quats)  # (F, 22, 4)
     par = clip.skeleton.indices([markers.BY_NAME[m].parent for m in markers.NAMES])
     P = clip.positions[:, par] + rot.quat_apply(G[:, par], np.broadcast_to(np.nan_to_num(off), (F, K, 3)))
@@ -355,13 +353,9 @@ def corrupted_input(clip: SourceClip, condition: str, seed: int, markers_mode: s
     truth = np.concatenate([clip.positions, Pm], axis=1)
     have = np.concatenate([clip.present, np.isfinite(Pm).all(-1).all(0)])
     if markers_mode == "estimator":  # what the mediapipe33 layout makes of a pose estimator's landmarks
-        truth = truth.copy()
-        n, row = clip.skeleton.names, {m: J + k for k, m in enumerate(markers.NAMES)}
-        truth[:, n.index("Hips")] = 0.5 * (truth[:, n.index("UpperLeg_L")] + truth[:, n.index("UpperLeg_R")])
-        truth[:, n.index("Head")] = 0.5 * (truth[:, row["Ear_L"]] + truth[:, row["Ear_R"]])
-        for s in ("_L", "_R"):
-            truth[:, n.index("Toes" + s)] = truth[:, row["ToeTip" + s]]
-        have[[n.index(j) for j in _ESTIMATOR_MISSING]] = False
+        n = clip.skeleton.names
+        truth = markers.as_estimator_joints(truth, n, {m: J + k for k, m in enumerate(markers.NAMES)})
+        have[[n.index(j) for j in markers.ESTIMATOR_MISSING]] = False
     inputs = np.nonzero(have)[0]
     key = zlib.crc32(f"{clip.source}/{clip.name}".encode())
     rng = np.random.default_rng([seed, key, ALL_CONDITIONS.index(condition)])

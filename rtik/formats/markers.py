@@ -68,6 +68,36 @@ _TIP_ALIASES = {
 }  # fmt: skip
 
 
+#: markers (without their side) a pose estimator gives: MediaPipe Pose's nose, eyes, ears, index, pinky, thumb,
+#: heel and foot index (the ``mediapipe33`` layout)
+ESTIMATOR = ("Nose", "Eye", "Ear", "Index", "Pinky", "Thumb", "Heel", "ToeTip")
+#: markers (without their side) a BVH rig's end sites and tip joints give
+RIG_TIPS = ("HeadTop", "HandTip", "Thumb", "ToeTip", "Heel")
+#: body joints a pose estimator does not give (the ``mediapipe33`` layout leaves them missing)
+ESTIMATOR_MISSING = ("Spine", "Chest", "Neck", "Shoulder_L", "Shoulder_R")
+
+
+def group_of(name: str) -> str:
+    """A marker's name without its side: ``"Eye_L"`` -> ``"Eye"``."""
+    return name.split("_")[0]
+
+
+def as_estimator_joints(P: np.ndarray, names, rows: dict) -> np.ndarray:
+    """Joint rows of ``P (F, N, 3)`` (a copy) as the ``mediapipe33`` layout makes them from a pose estimator's
+    landmarks: the thighs' midpoint for ``Hips``, the ears' for ``Head`` and the foot index (``ToeTip``) for
+    ``Toes``. ``names``: the joint names of the first rows; ``rows``: marker name -> its row in ``P`` (a marker
+    not there leaves its joint as it is)."""
+    P = np.array(P, copy=True)
+    n = list(names)
+    P[:, n.index("Hips")] = 0.5 * (P[:, n.index("UpperLeg_L")] + P[:, n.index("UpperLeg_R")])
+    if "Ear_L" in rows and "Ear_R" in rows:
+        P[:, n.index("Head")] = 0.5 * (P[:, rows["Ear_L"]] + P[:, rows["Ear_R"]])
+    for side in ("_L", "_R"):
+        if "ToeTip" + side in rows:
+            P[:, n.index("Toes" + side)] = P[:, rows["ToeTip" + side]]
+    return P
+
+
 def offsets(names) -> np.ndarray:
     """Canonical offsets ``(K, 3)`` of the markers ``names``."""
     return np.array([BY_NAME[n].offset for n in names], dtype=np.float64)
