@@ -13,7 +13,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from loopback import free_port
+from loopback import endpoints, free_port, start_daemon, stop_daemon
 
 from rtik.commands.send import load_positions
 from rtik.formats import bvh
@@ -21,7 +21,7 @@ from rtik.serve import config
 from rtik.serve.ingest import RESTART_SEQ_GAP, Slots
 from rtik.serve.stats import Stats
 from rtik.wire import protocol
-from rtik.wire.client import Control, ControlError, Listener, Sender, wait_for_daemon
+from rtik.wire.client import Control, ControlError, Listener, Sender
 from rtik.wire.osc import parse_datagram
 
 FPS = 30.0
@@ -67,10 +67,9 @@ def daemon(pack, tmp_path_factory, mocap):
     tmp = tmp_path_factory.mktemp("daemon")
     rig = mocap / "extra" / "sample" / "mpi-poseprior_03100_S7.bvh"
     vmc, osc_out = udp_listener(), udp_listener()
-    ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
+    ep = endpoints()
     osc_in, metrics = free_port(socket.SOCK_DGRAM), free_port()
-    cfg = tmp / "rtik.toml"
-    cfg.write_text(f"""
+    text = f"""
 [model]
 path = "{pack.path.as_posix()}"
 [ingest.zmq]
@@ -99,20 +98,11 @@ streams = ["auto"]
 rigs = {{ mpi = "{rig.as_posix()}" }}
 [log]
 format = "json"
-""")
-    log = open(tmp / "daemon.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "rtik", "serve", "--config", str(cfg)], stdout=log, stderr=log)
-    try:
-        wait_for_daemon(ep["ctl"], timeout=90)
-    except Exception:
-        proc.kill()
-        raise AssertionError((tmp / "daemon.log").read_text()) from None
+"""
+    proc = start_daemon(tmp, text, ep["ctl"])
     yield {"proc": proc, "ep": ep, "osc": ("127.0.0.1", osc_in), "vmc": vmc, "osc_out": osc_out,
            "metrics": metrics, "tmp": tmp, "rig": rig}  # fmt: skip
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(10)
-    log.close()
+    stop_daemon(proc, 20)
     vmc.close()
     osc_out.close()
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from loopback import free_port
+from loopback import endpoints, free_port, start_daemon, stop_daemon
 
 from rtik.commands.send import load_positions
 from rtik.formats import bvh
 from rtik.serve import config
 from rtik.wire import protocol
-from rtik.wire.client import Control, Listener, Sender, wait_for_daemon
+from rtik.wire.client import Control, Listener, Sender
 
 FPS = 30.0
 
@@ -33,9 +33,8 @@ def clip(sample_clips):
 
 def serve(tmp: Path, model, rec_folder=None, extra: str = "") -> tuple[subprocess.Popen, dict]:
     """``rtik serve`` in a subprocess on ephemeral loopback ports; ``(process, endpoints)``."""
-    ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
-    cfg = tmp / "rtik.toml"
-    cfg.write_text(f"""
+    ep = endpoints()
+    text = f"""
 [model]
 path = "{Path(model).as_posix()}"
 [ingest.zmq]
@@ -56,22 +55,12 @@ fps = {FPS}
 folder = "{(rec_folder or tmp / "rec").as_posix()}"
 flush_interval = 0.1
 {extra}
-""")
-    log = open(tmp / "daemon.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "rtik", "serve", "--config", str(cfg)], stdout=log, stderr=log)
-    log.close()
-    try:
-        wait_for_daemon(ep["ctl"], timeout=90)
-    except Exception:
-        proc.kill()
-        raise AssertionError((tmp / "daemon.log").read_text()) from None
-    return proc, ep
+"""
+    return start_daemon(tmp, text, ep["ctl"]), ep
 
 
 def stop(proc) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    return proc.wait(30)
+    return stop_daemon(proc)
 
 
 def lockstep(ep, stream, frames, seqs, rx=None, tx=None) -> list:

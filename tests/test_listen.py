@@ -9,11 +9,11 @@ import sys
 import time
 
 import pytest
-from loopback import free_port
+from loopback import endpoints, start_daemon, stop_daemon
 
 from rtik.commands.send import load_positions
 from rtik.formats import bvh
-from rtik.wire.client import Listener, Sender, wait_for_daemon
+from rtik.wire.client import Listener, Sender
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is a POSIX signal")
 
@@ -23,9 +23,8 @@ FRAMES = 12
 @pytest.fixture
 def daemon(tmp_path):
     """``python -m rtik serve`` with no model path (the shipped default model), every port free and on loopback."""
-    ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
-    cfg = tmp_path / "rtik.toml"
-    cfg.write_text(f"""
+    ep = endpoints()
+    text = f"""
 [ingest.zmq]
 bind = "{ep["in"]}"
 [ingest.osc]
@@ -40,23 +39,10 @@ enabled = false
 bind = "{ep["ctl"]}"
 [streams]
 fps = 30.0
-""")
-    log = open(tmp_path / "daemon.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "rtik", "serve", "--config", str(cfg)], stdout=log, stderr=log,
-                            cwd=tmp_path)  # fmt: skip
-    try:
-        wait_for_daemon(ep["ctl"], timeout=90)
-    except Exception:
-        proc.kill()
-        raise AssertionError((tmp_path / "daemon.log").read_text()) from None
+"""
+    proc = start_daemon(tmp_path, text, ep["ctl"], cwd=tmp_path)
     yield ep
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-    log.close()
+    stop_daemon(proc, 20)
 
 
 def test_sigterm_finalises_the_listeners_bvh(daemon, sample_clips, tmp_path):

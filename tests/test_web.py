@@ -10,23 +10,22 @@ import json
 import os
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 
+import loopback
 import numpy as np
 import pytest
-from loopback import free_port
+from loopback import endpoints, free_port
 
 from rtik.commands.send import load_positions
 from rtik.errors import ConfigError
 from rtik.serve import config
 from rtik.serve.web import jsonable, pack_poses, skeleton_message
 from rtik.serve.webserver import accept_key, frame_header
-from rtik.wire.client import Control, Listener, Sender, wait_for_daemon
+from rtik.wire.client import Control, Listener, Sender
 
 FPS = 30.0
 
@@ -172,10 +171,9 @@ def web_counters(port: int) -> dict:
 def start_daemon(tmp, pack, web: str = "", extra: str = ""):
     """`python -m rtik serve` on free loopback ports with the test pack; ``web``: more [web] keys. A dict with
     the process, endpoints and the web port."""
-    ep = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("in", "out", "ctl")}
+    ep = endpoints()
     port = free_port()
-    cfg = tmp / "rtik.toml"
-    cfg.write_text(f"""
+    text = f"""
 [model]
 path = "{pack.path.as_posix()}"
 [ingest.zmq]
@@ -198,26 +196,12 @@ fps = {FPS}
 [recording]
 folder = "{(tmp / "rec").as_posix()}"
 {extra}
-""")
-    log = open(tmp / "daemon.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "rtik", "serve", "--config", str(cfg)], stdout=log, stderr=log)
-    try:
-        wait_for_daemon(ep["ctl"], timeout=90)
-    except Exception:
-        proc.kill()
-        raise AssertionError((tmp / "daemon.log").read_text()) from None
-    return {"proc": proc, "ep": ep, "port": port, "tmp": tmp, "log": log}
+"""
+    return {"proc": loopback.start_daemon(tmp, text, ep["ctl"]), "ep": ep, "port": port, "tmp": tmp}
 
 
 def stop_daemon(d) -> None:
-    if d["proc"].poll() is None:
-        d["proc"].terminate()
-        try:
-            d["proc"].wait(15)
-        except subprocess.TimeoutExpired:
-            d["proc"].kill()
-            d["proc"].wait(10)
-    d["log"].close()
+    loopback.stop_daemon(d["proc"], 15)
 
 
 @pytest.fixture(scope="module")
