@@ -12,7 +12,7 @@ from rtik.geometry import kinematics
 from rtik.geometry import rotations as rot
 from rtik.models import normalize
 from rtik.models.backends.base import Backend, open_backend
-from rtik.solve.solver import Solver, solve_sequence
+from rtik.solve.solver import Solver, SolverOptions, solve_sequence
 
 
 class Recording(Backend):
@@ -302,3 +302,63 @@ def test_degenerate_frame_is_refused_and_never_poisons_the_stream(pack, clip, so
     r = solver.tick()["a"]
     assert np.isfinite(r.local_quats).all()
     assert np.linalg.norm(r.positions[1:] - X[0], axis=-1).max() < 1e-3
+
+
+@pytest.mark.parametrize("kernels", ["numpy", "auto"])
+def test_bones_never_observed_take_their_length_from_the_targets(pack, clip, kernels):
+    """A layout without the clavicles (as a pose estimator's): their bones get a running length between the last
+    targets (where the denoiser put the clavicles), their count runs negative, and the first real observation
+    of the bone replaces that estimate outright."""
+    X, fps = clip
+    names = list(pack.input_joints)
+    keep = [n for n in names if n not in ("Shoulder_L", "Shoulder_R")]
+    s = Solver(pack, options=SolverOptions(kernels=kernels))
+    s.open_stream("est", layout=keep)
+    s.open_stream("full")
+    sh = pack.skeleton.index("UpperArm_L")  # the bone Shoulder_L -> UpperArm_L, stored at its child
+    m = np.ones(len(names), bool)
+    m[names.index("Shoulder_L")] = False
+    for i in range(6):
+        s.push("est", X[i][[names.index(n) for n in keep]], i / fps)
+        s.push("full", X[i], i / fps, mask=m if i < 5 else None)  # the clavicle seen from frame 5 on
+        s.tick()
+    est, full = s.stream("est").slot, s.stream("full").slot
+    assert s._nobs[est, sh] == -5 and np.isfinite(s._blen[est, sh])  # frames 1..5 (not the first: no targets)
+    want = np.linalg.norm(X[5][names.index("UpperArm_L")] - X[5][names.index("Shoulder_L")])
+    assert s._nobs[full, sh] == 1 and s._blen[full, sh] == pytest.approx(want, rel=1e-9)
+    s.close()
+
+
+@pytest.mark.parametrize("kernels", ["numpy", "auto"])
+def test_approximate_joints_feed_the_network_but_not_the_targets_or_calibration(pack, clip, kernels):
+    """A layout that marks the head approximate (as mediapipe33 marks the ears' midpoint): the network still sees
+    it, but the neck-to-head bone is never measured on it (explicit calibration or running) and a head 10 cm off
+    does not raise the stream's noise estimate."""
+    from rtik.formats.layouts import Layout
+
+    X, fps = clip
+    names = tuple(pack.input_joints)
+    off = X.copy()
+    off[:, names.index("Head")] += [0.0, 0.1, 0.0]  # the stand-in sits 10 cm above the joint
+    plain = Layout("plain", names, {n: ((n, 1.0),) for n in names})
+    approx = Layout("approx", names, plain.rows, {"Head": "a stand-in"})
+    rec = Recording(pack)
+    s = Solver(pack, rec, options=SolverOptions(kernels=kernels))
+    head = pack.skeleton.index("Head")
+    for lay in (plain, approx):
+        s.open_stream(lay.name, layout=lay)
+        L = s.calibrate(lay.name, off[:20], lock=False)
+        assert np.isfinite(L[head]) == (lay is plain)
+    for i in range(30):
+        for lay in (plain, approx):
+            s.push(lay.name, off[i], i / fps)
+            r = s.tick()[lay.name]
+            if lay is approx:
+                assert rec.last[1][0, names.index("Head")] == 1.0  # the network sees the head
+    assert s._nobs[s.stream("approx").slot, head] < 0  # its bone: from the targets only
+    # the plain stream measured the stand-in: its neck-to-head bone is the 10 cm longer one
+    assert s._blen[s.stream("plain").slot, head] == pytest.approx(
+        np.linalg.norm(off[0, names.index("Head")] - off[0, names.index("Neck")]), rel=1e-2
+    )
+    assert r.noise < 1e-3  # the approx stream: the 10 cm stand-in is not read as input noise
+    s.close()

@@ -221,7 +221,7 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
     )
     if need_prior and prior_kind == "model":
         prior = crossrig.pack_prior_body(pack)
-    runners = _runners("corpus", args.model, args.backend, methods, prior, args.virtual == "chain", pack)
+    runners = _runners("corpus", args.model, args.backend, methods, prior, args.virtual == "chain", pack, args.markers)
     frames = sum(len(c.local_quats) for c in clips)
     log(f"{len(clips)} clips, {frames} frames of corpus split {args.split}; methods {', '.join(methods)}")
     kw = {"offsets": args.offsets, "markers_mode": args.markers}  # how crossrig.evaluate scores
@@ -255,9 +255,10 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ Ray
-def _runners(kind: str, model, backend: str, methods, prior, fill: bool = False, pack=None) -> dict:
+def _runners(kind: str, model, backend: str, methods, prior, fill: bool = False, pack=None, markers="none") -> dict:
     """The methods of a run: ``kind`` ``"bandai"`` (:mod:`rtik.eval.evaluation`) or ``"corpus"``
-    (:mod:`rtik.eval.crossrig`); the model pack is loaded from ``model`` unless given (workers load it)."""
+    (:mod:`rtik.eval.crossrig`, the input's leaf ``markers`` mode); the model pack is loaded from ``model`` unless
+    given (workers load it)."""
     from rtik.eval import crossrig
     from rtik.models import modelpack
 
@@ -269,7 +270,7 @@ def _runners(kind: str, model, backend: str, methods, prior, fill: bool = False,
         if m != "model":
             out[m] = mod.baseline_method(m, prior)
         elif kind == "corpus":
-            out[m] = crossrig.model_method(pack, backend, fill)
+            out[m] = crossrig.model_method(pack, backend, fill, markers_mode=markers)
         else:
             out[m] = evaluation.model_method(pack, backend)
     return out
@@ -342,7 +343,9 @@ def _ray_corpus(args, clips, methods, prior, log, kw: dict) -> dict:
     :func:`rtik.eval.crossrig.evaluate`, which fits the offsets and scores here, as in a serial run."""
     from functools import partial
 
-    setup = partial(_runners, "corpus", args.model, args.backend, tuple(methods), prior, args.virtual == "chain")
+    setup = partial(
+        _runners, "corpus", args.model, args.backend, tuple(methods), prior, args.virtual == "chain", None, args.markers
+    )
     outs = _ray_map(args, setup, _ray_clip_outputs, clips, log, ({**kw, "offsets": "clip"},))
     return {m: _replay(m, clips, outs, args.conditions) for m in methods}
 

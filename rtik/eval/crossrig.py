@@ -274,12 +274,15 @@ def pack_prior_body(pack, rig=None) -> np.ndarray:
     return q[0]
 
 
-def model_method(pack, backend: str = "onnx", fill: bool = False, solver=None) -> Method:
+def model_method(pack, backend: str = "onnx", fill: bool = False, solver=None, markers_mode: str = "none") -> Method:
     """The learned solver as a :data:`Method`: :func:`rtik.solve.solver.solve_sequence` fed one frame at a time
     with the input joints (by body name; the joints the rig lacks missing, as ``rtik solve`` feeds a BVH through
     its rig's layout, or placed on their chain like the baselines' with ``fill``), bone lengths calibrated over
     the clip's observed input; its output mapped onto the body by :func:`pack_rig`. ``solver``: a
-    :class:`~rtik.solve.solver.Solver` of ``pack`` to use (other options), else one is made."""
+    :class:`~rtik.solve.solver.Solver` of ``pack`` to use (other options), else one is made. ``markers_mode``
+    ``"estimator"``: the input's hips, head and toes are a pose estimator's stand-ins, marked approximate as the
+    ``mediapipe33`` layout marks them (:func:`rtik.formats.layouts.as_estimator`)."""
+    from rtik.formats import layouts
     from rtik.formats.rig import BODY_NAMES
     from rtik.solve.solver import Solver, solve_sequence
 
@@ -306,7 +309,10 @@ def model_method(pack, backend: str = "onnx", fill: bool = False, solver=None) -
             names += [markers.NAMES[k - J] for k in extra]
             P = np.concatenate([P, positions[:, extra]], axis=1)
             M = np.concatenate([M, mask[:, extra]], axis=1)
-        res = solve_sequence(solver, P, clip.fps, M, layout=names, units="m")
+        layout = layouts.from_names(tuple(names), pack.input_rows, name="names")
+        if markers_mode == "estimator":
+            layout = layouts.as_estimator(layout)
+        res = solve_sequence(solver, P, clip.fps, M, layout=layout, units="m")
         G, _ = rig.body_globals(res["local_quats"].astype(np.float64), res["root_pos"].astype(np.float64))
         return rot.matrix_to_quat(G), res["positions"][:, out_idx].astype(np.float64)
 

@@ -206,6 +206,14 @@ def _pose_layout(name: str, joints: tuple[str, ...], model_joints) -> Layout:
     return Layout(name, joints, rows, notes)
 
 
+def as_estimator(layout: Layout) -> Layout:
+    """``layout`` with the joints a pose estimator only approximates (the hips', ears' and foot-index midpoints or
+    points standing in for the hips, head and toes) marked as ``mediapipe33`` marks them: a solver feeds such
+    joints to its network but neither lands on them nor calibrates from them."""
+    notes = {**layout.notes, **{k: v for k, v in _POSE_NOTES.items() if k in layout.rows}}
+    return Layout(layout.name, layout.joints, layout.rows, notes)
+
+
 def get(layout, model_joints, names=None) -> Layout:
     """A layout by name (see :data:`NAMES`), or ``layout`` itself if it is a :class:`Layout`; a list of joint
     names is matched with :func:`from_names`. ``names`` (the source's joint names) is required for ``bvh``."""

@@ -171,11 +171,21 @@ def pre(
             L0, n = blen[s, j], nobs[s, j]
             sn = M_in[b, c] and M_in[b, p]
             seen[b, k] = sn
+            if n <= 0.0 and not sn and not fresh[b]:  # never observed: from the last targets (the denoiser's)
+                tx = last_tgt[s, c, 0] - last_tgt[s, p, 0]
+                ty = last_tgt[s, c, 1] - last_tgt[s, p, 1]
+                tz = last_tgt[s, c, 2] - last_tgt[s, p, 2]
+                td = np.sqrt(tx * tx + ty * ty + tz * tz)
+                L0 = L0 + (td - L0) / (1.0 - n) if n < 0.0 else td
+                n -= 1.0
+                blen[s, j] = L0
+                nobs[s, j] = n
             dev[b, k] = abs(d - L0)
             L = L0
             if sn and not lk:
-                if n == 0.0:
+                if n <= 0.0:
                     L = d
+                    n = 0.0
                 else:
                     eta = max(calib_rate * 10.0 * L0 / (10.0 + n), calib_floor)
                     L = L0 + min(max(d - L0, -eta), eta)

@@ -109,16 +109,18 @@ def pre(sv, slots, P_in, M_in, ts, forced):
     sb_idx = (slots[:, None], sv.b_joint)
     L0 = sv._blen[sb_idx]
     n = sv._nobs[sb_idx]
-    dev = np.abs(d - L0)  # nan where not yet known
     locked = sv._locked[slots]
-    seen = np.ones_like(dev, bool) if full else M_in[:, sv.b_child] & M_in[:, sv.b_parent]  # (B, Nb)
+    seen = np.ones_like(d, bool) if full else M_in[:, sv.b_child] & M_in[:, sv.b_parent]  # (B, Nb)
+    if not full:  # bones never observed in this stream: from the last targets (the denoiser's positions)
+        L0, n = _calibrate_unseen(sv, slots, sb_idx, L0, n, seen, fresh)
+    dev = np.abs(d - L0)  # nan where not yet known
     if not locked.all():
         upd = seen & ~locked[:, None]
-        eta = np.maximum(o.calib_rate * 10.0 * L0 / (10.0 + n), o.calib_floor)
-        L = np.where(n == 0, d, L0 + np.clip(d - L0, -eta, eta))
+        eta = np.maximum(o.calib_rate * 10.0 * L0 / (10.0 + np.maximum(n, 0.0)), o.calib_floor)
+        L = np.where(n <= 0, d, L0 + np.clip(d - L0, -eta, eta))
         L = np.where(upd, L, L0)
         sv._blen[sb_idx] = L
-        sv._nobs[sb_idx] = n + upd
+        sv._nobs[sb_idx] = np.where(upd, np.maximum(n, 0.0) + 1.0, n)
     else:
         L = L0
     known = np.isfinite(L)
@@ -146,6 +148,24 @@ def pre(sv, slots, P_in, M_in, ts, forced):
     if not full:
         pos *= M_in[..., None]
     return pos.astype(np.float32), M_in.astype(np.float32), reset, fresh, P, root, cs, size, off, dev, seen, W
+
+
+def _calibrate_unseen(sv, slots, sb_idx, L0, n, seen, fresh):
+    """Bones whose two joints this stream has never shown together (an estimator's spine, neck and clavicles): a
+    running mean of their length between the previous frame's targets, where the denoiser placed the joints the
+    input lacks, so that the observed joints below them are reached (their count ``nobs`` runs negative; the
+    bone's first observation replaces the estimate). Returns the updated ``(L0, n)``."""
+    unseen = (n <= 0) & ~seen & ~fresh[:, None]
+    if not unseen.any():
+        return L0, n
+    T = sv._last_tgt[slots]
+    tv = T[:, sv.b_child] - T[:, sv.b_parent]
+    td = np.sqrt(np.einsum("bki,bki->bk", tv, tv))
+    L0 = np.where(unseen, np.where(n < 0, L0 + (td - L0) / np.maximum(1.0 - n, 1.0), td), L0)
+    n = np.where(unseen, n - 1.0, n)
+    sv._blen[sb_idx] = L0
+    sv._nobs[sb_idx] = n
+    return L0, n
 
 
 def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots, ts):

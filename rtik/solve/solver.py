@@ -259,7 +259,7 @@ class Solver:
             "cspec": ((C, 3), np.int64, -1), "cref": ((C, 3), np.int64, -1), "cr": ((C, 2, 3), np.float64, 0.0),
             "crn": ((C, 2), np.float64, 0.0), "p_mpos": ((self.Km, 3), np.float64, 0.0),
             "p_mmask": ((self.Km,), bool, False), "sm_q": ((J, 4), np.float64, 0.0), "sm_dq": ((J, 4), np.float64, 0.0),
-            "sm_r": ((3,), np.float64, 0.0), "sm_dr": ((3,), np.float64, 0.0),
+            "sm_r": ((3,), np.float64, 0.0), "sm_dr": ((3,), np.float64, 0.0), "approx": ((Ji,), bool, False),
         }  # fmt: skip
         for name, (shape, dtype, fill) in spec.items():
             a = np.full((cap, *shape), fill, dtype=dtype)
@@ -310,6 +310,9 @@ class Solver:
             if valid.any():
                 self._pending[slot] = {"valid": valid, "provided": provided}
             self._scale[slot] = UNITS[units]
+            # joints the layout only approximates (an estimator's ear midpoint for the head): the network sees them,
+            # the targets, the noise estimate and the calibration do not (the root stays: it anchors the frame)
+            self._approx[slot] = [j in lay.notes and j != self.pack.norm.root for j in self.pack.input_joints]
         return self._streams[name]
 
     #: the counters of :class:`StreamInfo` that :meth:`export_stream` carries
@@ -421,6 +424,7 @@ class Solver:
             m = m & np.isfinite(F).all(axis=-1)
             pairs = [s.layout.apply(np.nan_to_num(f) * UNITS[s.units], mm) for f, mm in zip(F, m, strict=True)]
             P, M = np.array([p for p, _ in pairs]).reshape(-1, self.Ji, 3), np.array([k for _, k in pairs], bool)
+            M = M.reshape(-1, self.Ji) & ~self._approx[s.slot]  # approximate joints are not measured
             full = np.zeros((len(P), self.J, 3))
             full[:, self.in_idx] = P
             fm = np.zeros((len(P), self.J), bool)
@@ -586,10 +590,16 @@ class Solver:
                 for i, slot in enumerate(slots):
                     if slot in self._pending:
                         self._choose(int(slot), P_in[i : i + 1] * self._scale[slot], M_in[i : i + 1])
+        approx = self._approx[slots] & M_in
+        M_net = M_in
+        if approx.any():  # approximate joints feed the network only (see open_stream)
+            M_in = M_in & ~approx
         if k is None:
             pos, mask, reset, fresh, *geo = numpath.pre(self, slots, P_in, M_in, ts, forced)
         else:
             pos, mask, reset, fresh, *geo = k.pre(slots, P_in, M_in, ts, forced, *self._slot_arrays_pre(), *self._kpre)
+        if M_net is not M_in:
+            pos, mask = self._with_approx(pos, mask, approx, *geo[:4])
         if reset.any():
             for i in np.flatnonzero(reset & ~fresh & ~forced):  # gaps, teleports, time going back
                 infos[i].resets += 1
@@ -633,6 +643,13 @@ class Solver:
         X = X.copy()
         X[rows] = rf.positions(G, off[rows], root_pos[rows].astype(np.float64), self.tables)
         return q, root_pos, X
+
+    def _with_approx(self, pos, mask, approx, P, root, cs, size):
+        """The network input ``pos (B, Ji, 3)``, ``mask (B, Ji)`` with the approximate joints ``approx (B, Ji)``
+        put back (normalised as :func:`rtik.solve.numpath.pre` does: ``R_y(-yaw) (p - root) / size``)."""
+        rel = (P - root[:, None]) @ numpath.heading_matrices(cs) / size[:, None, None]
+        pos = np.where(approx[..., None], rel.astype(np.float32), pos)
+        return pos, np.where(approx, np.float32(1.0), mask)
 
     def _with_markers(self, slots, pos, mask, markers, root, cs, size):
         """``pos (B, Ji, 3)`` and ``mask (B, Ji)`` with the markers appended: ``(B, Ji + Km, 3)``, ``(B, Ji + Km)``;
