@@ -222,3 +222,42 @@ def test_a_symlink_out_of_the_folder_is_refused(tmp_path):
     with pytest.raises(RecordError, match="leaves the recordings folder"):
         resolve(tmp_path / "recs", "evil")
     assert not (tmp_path / "outside.bvh").exists()
+
+
+def test_metrics_off_loopback_needs_an_allow_list_or_insecure(caplog):
+    """[metrics] follows the loopback rule like the live view: a host off loopback needs [metrics] allow (or
+    `insecure`, logged); the server answers listed clients and gives others 403, over real HTTP."""
+    import urllib.error
+    import urllib.request
+
+    from rtik.serve.stats import Stats, serve_metrics
+
+    ctx = zmq.Context()
+    try:
+        with pytest.raises(ConfigError, match=r"refusing /metrics off loopback.*\[metrics\] allow.*--insecure"):
+            security.Guard(_cfg(metrics={"enabled": True, "host": "0.0.0.0"}), ctx)
+        g = security.Guard(_cfg(metrics={"enabled": True, "host": "0.0.0.0", "allow": ["10.0.0.0/24"]}), ctx)
+        assert g.metrics_allow.allows("10.0.0.9") and not g.metrics_allow.allows("127.0.0.1")
+        with caplog.at_level(logging.WARNING, logger="rtik.security"):
+            g = security.Guard(_cfg(metrics={"enabled": True, "host": "0.0.0.0"}, security={"insecure": True}), ctx)
+        assert g.metrics_allow is None and "INSECURE: /metrics on 0.0.0.0" in caplog.text
+        assert security.Guard(_cfg(metrics={"enabled": True}), ctx).metrics_allow is None  # loopback: anyone local
+    finally:
+        ctx.term()
+    with pytest.raises(ConfigError, match="metrics\\] allow entry 'scraper' is not an IP address"):
+        _cfg(metrics={"allow": ["scraper"]})
+    stats = Stats()
+    for allow, code in ((["127.0.0.1"], 200), (["10.0.0.0/24"], 403)):
+        port = free_port()
+        server = serve_metrics(stats, "127.0.0.1", port, security.SourceFilter(allow))
+        try:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                    got, body = r.status, r.read()
+            except urllib.error.HTTPError as e:
+                got, body = e.code, b""
+            assert got == code
+            assert (b"rtik_" in body) == (code == 200)
+        finally:
+            server.shutdown()
+            server.server_close()

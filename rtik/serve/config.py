@@ -87,6 +87,7 @@ class MetricsConfig:
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 7709  # HTTP, GET /metrics (Prometheus text format)
+    allow: list = field(default_factory=list)  # scraper addresses or networks allowed when host is off loopback
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,7 @@ def validate(cfg: Config) -> None:
     _validate_limits(cfg)
     _validate_ray(cfg.ray)
     _validate_web(cfg.web)
+    _validate_allow("[metrics] allow", cfg.metrics.allow)
 
 
 def _validate_web(web: WebConfig) -> None:
@@ -283,12 +285,18 @@ def _validate_web(web: WebConfig) -> None:
         raise ConfigError(f"[web] max_clients must be at least 1, got {web.max_clients}")
     if web.max_buffer < 16384:
         raise ConfigError(f"[web] max_buffer must be at least 16384 bytes, got {web.max_buffer}")
-    for a in web.allow:
+    _validate_allow("[web] allow", web.allow)
+
+
+def _validate_allow(what: str, allow) -> None:
+    if not isinstance(allow, list):
+        raise ConfigError(f"{what} must be a list of IP addresses or networks, got {allow!r}")
+    for a in allow:
         try:
             ipaddress.ip_network(a, strict=False)
         except (TypeError, ValueError):
             raise ConfigError(
-                f"[web] allow entry {a!r} is not an IP address or network (e.g. 10.0.0.7, 10.0.0.0/24)"
+                f"{what} entry {a!r} is not an IP address or network (e.g. 10.0.0.7, 10.0.0.0/24)"
             ) from None
 
 

@@ -124,7 +124,7 @@ class Daemon:
             if osc_sock is not None:
                 self._socks.append(osc_sock)
             if cfg.metrics.enabled:
-                self.metrics = serve_metrics(self.stats, cfg.metrics.host, cfg.metrics.port)
+                self.metrics = serve_metrics(self.stats, cfg.metrics.host, cfg.metrics.port, self.guard.metrics_allow)
             if cfg.web.enabled:
                 from rtik.serve.web import LiveView
 

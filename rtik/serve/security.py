@@ -182,13 +182,29 @@ class TokenBucket:
         return False
 
 
+def metrics_filter(cfg):
+    """The clients ``/metrics`` answers: None (any) on loopback or under ``insecure`` without a list, else the
+    ``[metrics] allow`` filter. ConfigError for a host off loopback with neither (stream names and counters would
+    be readable by anyone who reaches the port)."""
+    m = cfg.metrics
+    allow = SourceFilter(m.allow) if m.allow else None
+    if not is_loopback_host(m.host) and allow is None:
+        if not cfg.security.insecure:
+            raise ConfigError(
+                f"refusing /metrics off loopback without an allow-list: [metrics] host = {m.host!r}. List the "
+                'scrapers in [metrics] allow (e.g. ["10.0.0.5"]) or use `rtik serve --insecure`'
+            )
+        log.warning("INSECURE: /metrics on %s:%d answers any address ([metrics] allow is empty)", m.host, m.port)
+    return allow
+
+
 # ------------------------------------------------------------------------------------------------------ guard
 class Guard:
     """The daemon's access rules, checked and set up when it starts.
 
     Raises ConfigError for a bind off loopback without CurveZMQ or ``insecure``, for unreadable keys, or an OSC
-    socket off loopback without an allow-list (or ``insecure``). With CurveZMQ configured, an authenticator
-    thread runs on ``ctx`` until :meth:`stop`."""
+    socket or ``/metrics`` off loopback without an allow-list (or ``insecure``). With CurveZMQ configured, an
+    authenticator thread runs on ``ctx`` until :meth:`stop`."""
 
     def __init__(self, cfg, ctx: zmq.Context):
         self.max_bytes = cfg.limits.max_message_bytes
@@ -207,6 +223,7 @@ class Guard:
                 '[security] osc_allow (e.g. ["10.0.0.7", "10.0.0.0/24"]) or use `rtik serve --insecure`'
             )
         self.osc_filter = SourceFilter(sec.osc_allow) if sec.osc_allow else None
+        self.metrics_allow = metrics_filter(cfg) if cfg.metrics.enabled else None
         self.auth = None
         self._server: dict = {}
         if self.curve:

@@ -153,12 +153,16 @@ def _labels(labels: dict) -> str:
     return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in labels.items()) + "}"
 
 
-def serve_metrics(stats: Stats, host: str, port: int):
-    """Start a tiny HTTP server thread answering ``GET /metrics``; returns the server (``shutdown()`` stops it)."""
+def serve_metrics(stats: Stats, host: str, port: int, allow=None):
+    """Start a tiny HTTP server thread answering ``GET /metrics``; returns the server (``shutdown()`` stops it).
+    ``allow``: a :class:`rtik.serve.security.SourceFilter` of the clients answered (others get 403), or None."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server's naming)
+            if allow is not None and not allow.allows(self.client_address[0]):
+                self.send_error(403, "this address may not read the metrics ([metrics] allow)")
+                return
             if self.path.split("?")[0] not in ("/metrics", "/"):
                 self.send_error(404, "only /metrics is served")
                 return
