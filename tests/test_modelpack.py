@@ -123,3 +123,29 @@ def test_save_round_trip(pack, tmp_path):
     assert p.input_joints == pack.input_joints
     np.testing.assert_allclose(p.prior_local, pack.prior_local)
     assert p.files == {"onnx": "step.onnx"}
+
+
+def test_shipped_packs_load_by_name(tmp_path, monkeypatch):
+    """``default`` and ``landmarks`` name the packs inside the package (what `--model landmarks` and
+    `[model] path = "landmarks"` reach); the landmarks pack reads the leaf markers after the same 21 joints and
+    solves a mediapipe33 frame; a folder of that name in the working directory wins over the shipped one."""
+    from rtik.formats import markers
+    from rtik.formats.layouts import MEDIAPIPE33
+    from rtik.solve.solver import Solver
+
+    default, land = modelpack.load("default"), modelpack.load("landmarks")
+    assert default.path == modelpack.load(None).path and not default.markers
+    assert land.name == "rtik-landmarks" and land.markers == markers.NAMES
+    assert land.input_joints == default.input_joints
+    rng = np.random.default_rng(0)
+    s = Solver(land)
+    s.open_stream("cam", layout="mediapipe33")
+    frame = rng.normal(0, 0.3, (len(MEDIAPIPE33), 3)) + [0, 1, 0]
+    s.push("cam", frame, 0.0)
+    r = s.tick()["cam"]
+    assert np.isfinite(r.local_quats).all() and np.isfinite(r.positions).all()
+    s.close()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "landmarks").mkdir()
+    with pytest.raises(ModelError, match="model.json not found"):
+        modelpack.load("landmarks")

@@ -86,8 +86,10 @@ def test_a_clip_becomes_a_bvh_that_reads_back(solved):
 
 
 def test_the_landmarks_solve_to_the_same_bvh_with_rtik_solve(solved, tmp_path):
-    """``rtik video`` feeds the solver through the path ``rtik solve --layout mediapipe33`` takes."""
-    assert main(["solve", str(solved / "a.npz"), "-o", str(tmp_path / "b.bvh"), "--layout", "mediapipe33"]) == 0
+    """``rtik video`` feeds the solver through the path ``rtik solve --layout mediapipe33`` takes (with the pack
+    ``rtik video`` uses by default, the shipped ``landmarks`` one)."""
+    out = str(tmp_path / "b.bvh")
+    assert main(["solve", str(solved / "a.npz"), "-o", out, "--layout", "mediapipe33", "--model", "landmarks"]) == 0
     a, b = bvh.read(solved / "a.bvh"), bvh.read(tmp_path / "b.bvh")
     np.testing.assert_allclose(a.positions(), b.positions(), atol=1e-4)
 

@@ -50,7 +50,9 @@ def register(sub) -> None:
     p.add_argument("--min-visibility", type=_unit, default=0.5,
                    help="landmarks less visible than this are missing to the solver (default: 0.5)")  # fmt: skip
     p.add_argument("--fps", type=_positive, default=None, help="frame rate override, for videos that lack one (Hz)")
-    p.add_argument("--model", default=None, help="model pack folder (default: the shipped model)")
+    p.add_argument("--model", default="landmarks",
+                   help="model pack folder or shipped name (default: 'landmarks', the pack trained on pose-estimator "
+                   "points; 'default' is the joints-only one)")  # fmt: skip
     p.add_argument("--backend", default="onnx", help="inference backend: onnx, onnx-int8, onnx-cuda, tensorrt, torch")
     p.add_argument("--rig", default=None, help="write the output in the rig of this BVH file (default: the model's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -31,6 +31,9 @@ STEP_INPUTS = (("pos", ("B", "Ji", 3)), ("mask", ("B", "Ji")), ("state", ("B", "
 STEP_OUTPUTS = (("rot6d", ("B", "J", 6)), ("pos_clean", ("B", "Ji", 3)), ("state_out", ("B", "S")))
 #: where the shipped default model lives inside the package
 DEFAULT_PACK = Path(__file__).resolve().parent / "default"
+#: the packs shipped inside the package, by the name ``--model`` / ``[model] path`` accept for them: ``default``
+#: (joint positions: mocap, BVH) and ``landmarks`` (a pose estimator's points: ``rtik video``, ``rtik capture``)
+SHIPPED = {"default": DEFAULT_PACK, "landmarks": DEFAULT_PACK.parent / "landmarks"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,8 +97,11 @@ class ModelPack:
 
 
 def load(path=None) -> ModelPack:
-    """Load and validate the pack at ``path`` (a folder or its ``model.json``); ``None`` = the shipped default."""
+    """Load and validate the pack at ``path`` (a folder or its ``model.json``); ``None`` = the shipped default; a
+    name of :data:`SHIPPED` that is not a folder here = that shipped pack."""
     p = Path(path) if path is not None else DEFAULT_PACK
+    if path is not None and str(path) in SHIPPED and not p.exists():
+        p = SHIPPED[str(path)]
     if p.is_file() and p.name == META_FILE:
         p = p.parent
     meta_path = p / META_FILE

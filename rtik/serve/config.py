@@ -30,7 +30,7 @@ RECORD_UNITS = ("cm", "m")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = ""  # model pack folder; "" = the shipped default model
+    path: str = ""  # model pack folder or a shipped name ("default", "landmarks"); "" = the shipped default
     backend: str = "onnx"  # one of BACKENDS
     kernels: str = "auto"  # solver pre/post-processing: auto, numba, numpy (rtik.solve.solver.SolverOptions)
     smooth: bool = True  # noise-gated smoothing of the output (rtik.solve.smooth): clean input passes untouched
