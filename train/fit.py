@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rtik.commands.options import int_at_least
 from rtik.geometry.kinematics import mean_local_rotations
 from train.batches import AugmentConfig, ExampleMaker, Streams
 from train.data import ClipSet, load_clips
@@ -143,14 +144,7 @@ def _plot(log: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _window(text: str) -> int:
-    try:
-        k = int(text)
-    except ValueError:
-        k = 0
-    if k < 2:
-        raise argparse.ArgumentTypeError(f"expected an integer of at least 2 frames, got {text!r}")
-    return k
+_window = int_at_least(2, "frames")
 
 
 def parse_args(argv=None):
@@ -173,7 +167,7 @@ def parse_args(argv=None):
                     help="leaf markers the model takes: all, none, or a comma list (rtik.formats.markers)")  # fmt: skip
     ap.add_argument("--no-fk-loss", action="store_true", help="drop the FK position loss term (ablation)")
     ap.add_argument("--batch", type=int, default=32, help="streams per batch (per rank)")
-    ap.add_argument("--window", type=int, default=64, help="frames per truncated-BPTT window")
+    ap.add_argument("--window", type=int_at_least(4, "frames"), default=64, help="frames per truncated-BPTT window")
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay over the budget)")
     ap.add_argument("--seed", type=int, default=0, help="random seed")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per rank (more than the free cores stalls)")

@@ -5,15 +5,23 @@ from __future__ import annotations
 import argparse
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
+def int_at_least(minimum: int, unit: str = ""):
+    """An argparse type: an integer of at least ``minimum`` (``unit`` names what it counts in the error)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = minimum - 1
+        if n < minimum:
+            what = "a positive integer" if minimum == 1 and not unit else f"an integer of at least {minimum} {unit}"
+            raise argparse.ArgumentTypeError(f"expected {what.rstrip()}, got {text!r}")
+        return n
+
+    return parse
+
+
+positive_int = int_at_least(1)
 
 
 def add_ray_options(parser, what: str) -> None:
