@@ -164,6 +164,7 @@ class Solver:
         self._all_observed: dict[int, np.ndarray] = {}
         self._kern = compiled.load(self, self.options.kernels)  # rtik.solve.kernels, or None: the numpy path
         self._sm_cfg = None if self.options.smooth is None else config_array(self.options.smooth)
+        self._any_approx = False  # some stream's layout has approximate joints (skips a per-tick check otherwise)
 
     def _clusters(self, skel: Skeleton, pos_of: dict) -> None:
         """Tables of the multi-child joints whose rest offsets are calibrated (see :mod:`rtik.solve.numpath`):
@@ -313,6 +314,7 @@ class Solver:
             # joints the layout only approximates (an estimator's ear midpoint for the head): the network sees them,
             # the targets, the noise estimate and the calibration do not (the root stays: it anchors the frame)
             self._approx[slot] = [j in lay.notes and j != self.pack.norm.root for j in self.pack.input_joints]
+            self._any_approx = self._any_approx or bool(self._approx[slot].any())
         return self._streams[name]
 
     #: the counters of :class:`StreamInfo` that :meth:`export_stream` carries
@@ -590,10 +592,11 @@ class Solver:
                 for i, slot in enumerate(slots):
                     if slot in self._pending:
                         self._choose(int(slot), P_in[i : i + 1] * self._scale[slot], M_in[i : i + 1])
-        approx = self._approx[slots] & M_in
         M_net = M_in
-        if approx.any():  # approximate joints feed the network only (see open_stream)
-            M_in = M_in & ~approx
+        if self._any_approx:  # approximate joints feed the network only (see open_stream)
+            approx = self._approx[slots] & M_in
+            if approx.any():
+                M_in = M_in & ~approx
         if k is None:
             pos, mask, reset, fresh, *geo = numpath.pre(self, slots, P_in, M_in, ts, forced)
         else:
