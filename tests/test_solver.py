@@ -31,6 +31,23 @@ class Recording(Backend):
         return self.inner.step(pos, mask, state)
 
 
+class Misplacing(Backend):
+    """The real ONNX backend whose denoiser puts the left hand 20 cm (in body-size units) off its output."""
+
+    name = "misplacing"
+
+    def __init__(self, pack):
+        super().__init__(pack)
+        self.inner = open_backend(pack, "onnx")
+        self.hand = list(pack.input_joints).index("Hand_L")
+
+    def step(self, pos, mask, state):
+        r6, clean, state = self.inner.step(pos, mask, state)
+        clean = clean.copy()
+        clean[:, self.hand, 0] += 0.2
+        return r6, clean, state
+
+
 @pytest.fixture(scope="module")
 def clip():
     m = bvh.read(steppack.mocap_sample())
@@ -209,6 +226,31 @@ def test_noise_estimate_tracks_input_noise(pack, clip):
         rc, rn = clean.tick()["a"], noisy.tick()["a"]
     assert rc.noise < 1e-4
     assert 0.002 < rn.noise < 0.03
+
+
+@pytest.mark.parametrize("kernels", ["numpy", "auto"])
+def test_denoiser_moves_a_joint_no_further_than_the_noise_explains(pack, clip, kernels):
+    """A denoiser that does not know this body (here: one that keeps the left hand 20 cm from where it is) may pull
+    each observed joint's target at most ``denoise_reach`` times the noise estimate away from its observation;
+    without the bound it pulls the hand all the way."""
+    X, fps = clip
+    rng = np.random.default_rng(3)
+    P = X + rng.normal(0.0, 0.01, X.shape)
+    far = {}
+    for reach in (5.0, None):
+        s = Solver(pack, Misplacing(pack), options=SolverOptions(kernels=kernels, denoise_reach=reach))
+        s.open_stream("a")
+        slot = s._get("a").slot
+        worst = []
+        for i in range(len(P)):
+            s.push("a", P[i], i / fps)
+            noise = s.tick()["a"].noise
+            if i >= 30:  # the noise estimate has settled
+                worst.append(np.linalg.norm(s._last_tgt[slot] - P[i], axis=-1).max() / noise)
+        far[reach] = max(worst)
+        s.close()
+    assert far[5.0] <= 5.0 + 1e-6
+    assert far[None] > 5.0
 
 
 def test_stream_errors(pack, solver):

@@ -315,7 +315,7 @@ def post(
 ):  # fmt: skip
     """Denoised targets, noise estimate, 6-D -> rotations, refinement, FK and quaternions; updates the
     per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network, MIN_BONE, REAL_FRACTION,
-    COLLINEAR]`` (the last three :mod:`rtik.solve.refine`'s). Returns ``(quats (B, J, 4)
+    COLLINEAR, denoise_reach]`` (the middle three :mod:`rtik.solve.refine`'s; ``denoise_reach`` 0 for none). Returns ``(quats (B, J, 4)
     float32, root_pos (B, 3) float32, positions (B, J, 3) float32, noise (B,))``."""
     B, Ji, J = P.shape[0], P.shape[1], off.shape[1]
     Nb = dev.shape[1]
@@ -350,7 +350,7 @@ def post(
     Ld = np.empty(K1)
     real = np.empty(K1, np.bool_)
     real_d = np.empty((D, K1), np.bool_)
-    min_bone, real_frac, collinear = o_f[3], o_f[4], o_f[5]
+    min_bone, real_frac, collinear, reach_f = o_f[3], o_f[4], o_f[5], o_f[6]
     for b in range(B):
         s = slots[b]
         c_, s_, sz = cs[b, 0], cs[b, 1], size[b]
@@ -380,8 +380,14 @@ def post(
         v2 = nz * nz
         alpha = v2 / (v2 + sd * sd)
         w_net = sn * sn / (v2 + sn * sn)
+        reach = reach_f * max(nz, 1e-6)
         for i in range(Ji):
             al = alpha if M_in[b, i] else 1.0
+            if reach_f > 0.0 and M_in[b, i]:  # no further than the noise can explain (rtik.solve.numpath.post)
+                mx, my, mz = den[i, 0] - P[b, i, 0], den[i, 1] - P[b, i, 1], den[i, 2] - P[b, i, 2]
+                dist = np.sqrt(mx * mx + my * my + mz * mz)
+                if dist > reach:
+                    al *= reach / dist
             for k in range(3):
                 tgt_in[i, k] = P[b, i, k] + al * (den[i, k] - P[b, i, k])
         # children the layout lacks, where their joint's frame is observed: the rest offset turned from the

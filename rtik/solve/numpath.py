@@ -192,7 +192,13 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
     v2 = noise * noise
     alpha = v2 / (v2 + o.sigma_denoise**2)  # weight of the denoised position
     alpha = alpha[:, None, None] if full else np.where(M_in, alpha[:, None], 1.0)[..., None]
-    tgt_in = P + alpha * (den - P)
+    move = den - P
+    if o.denoise_reach is not None:  # no further from the observation than the noise can explain
+        reach = o.denoise_reach * np.maximum(noise, 1e-6)[:, None]
+        dist = np.sqrt(np.einsum("bji,bji->bj", move, move))
+        keep = np.minimum(1.0, reach / np.maximum(dist, 1e-12))
+        move = move * (keep if full else np.where(M_in, keep, 1.0))[..., None]
+    tgt_in = P + alpha * move
     if sv.C:
         _place_virtual(sv, slots, tgt_in, M_in, off, W)
     tgt = np.zeros((B, sv.J, 3))

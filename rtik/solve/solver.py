@@ -48,6 +48,9 @@ class SolverOptions:
         noise_rate: per-frame rate of the running input-noise estimate (0..1).
         sigma_denoise: input noise (m, per coordinate) at which the denoised and the raw position weigh equally.
         sigma_network: input noise (m) at which the network's bone direction and the observed one weigh equally.
+        denoise_reach: how far the denoiser may move an observed joint, in multiples of the stream's input-noise
+            estimate (a noise vector is longer than 5 sigma once in ~10^5): a body unlike the training bodies
+            makes the denoiser place some joints where the input never is; None for no bound.
         calib_rate: first-frame step of the running bone-length estimate, as a fraction of the length.
         calib_floor: smallest per-frame step of that estimate (m).
         kernels: the pre- and post-processing around the network: ``"numba"`` (compiled loops,
@@ -63,6 +66,7 @@ class SolverOptions:
     noise_rate: float = 0.05
     sigma_denoise: float = 0.002
     sigma_network: float = 0.02
+    denoise_reach: float | None = 5.0
     calib_rate: float = 0.05
     calib_floor: float = 1e-4
     kernels: str = "auto"
