@@ -128,6 +128,9 @@ def test_cli_rejects_bad_flags(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--data", ".", "--conditions", "rain"])
     assert "valid conditions" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--data", ".", "--leaf-prior", "1.5"])
+    assert "1.5 is not within 0..1" in capsys.readouterr().err
     assert main(["eval", "--data", "/nonexistent/mocap", "--methods", "analytic"]) == 1
     assert "no mocap data at" in capsys.readouterr().err
 

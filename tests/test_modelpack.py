@@ -66,6 +66,18 @@ def test_digest_is_stable_and_content_based(pack, copy):
     assert modelpack.load(copy).digest() != pack.digest()
 
 
+def test_leaf_prior_is_read_and_checked(pack, copy):
+    assert pack.leaf_prior == 0.0  # absent: the network's leaves as they are
+    meta = json.loads((copy / "model.json").read_text())
+    meta["leaf_prior"] = 0.75
+    (copy / "model.json").write_text(json.dumps(meta))
+    assert modelpack.load(copy).leaf_prior == 0.75
+    meta["leaf_prior"] = 1.5
+    (copy / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="leaf_prior must be within 0..1, got 1.5"):
+        modelpack.load(copy)
+
+
 def test_missing_onnx_file_is_named(copy):
     (copy / "step.onnx").unlink()
     with pytest.raises(ModelError, match="onnx file 'step.onnx' is missing"):

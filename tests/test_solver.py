@@ -253,6 +253,32 @@ def test_denoiser_moves_a_joint_no_further_than_the_noise_explains(pack, clip, k
     assert far[None] > 5.0
 
 
+@pytest.mark.parametrize("kernels", ["numpy", "auto"])
+def test_leaf_prior_turns_the_leaves_towards_the_mean_pose(pack, clip, kernels):
+    """leaf_prior 1 gives every leaf (no child bone) the pack's mean local rotation, 0.5 one between, and no joint
+    moves; the other joints' rotations are untouched."""
+    X, fps = clip
+    skel = pack.skeleton
+    leaves = [j for j in range(len(skel)) if skel.parents[j] >= 0 and not skel.bone_children(j)]
+    assert [skel.names[j] for j in leaves] == ["Head", "Hand_L", "Hand_R", "Toes_L", "Toes_R"]
+    out = {}
+    for w in (0.0, 0.5, 1.0):
+        s = Solver(pack, options=SolverOptions(kernels=kernels, leaf_prior=w))
+        out[w] = solve_sequence(s, X[:40], fps)
+        s.close()
+    q0, qh, q1 = (out[w]["local_quats"].astype(np.float64) for w in (0.0, 0.5, 1.0))
+    prior = np.broadcast_to(pack.prior_local[leaves], q1[:, leaves].shape)
+    assert np.degrees(rot.quat_geodesic(q1[:, leaves], prior)).max() < 1e-3
+    half = np.degrees(rot.quat_geodesic(qh[:, leaves], prior))
+    net = np.degrees(rot.quat_geodesic(q0[:, leaves], prior))
+    assert np.all(half <= net + 1e-3) and (half < net - 0.1).any()
+    others = [j for j in range(len(skel)) if j not in leaves]
+    np.testing.assert_allclose(q1[:, others], q0[:, others], atol=1e-6)
+    np.testing.assert_allclose(out[1.0]["positions"], out[0.0]["positions"], atol=1e-6)
+    with pytest.raises(InputError, match="leaf_prior must be within 0..1"):
+        Solver(pack, options=SolverOptions(kernels=kernels, leaf_prior=-0.1))
+
+
 def test_stream_errors(pack, solver):
     with pytest.raises(InputError, match="unknown units 'inch'; valid units: m, cm, mm"):
         solver.open_stream("a", units="inch")

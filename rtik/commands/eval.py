@@ -22,6 +22,7 @@ from rtik.errors import InputError, ModelError
 from rtik.eval import evaluation
 from rtik.eval import report as evalreport
 from rtik.eval.conditions import parse_conditions
+from rtik.solve.solver import SolverOptions
 from rtik.formats.units import METRES
 
 UNITS = METRES
@@ -35,6 +36,16 @@ def _methods(text: str) -> tuple[str, ...]:
             f"unknown method {', '.join(bad) or '(none)'}; valid methods: {', '.join(evaluation.METHODS)}"
         )
     return names
+
+
+def _fraction(text: str) -> float:
+    try:
+        w = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= w <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not within 0..1")
+    return w
 
 
 def _conditions(text: str) -> tuple[str, ...]:
@@ -108,6 +119,14 @@ def register(subparsers) -> None:
         "the mediapipe33 layout gives them)",
     )
     p.add_argument("--model", default=None, help="model pack folder (default: the shipped model)")
+    p.add_argument(
+        "--leaf-prior",
+        type=_fraction,
+        default=None,
+        metavar="W",
+        help="turn the model's leaf rotations (head, hands, toes) this far towards its mean pose, 0..1 (default: "
+        "the pack's leaf_prior)",
+    )
     p.add_argument("--backend", default="onnx", help="inference backend for the model (default onnx)")
     p.add_argument(
         "--conditions",
@@ -178,7 +197,9 @@ def run(args) -> int:
     runners = {}
     for m in methods:
         runners[m] = (
-            evaluation.model_method(pack, args.backend) if m == "model" else evaluation.baseline_method(m, prior)
+            evaluation.model_method(pack, args.backend, SolverOptions(leaf_prior=args.leaf_prior))
+            if m == "model"
+            else evaluation.baseline_method(m, prior)
         )
     frames = sum(len(c.local_quats) for c in clips)
     log(f"{len(clips)} clips, {frames} frames of split {args.split}; methods {', '.join(methods)}")
@@ -221,7 +242,9 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
     )
     if need_prior and prior_kind == "model":
         prior = crossrig.pack_prior_body(pack)
-    runners = _runners("corpus", args.model, args.backend, methods, prior, args.virtual == "chain", pack, args.markers)
+    runners = _runners(
+        "corpus", args.model, args.backend, methods, prior, args.virtual == "chain", pack, args.markers, args.leaf_prior
+    )
     frames = sum(len(c.local_quats) for c in clips)
     log(f"{len(clips)} clips, {frames} frames of corpus split {args.split}; methods {', '.join(methods)}")
     kw = {"offsets": args.offsets, "markers_mode": args.markers}  # how crossrig.evaluate scores
@@ -255,12 +278,17 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ Ray
-def _runners(kind: str, model, backend: str, methods, prior, fill: bool = False, pack=None, markers="none") -> dict:
+def _runners(
+    kind: str, model, backend: str, methods, prior, fill: bool = False, pack=None, markers="none", leaf_prior=None
+) -> dict:
     """The methods of a run: ``kind`` ``"bandai"`` (:mod:`rtik.eval.evaluation`) or ``"corpus"``
     (:mod:`rtik.eval.crossrig`, the input's leaf ``markers`` mode); the model pack is loaded from ``model`` unless
-    given (workers load it)."""
+    given (workers load it); ``leaf_prior``: the solver's (None: the pack's)."""
     from rtik.eval import crossrig
     from rtik.models import modelpack
+    from rtik.solve.solver import Solver, SolverOptions
+
+    options = SolverOptions(leaf_prior=leaf_prior)
 
     mod = crossrig if kind == "corpus" else evaluation
     if "model" in methods and pack is None:
@@ -270,9 +298,10 @@ def _runners(kind: str, model, backend: str, methods, prior, fill: bool = False,
         if m != "model":
             out[m] = mod.baseline_method(m, prior)
         elif kind == "corpus":
-            out[m] = crossrig.model_method(pack, backend, fill, markers_mode=markers)
+            solver = Solver(pack, backend=backend, options=options)
+            out[m] = crossrig.model_method(pack, backend, fill, solver=solver, markers_mode=markers)
         else:
-            out[m] = evaluation.model_method(pack, backend)
+            out[m] = evaluation.model_method(pack, backend, options)
     return out
 
 
@@ -333,7 +362,7 @@ def _ray_bandai(args, clips, methods, prior, log) -> dict:
 
     from rtik.eval import metrics
 
-    setup = partial(_runners, "bandai", args.model, args.backend, tuple(methods), prior)
+    setup = partial(_runners, "bandai", args.model, args.backend, tuple(methods), prior, leaf_prior=args.leaf_prior)
     per = _ray_map(args, setup, _ray_clip_errors, clips, log)
     return {m: {c: metrics.combine([p[m][c] for p in per]) for c in args.conditions} for m in methods}
 
@@ -344,8 +373,9 @@ def _ray_corpus(args, clips, methods, prior, log, kw: dict) -> dict:
     from functools import partial
 
     setup = partial(
-        _runners, "corpus", args.model, args.backend, tuple(methods), prior, args.virtual == "chain", None, args.markers
-    )
+        _runners, "corpus", args.model, args.backend, tuple(methods), prior, args.virtual == "chain", None, args.markers,
+        args.leaf_prior,
+    )  # fmt: skip
     outs = _ray_map(args, setup, _ray_clip_outputs, clips, log, ({**kw, "offsets": "clip"},))
     return {m: _replay(m, clips, outs, args.conditions) for m in methods}
 

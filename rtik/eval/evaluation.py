@@ -257,13 +257,13 @@ def stderr_log(msg: str) -> None:
     print(f"rtik eval: {msg}", file=sys.stderr, flush=True)
 
 
-def model_method(pack, backend: str = "onnx") -> Method:
+def model_method(pack, backend: str = "onnx", options=None) -> Method:
     """The learned solver as a :data:`Method`: :func:`rtik.solve.solver.solve_sequence`, the runtime's per-frame path
     fed one frame at a time, its bone lengths calibrated over the clip's observed input (as the baselines are).
-    Joints are matched by name."""
+    Joints are matched by name. ``options``: the solver's :class:`~rtik.solve.solver.SolverOptions`."""
     from rtik.solve.solver import Solver, solve_sequence
 
-    solver = Solver(pack, backend=backend)
+    solver = Solver(pack, backend=backend, options=options)
     out_names = tuple(solver.skeleton.names)
     in_names = tuple(pack.input_joints)
 

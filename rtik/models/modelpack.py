@@ -53,6 +53,9 @@ class ModelPack:
         meta: the whole ``model.json`` (training, metrics, licence, ...).
         markers: leaf markers (:mod:`rtik.formats.markers`) the network reads after the input joints, masked
             when a stream does not have them; empty for a pack that reads joints only.
+        leaf_prior: how far the solver turns each leaf's (head, hands, toes) local rotation from the network's
+            towards ``prior_local``, 0..1 (``model.json`` ``leaf_prior``, 0 when absent): a leaf's orientation is not
+            in joint positions, and on performers it was not trained on a network's guess can be worse than the mean.
     """
 
     path: Path
@@ -66,6 +69,7 @@ class ModelPack:
     files: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     markers: tuple[str, ...] = ()
+    leaf_prior: float = 0.0
 
     @property
     def input_rows(self) -> tuple[str, ...]:
@@ -132,6 +136,9 @@ def load(path=None) -> ModelPack:
         fps = float(meta.get("fps", 30.0))
         files = dict(meta.get("files", {"onnx": "step.onnx"}))
         markers = tuple(str(m) for m in meta.get("markers", ()))
+        leaf_prior = float(meta.get("leaf_prior", 0.0))
+        if not 0.0 <= leaf_prior <= 1.0:
+            raise ModelError(f"leaf_prior must be within 0..1, got {leaf_prior}")
         for m in markers:
             if m not in mk.BY_NAME:
                 raise ModelError(f"unknown marker {m!r}; markers: {', '.join(mk.NAMES)}")
@@ -152,7 +159,9 @@ def load(path=None) -> ModelPack:
     for role, name in files.items():
         if not (p / name).is_file():
             raise ModelError(f"model pack {p}: {role} file {name!r} is missing")
-    pack = ModelPack(p, str(meta.get("name", p.name)), skel, inputs, state_size, norm, prior, fps, files, meta, markers)
+    pack = ModelPack(
+        p, str(meta.get("name", p.name)), skel, inputs, state_size, norm, prior, fps, files, meta, markers, leaf_prior
+    )
     check_onnx(pack.file("onnx"), pack.step_shapes())
     return pack
 

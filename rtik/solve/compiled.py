@@ -78,6 +78,7 @@ def _compile(sv):
         np.zeros((0, sv.J, 6), np.float32), np.zeros((0, sv.Ji, 3), np.float32), np.zeros((0, sv.Ji), bool),
         *out[3:], none, *sv._slot_arrays_post(), np.zeros(0), *sv._kpost,
     )  # fmt: skip
+    kernels.towards_prior(np.zeros((0, sv.J, 4), np.float32), i64(sv._leaves), sv._leaf_prior, 0.5)
     e3 = np.zeros((0, 1, 1), np.float32)
     kernels.all_finite(e3, e3, np.zeros((0, 1), np.float32))
     kernels.push_frame(

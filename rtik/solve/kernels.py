@@ -625,6 +625,27 @@ def smooth(q, root, noise, dt, fresh, slots, sq_a, sdq_a, sr_a, sdr_a, cfg):
 
 
 @jit
+def towards_prior(q, leaves, prior, w):
+    """Turn the leaves of ``q (B, J, 4)`` float32 in place towards ``prior (L, 4)`` by ``w``: a normalised blend in
+    the network's hemisphere (as :meth:`rtik.solve.solver.Solver._towards_prior`)."""
+    for b in range(q.shape[0]):
+        for n in range(leaves.shape[0]):
+            j = leaves[n]
+            d = 0.0
+            for c in range(4):
+                d += q[b, j, c] * prior[n, c]
+            sg = -1.0 if d < 0 else 1.0
+            acc = 0.0
+            for c in range(4):
+                v = q[b, j, c] + w * (sg * prior[n, c] - q[b, j, c])
+                q[b, j, c] = v
+                acc += v * v
+            f = 1.0 / np.sqrt(acc)
+            for c in range(4):
+                q[b, j, c] *= f
+
+
+@jit
 def all_finite(r6, clean, st):
     """Whether every network output is finite (the common case, checked without temporaries)."""
     for a in (r6.ravel(), clean.ravel(), st.ravel()):

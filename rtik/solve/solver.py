@@ -57,6 +57,9 @@ class SolverOptions:
             :mod:`rtik.solve.kernels`), ``"numpy"`` (the vectorised reference) or ``"auto"`` (numba when installed).
         smooth: the output's noise-gated One Euro smoothing (:mod:`rtik.solve.smooth`), or None for none: clean
             input passes untouched, noisy input is smoothed.
+        leaf_prior: how far each leaf's (head, hands, toes: no child bone) local rotation is turned from the
+            network's towards the pack's mean pose, 0..1 (normalised linear blend); None: the pack's own
+            :attr:`~rtik.models.modelpack.ModelPack.leaf_prior`.
     """
 
     gap_s: float = 0.5
@@ -71,6 +74,7 @@ class SolverOptions:
     calib_floor: float = 1e-4
     kernels: str = "auto"
     smooth: SmoothConfig | None = SmoothConfig()
+    leaf_prior: float | None = None
 
 
 class SolveResult(NamedTuple):
@@ -159,6 +163,14 @@ class Solver:
         self.bone_in = (is_in & is_in[np.maximum(skel.parents, 0)]).astype(np.float64)  # bones with observed ends
         self._clusters(skel, pos_of)
         self._prior6 = matrix_to_6d(quat_to_matrix(pack.prior_local)).astype(np.float32)  # (J, 6) fallback
+        lw = pack.leaf_prior if self.options.leaf_prior is None else float(self.options.leaf_prior)
+        if not 0.0 <= lw <= 1.0:
+            raise InputError(f"leaf_prior must be within 0..1, got {lw}")
+        self._leaf_w = lw
+        self._leaves = np.array(
+            [j for j in range(self.J) if skel.parents[j] >= 0 and not skel.bone_children(j)], dtype=np.int64
+        )
+        self._leaf_prior = pack.prior_local[self._leaves].astype(np.float32)  # (L, 4)
         self._streams: dict[str, StreamInfo] = {}
         self._lock = threading.Lock()
         self._ready: dict[int, StreamInfo] = {}
@@ -621,11 +633,26 @@ class Solver:
             q, root_pos, X, noise = k.post(
                 r6, clean, M_in, fresh, *geo, slots, *self._slot_arrays_post(), ts, *self._kpost
             )
+        if self._leaf_w > 0.0 and len(self._leaves):
+            self._towards_prior(q)
         if self.options.smooth is not None:
             q, root_pos, X = self._smooth(slots, q, root_pos, X, noise, ts - prev_ts, fresh | reset, geo[4])
         for sinfo in infos:
             sinfo.frames += 1
         return q, root_pos, X, reset, noise
+
+    def _towards_prior(self, q) -> None:
+        """Turn the leaves of ``q (B, J, 4)`` (in place) towards the mean pose by ``leaf_prior`` (see
+        :class:`SolverOptions`): a normalised blend in the network's hemisphere. Leaves move no joint, so
+        positions stay as they are."""
+        lv, p = self._leaves, self._leaf_prior
+        if self._kern is not None:
+            self._kern.towards_prior(q, lv, p, self._leaf_w)
+            return
+        a = q[:, lv]
+        sign = np.where(np.einsum("blc,lc->bl", a, p) < 0, -1.0, 1.0).astype(np.float32)
+        b = a + self._leaf_w * (sign[..., None] * p - a)
+        q[:, lv] = b / np.linalg.norm(b, axis=-1, keepdims=True)
 
     def _smooth(self, slots, q, root_pos, X, noise, dt, fresh, off):
         """The noise-gated smoothing of :mod:`rtik.solve.smooth` on a tick's output, the streams' filter state
