@@ -2,6 +2,7 @@
 
     python benchmarks/smooth.py                                   # the shipped model, snu-vsports and mpi-poseprior
     python benchmarks/smooth.py --model runs/NAME/pack --sources snu-vsports --clips 8 --condition noise10
+    python benchmarks/smooth.py --clips 8 --configs default --bias-times none,0.25,0.5,1   # the denoiser's offset
 
 For each source, ``--clips`` training clips (a 300-frame window each) are solved from their rig's joints under the
 condition, with the solver's smoothing off and with each configuration below, and scored as ``rtik eval`` scores
@@ -50,18 +51,27 @@ def main(argv=None) -> int:
     ap.add_argument("--condition", default="noise10")
     ap.add_argument("--corpus", type=Path, default=ROOT / "cache")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument(
+        "--bias-times",
+        default="0.5",
+        help="comma-separated SolverOptions.bias_time values (s; 'none' = no correction of the denoiser's offset)",
+    )
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated smoothing configurations")
     args = ap.parse_args(argv)
+    biases = [None if b == "none" else float(b) for b in args.bias_times.split(",")]
+    configs = {n: CONFIGS[n] for n in args.configs.split(",")}
     pack = modelpack.load(args.model)
-    print("| source | smoothing | MPJPE mm | rot ° | global ° | jerk × |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| source | bias_time s | smoothing | MPJPE mm | rot ° | global ° | jerk × |")
+    print("|---|---|---|---:|---:|---:|---:|")
     for src in args.sources.split(","):
         clips = training_clips(src, args.corpus, args.clips, args.seed)
-        for name, cfg in CONFIGS.items():
-            solver = S.Solver(pack, options=S.SolverOptions(smooth=cfg))
-            run = crossrig.model_method(pack, solver=solver)
-            s = crossrig.evaluate(clips, {"m": run}, (args.condition,), 0)[src]["m"][args.condition].summary()
-            print(f"| {src} | {name} | {s['mpjpe_mm']:.1f} | {s['rot_fit_all_deg']:.2f} | "
-                  f"{s['grot_fit_all_deg']:.2f} | {s['jerk_ratio']:.2f} |", flush=True)  # fmt: skip
+        for bias in biases:
+            for name, cfg in configs.items():
+                solver = S.Solver(pack, options=S.SolverOptions(smooth=cfg, bias_time=bias))
+                run = crossrig.model_method(pack, solver=solver)
+                s = crossrig.evaluate(clips, {"m": run}, (args.condition,), 0)[src]["m"][args.condition].summary()
+                print(f"| {src} | {bias} | {name} | {s['mpjpe_mm']:.1f} | {s['rot_fit_all_deg']:.2f} | "
+                      f"{s['grot_fit_all_deg']:.2f} | {s['jerk_ratio']:.2f} |", flush=True)  # fmt: skip
     return 0
 
 

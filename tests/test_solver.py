@@ -32,19 +32,19 @@ class Recording(Backend):
 
 
 class Misplacing(Backend):
-    """The real ONNX backend whose denoiser puts the left hand 20 cm (in body-size units) off its output."""
+    """The real ONNX backend whose denoiser puts one joint (the left hand) 20 cm (in body-size units) off."""
 
     name = "misplacing"
 
-    def __init__(self, pack):
+    def __init__(self, pack, joint="Hand_L"):
         super().__init__(pack)
         self.inner = open_backend(pack, "onnx")
-        self.hand = list(pack.input_joints).index("Hand_L")
+        self.joint = list(pack.input_joints).index(joint)
 
     def step(self, pos, mask, state):
         r6, clean, state = self.inner.step(pos, mask, state)
         clean = clean.copy()
-        clean[:, self.hand, 0] += 0.2
+        clean[:, self.joint, 0] += 0.2
         return r6, clean, state
 
 
@@ -238,7 +238,8 @@ def test_denoiser_moves_a_joint_no_further_than_the_noise_explains(pack, clip, k
     P = X + rng.normal(0.0, 0.01, X.shape)
     far = {}
     for reach in (5.0, None):
-        s = Solver(pack, Misplacing(pack), options=SolverOptions(kernels=kernels, denoise_reach=reach))
+        opts = SolverOptions(kernels=kernels, denoise_reach=reach, bias_time=None)
+        s = Solver(pack, Misplacing(pack), options=opts)
         s.open_stream("a")
         slot = s._get("a").slot
         worst = []
@@ -277,6 +278,35 @@ def test_leaf_prior_turns_the_leaves_towards_the_mean_pose(pack, clip, kernels):
     np.testing.assert_allclose(out[1.0]["positions"], out[0.0]["positions"], atol=1e-6)
     with pytest.raises(InputError, match="leaf_prior must be within 0..1"):
         Solver(pack, options=SolverOptions(kernels=kernels, leaf_prior=-0.1))
+
+
+@pytest.mark.parametrize("kernels", ["numpy", "auto"])
+def test_the_denoisers_lasting_offset_is_taken_off(pack, clip, kernels):
+    """A denoiser that keeps the left hand 20 cm off: the stream learns the offset within a second (bias_time
+    0.5 s) and the hand's target comes back near its observation; without the correction it stays at the reach
+    bound (5 sigma); a child of a multi-child joint (a clavicle on the chest) is not corrected."""
+    X, fps = clip
+    rng = np.random.default_rng(5)
+    P = X + rng.normal(0.0, 0.01, X.shape)
+    names = list(pack.input_joints)
+    far = {}
+    for joint, bias in (("Hand_L", 0.5), ("Hand_L", None), ("Shoulder_L", 0.5)):
+        s = Solver(pack, Misplacing(pack, joint), options=SolverOptions(kernels=kernels, bias_time=bias))
+        s.open_stream("a")
+        slot, k = s._get("a").slot, names.index(joint)
+        ratio = []
+        for i in range(len(P)):
+            s.push("a", P[i], i / fps)
+            noise = s.tick()["a"].noise
+            if i >= 30:  # a second in
+                ratio.append(np.linalg.norm(s._last_tgt[slot, k] - P[i, k]) / noise)
+        far[joint, bias] = float(np.mean(ratio))
+        s.close()
+    assert far["Hand_L", 0.5] < 2.0  # about the noise: near the observation
+    assert far["Hand_L", None] > 4.0  # the denoiser followed up to the reach (5 sigma)
+    assert far["Shoulder_L", 0.5] > 4.0
+    with pytest.raises(InputError, match="bias_time must be positive"):
+        Solver(pack, options=SolverOptions(kernels=kernels, bias_time=0.0))
 
 
 def test_stream_errors(pack, solver):

@@ -308,14 +308,15 @@ def _swing(u, v, out):
 
 @jit
 def post(
-    r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots, noise_a, last_ts, last_root,
+    r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots, noise_a, dbias_a, last_ts, last_root,
     last_tgt, cs_a, fresh_a, cmem, ckind, cval, cn, cspec, ts, in_idx, bone_in, ri, mr, dummy, order, order_par,
     pair_joint, pair_child, inner, det, det_pairs, det_w, local_joint, local_parent, root_inner, bone_parent, bones,
-    bone_paths, below_root, cl_p, cl_cj, cl_ci, QA, QB, o_f,
+    bone_paths, below_root, cl_p, cl_cj, cl_ci, bias_fixed, QA, QB, o_f,
 ):  # fmt: skip
     """Denoised targets, noise estimate, 6-D -> rotations, refinement, FK and quaternions; updates the
     per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network, MIN_BONE, REAL_FRACTION,
-    COLLINEAR, denoise_reach]`` (the middle three :mod:`rtik.solve.refine`'s; ``denoise_reach`` 0 for none). Returns ``(quats (B, J, 4)
+    COLLINEAR, denoise_reach, bias_time]`` (the middle three :mod:`rtik.solve.refine`'s; ``denoise_reach`` and
+    ``bias_time`` 0 for none). Returns ``(quats (B, J, 4)
     float32, root_pos (B, 3) float32, positions (B, J, 3) float32, noise (B,))``."""
     B, Ji, J = P.shape[0], P.shape[1], off.shape[1]
     Nb = dev.shape[1]
@@ -350,11 +351,15 @@ def post(
     Ld = np.empty(K1)
     real = np.empty(K1, np.bool_)
     real_d = np.empty((D, K1), np.bool_)
-    min_bone, real_frac, collinear, reach_f = o_f[3], o_f[4], o_f[5], o_f[6]
+    min_bone, real_frac, collinear, reach_f, bias_t = o_f[3], o_f[4], o_f[5], o_f[6], o_f[7]
     for b in range(B):
         s = slots[b]
         c_, s_, sz = cs[b, 0], cs[b, 1], size[b]
         Ry[0, 0], Ry[0, 2], Ry[1, 1], Ry[2, 0], Ry[2, 2] = c_, s_, 1.0, -s_, c_
+        # the denoiser's lasting offset per joint, taken off its output (as rtik.solve.numpath.post)
+        brate = 1.0
+        if bias_t > 0.0 and not fresh[b]:
+            brate = 1.0 - np.exp(-max(ts[b] - last_ts[s], 0.0) / bias_t)
         # denoised positions in the world and the input-noise estimate
         r_den, m_cnt = 0.0, 0
         for i in range(Ji):
@@ -366,6 +371,18 @@ def post(
                 ex, ey, ez = P[b, i, 0] - den[i, 0], P[b, i, 1] - den[i, 1], P[b, i, 2] - den[i, 2]
                 r_den += np.sqrt(ex * ex + ey * ey + ez * ez)
                 m_cnt += 1
+            if bias_t > 0.0:
+                if fresh[b]:
+                    dbias_a[s, i, 0], dbias_a[s, i, 1], dbias_a[s, i, 2] = 0.0, 0.0, 0.0
+                if M_in[b, i] and not bias_fixed[i]:  # den - P, turned back to the heading frame and normalised
+                    mx, my, mz = den[i, 0] - P[b, i, 0], den[i, 1] - P[b, i, 1], den[i, 2] - P[b, i, 2]
+                    dbias_a[s, i, 0] += brate * ((c_ * mx - s_ * mz) / sz - dbias_a[s, i, 0])
+                    dbias_a[s, i, 1] += brate * (my / sz - dbias_a[s, i, 1])
+                    dbias_a[s, i, 2] += brate * ((s_ * mx + c_ * mz) / sz - dbias_a[s, i, 2])
+                bx, by, bz = dbias_a[s, i, 0], dbias_a[s, i, 1], dbias_a[s, i, 2]
+                den[i, 0] -= (c_ * bx + s_ * bz) * sz
+                den[i, 1] -= by * sz
+                den[i, 2] -= (-s_ * bx + c_ * bz) * sz
         r_den = r_den / max(m_cnt, 1) / 1.6
         r_bone, b_cnt = 0.0, 0
         for k in range(Nb):

@@ -179,6 +179,15 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
     # ---- denoised positions in the world, input-noise estimate, targets
     den = (clean @ np.swapaxes(Ry, 1, 2)) * size[:, None, None] + root[:, None]
     e = P - den
+    if o.bias_time is not None:
+        # the denoiser's lasting offset per joint (heading frame, body size), taken off the targets below: on a
+        # body or motion it was not trained on it keeps some joints where the input never is
+        en = -(e @ Ry) / size[:, None, None]
+        prev = np.where(fresh[:, None, None], 0.0, sv._dbias[slots])
+        rate = np.where(fresh, 1.0, 1.0 - np.exp(-np.maximum(ts - sv._last_ts[slots], 0.0) / o.bias_time))
+        bias = prev + rate[:, None, None] * (en - prev)
+        bias = np.where(M_in[..., None] & ~sv.bias_fixed[:, None], bias, prev)
+        sv._dbias[slots] = bias
     ed = np.sqrt(np.einsum("bji,bji->bj", e, e))
     # noise: robust scale of the raw-to-denoised distances and of the bone-length deviations (bones with a
     # length estimate, seen this frame)
@@ -192,6 +201,8 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
     v2 = noise * noise
     alpha = v2 / (v2 + o.sigma_denoise**2)  # weight of the denoised position
     alpha = alpha[:, None, None] if full else np.where(M_in, alpha[:, None], 1.0)[..., None]
+    if o.bias_time is not None:
+        den = den - (sv._dbias[slots] @ np.swapaxes(Ry, 1, 2)) * size[:, None, None]
     move = den - P
     if o.denoise_reach is not None:  # no further from the observation than the noise can explain
         reach = o.denoise_reach * np.maximum(noise, 1e-6)[:, None]

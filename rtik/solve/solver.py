@@ -51,6 +51,11 @@ class SolverOptions:
         denoise_reach: how far the denoiser may move an observed joint, in multiples of the stream's input-noise
             estimate (a noise vector is longer than 5 sigma once in ~10^5): a body unlike the training bodies
             makes the denoiser place some joints where the input never is; None for no bound.
+        bias_time: time constant (s) of each stream's running estimate of the denoiser's lasting offset per joint
+            (its output minus the input, in the body's heading frame and size), which is taken off its output;
+            None: no correction. The children of multi-child joints (hips, chest) are not corrected: those
+            joints turn by their children's few-centimetre spread, and a correction that follows the noise would
+            swing them.
         calib_rate: first-frame step of the running bone-length estimate, as a fraction of the length.
         calib_floor: smallest per-frame step of that estimate (m).
         kernels: the pre- and post-processing around the network: ``"numba"`` (compiled loops,
@@ -70,6 +75,7 @@ class SolverOptions:
     sigma_denoise: float = 0.002
     sigma_network: float = 0.02
     denoise_reach: float | None = 5.0
+    bias_time: float | None = 0.25
     calib_rate: float = 0.05
     calib_floor: float = 1e-4
     kernels: str = "auto"
@@ -163,6 +169,11 @@ class Solver:
         self.bone_in = (is_in & is_in[np.maximum(skel.parents, 0)]).astype(np.float64)  # bones with observed ends
         self._clusters(skel, pos_of)
         self._prior6 = matrix_to_6d(quat_to_matrix(pack.prior_local)).astype(np.float32)  # (J, 6) fallback
+        determined = {int(j) for j in self.tables.inner[self.tables.det]}
+        # input joints whose denoised position keeps its offset (SolverOptions.bias_time)
+        self.bias_fixed = np.array([int(skel.parents[j]) in determined for j in self.in_idx], dtype=bool)
+        if self.options.bias_time is not None and not self.options.bias_time > 0:
+            raise InputError(f"bias_time must be positive seconds or None, got {self.options.bias_time}")
         lw = pack.leaf_prior if self.options.leaf_prior is None else float(self.options.leaf_prior)
         if not 0.0 <= lw <= 1.0:
             raise InputError(f"leaf_prior must be within 0..1, got {lw}")
@@ -250,8 +261,8 @@ class Solver:
 
     def _slot_arrays_post(self):
         return (
-            self._noise, self._last_ts, self._last_root, self._last_tgt, self._cs, self._fresh, self._cmem,
-            self._ckind, self._cval, self._cn, self._cspec,
+            self._noise, self._dbias, self._last_ts, self._last_root, self._last_tgt, self._cs, self._fresh,
+            self._cmem, self._ckind, self._cval, self._cn, self._cspec,
         )  # fmt: skip
 
     @classmethod
@@ -277,6 +288,7 @@ class Solver:
             "crn": ((C, 2), np.float64, 0.0), "p_mpos": ((self.Km, 3), np.float64, 0.0),
             "p_mmask": ((self.Km,), bool, False), "sm_q": ((J, 4), np.float64, 0.0), "sm_dq": ((J, 4), np.float64, 0.0),
             "sm_r": ((3,), np.float64, 0.0), "sm_dr": ((3,), np.float64, 0.0), "approx": ((Ji,), bool, False),
+            "dbias": ((Ji, 3), np.float64, 0.0),
         }  # fmt: skip
         for name, (shape, dtype, fill) in spec.items():
             a = np.full((cap, *shape), fill, dtype=dtype)
@@ -387,6 +399,7 @@ class Solver:
             self._crn[slot] = 0.0
             self._locked[slot] = False
             self._noise[slot] = 0.0
+            self._dbias[slot] = 0.0
 
     def _get(self, name: str) -> StreamInfo:
         s = self._streams.get(name)
