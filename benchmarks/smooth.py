@@ -30,7 +30,11 @@ CONFIGS = {
     "off": None,
     "default": S.SmoothConfig(),
     "slow root (root_beta 1)": S.SmoothConfig(root_beta=1.0),
-    "slow speed (beta 4, d_cutoff 1 Hz)": S.SmoothConfig(beta=4.0, d_cutoff=1.0),
+    "slow speed (beta 4 and d_cutoff 1 Hz)": S.SmoothConfig(beta=4.0, d_cutoff=1.0),
+    "beta 4": S.SmoothConfig(beta=4.0),
+    "beta 2": S.SmoothConfig(beta=2.0),
+    "d_cutoff 1 Hz": S.SmoothConfig(d_cutoff=1.0),
+    "sigma 1.5 mm": S.SmoothConfig(sigma=0.0015),
 }
 
 
@@ -59,6 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated smoothing configurations")
     args = ap.parse_args(argv)
     biases = [None if b == "none" else float(b) for b in args.bias_times.split(",")]
+    unknown = [n for n in args.configs.split(",") if n not in CONFIGS]
+    if unknown:
+        ap.error(f"unknown configurations {unknown}; known: {', '.join(CONFIGS)}")
     configs = {n: CONFIGS[n] for n in args.configs.split(",")}
     pack = modelpack.load(args.model)
     print("| source | bias_time s | smoothing | MPJPE mm | rot ° | global ° | jerk × |")
