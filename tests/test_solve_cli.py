@@ -118,6 +118,11 @@ def test_bench_paced_and_kernel_choice(pack, capsys):
     assert info["rate_hz"] == 200.0 and info["kernels"] == "numpy" and info["results"][0]["p50_us"] > 0
     assert main([*args, "--rate", "-5"]) == 1
     assert "--rate must be a rate in Hz" in capsys.readouterr().err
+    assert main([*args, "--noise", "10"]) == 0  # noisy input: the smoothing gate opens
+    info = json.loads(capsys.readouterr().out)
+    assert info["noise_mm"] == 10.0 and info["results"][0]["p50_us"] > 0
+    assert main([*args, "--noise", "-1"]) == 1
+    assert "--noise must be a standard deviation in mm" in capsys.readouterr().err
 
 
 def test_rig_input_writes_the_inputs_own_rig(pack, sample_clips, tmp_path):

@@ -1,8 +1,8 @@
 """``rtik bench``: per-frame latency and throughput of the whole solve (normalise + network + IK + refinement).
 
 For each stream count N, N streams are opened and fed a synthetic motion (the model's mean pose swaying, each
-stream out of phase) or a real clip (``--clip``); every tick pushes one frame per stream and solves them in one
-batch. Reported per N: tick latency p50/p99/min (µs, push + tick), the backend call's share (p50), frames solved
+stream out of phase) or a real clip (``--clip``), clean or with Gaussian noise (``--noise``, as markerless input
+has: it opens the output smoothing); every tick pushes one frame per stream and solves them in one batch. Reported per N: tick latency p50/p99/min (µs, push + tick), the backend call's share (p50), frames solved
 per second, and the solver's memory per stream. The load average is printed too: p50/p99 taken while other work
 competes for the CPU are inflated, the minimum much less so.
 """
@@ -98,7 +98,7 @@ def measure(solver, positions: np.ndarray, streams: int, frames: int, warmup: in
 
 
 def run_bench(model=None, backend="onnx", streams=(1, 16, 64), frames=2000, clip=None, kernels="auto",
-              rate=0.0, smooth=True) -> dict:  # fmt: skip
+              rate=0.0, smooth=True, noise_mm=0.0) -> dict:  # fmt: skip
     from rtik.models.backends.base import pin_threads
     from rtik.solve.solver import Solver, SolverOptions
 
@@ -106,12 +106,15 @@ def run_bench(model=None, backend="onnx", streams=(1, 16, 64), frames=2000, clip
     options = SolverOptions(kernels=kernels) if smooth else SolverOptions(kernels=kernels, smooth=None)
     solver = Solver.from_path(model, backend=backend, options=options)
     P = motion(solver.pack, max(frames, 300), clip)
+    if noise_mm > 0:  # per coordinate, fixed seed: the same input every run
+        P = P + np.random.default_rng(0).normal(0.0, noise_mm / 1000.0, P.shape)
     results = [measure(solver, P, n, frames, rate=rate) for n in streams]
     info = {
         "backend": backend,
         "kernels": solver.kernels,
         "rate_hz": rate,
         "smooth": smooth,
+        "noise_mm": noise_mm,
         "describe": solver.backend.describe(),
         "model": solver.pack.name,
         "state_size": solver.pack.state_size,
@@ -129,7 +132,8 @@ def table(info: dict) -> str:
     pace = f"at {info['rate_hz']:g} Hz" if info["rate_hz"] else "back to back"
     lines = [
         f"backend {info['describe']}; kernels {info['kernels']}; model {info['model']} (state {info['state_size']}); "
-        f"{info['frames']} ticks {pace}; smoothing {'on' if info['smooth'] else 'off'}; "
+        f"{info['frames']} ticks {pace}; input noise {info['noise_mm']:g} mm; "
+        f"smoothing {'on' if info['smooth'] else 'off'}; "
         f"{info['cpus']} CPUs, load {info['load_avg'][0]}",
         f"{'streams':>8} {'p50 µs':>9} {'p99 µs':>9} {'min µs':>8} {'backend µs':>11} {'frames/s':>10} "
         f"{'mem/stream':>11}",
@@ -168,6 +172,8 @@ def register(sub) -> None:
                    help="pace the ticks at this rate (Hz), as live input arrives; 0 = back to back")  # fmt: skip
     p.add_argument("--no-smooth", dest="smooth", action="store_false",
                    help="without the output smoothing (on by default, as in the daemon)")  # fmt: skip
+    p.add_argument("--noise", type=float, default=0.0, metavar="MM",
+                   help="Gaussian noise on the input, mm per coordinate (default 0: clean)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=run)
 
@@ -177,8 +183,11 @@ def run(args) -> int:
         raise InputError(f"--frames must be >= 1, got {args.frames}")
     if not (math.isfinite(args.rate) and args.rate >= 0):
         raise InputError(f"--rate must be a rate in Hz (0 = back to back), got {args.rate}")
+    if not (math.isfinite(args.noise) and args.noise >= 0):
+        raise InputError(f"--noise must be a standard deviation in mm (0 = clean), got {args.noise}")
     info = run_bench(
-        args.model, args.backend, args.streams, args.frames, args.clip, args.kernels, args.rate, args.smooth
+        args.model, args.backend, args.streams, args.frames, args.clip, args.kernels, args.rate, args.smooth,
+        args.noise,
     )
     if args.json:
         print(

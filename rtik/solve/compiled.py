@@ -79,6 +79,11 @@ def _compile(sv):
         *out[3:], none, *sv._slot_arrays_post(), np.zeros(0), *sv._kpost,
     )  # fmt: skip
     kernels.towards_prior(np.zeros((0, sv.J, 4), np.float32), i64(sv._leaves), sv._leaf_prior, 0.5)
+    sv._kfk = (i64(order), i64(order_par), i64(t.bone_parent), i64(t.bones), f64(t.bone_paths), f64(t.below_root))
+    kernels.fk(
+        np.zeros((0, sv.J, 4), np.float32), none, np.zeros((0, sv.J, 3)), np.zeros((0, 3), np.float32), *sv._kfk,
+        np.zeros((0, sv.J, 3), np.float32),
+    )  # fmt: skip
     e3 = np.zeros((0, 1, 1), np.float32)
     kernels.all_finite(e3, e3, np.zeros((0, 1), np.float32))
     kernels.push_frame(

@@ -642,6 +642,39 @@ def smooth(q, root, noise, dt, fresh, slots, sq_a, sdq_a, sr_a, sdr_a, cfg):
 
 
 @jit
+def fk(q, rows, off, root_pos, order, order_par, bone_parent, bones, bone_paths, below_root, X):
+    """Positions ``X (B, J, 3)`` (written in place, rows ``rows`` only) by forward kinematics of the local rotations
+    ``q (B, J, 4)`` XYZW on the offsets ``off (B, J, 3)`` and root ``root_pos (B, 3)``: the smoothed pose's joints
+    (as ``rtik.solve.refine.positions`` of ``global_rotations``, :meth:`rtik.solve.solver.Solver._smooth`)."""
+    J = q.shape[1]
+    L = np.empty((J, 3, 3))
+    G = np.empty((J, 3, 3))
+    bv = np.empty((bones.shape[0], 3))
+    for r in range(rows.shape[0]):
+        b = rows[r]
+        for j in range(J):
+            x, y, z, w = float(q[b, j, 0]), float(q[b, j, 1]), float(q[b, j, 2]), float(q[b, j, 3])
+            f = 1.0 / np.sqrt(x * x + y * y + z * z + w * w)
+            x, y, z, w = x * f, y * f, z * f, w * f
+            L[j, 0, 0], L[j, 0, 1], L[j, 0, 2] = 1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)
+            L[j, 1, 0], L[j, 1, 1], L[j, 1, 2] = 2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)
+            L[j, 2, 0], L[j, 2, 1], L[j, 2, 2] = 2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)
+        G[:] = L
+        for n in range(order.shape[0]):
+            _matmul3(G[order_par[n]], L[order[n]], G[order[n]])
+        for n in range(bones.shape[0]):
+            c = bones[n]
+            bv[n, 0], bv[n, 1], bv[n, 2] = _mv3(G[bone_parent[n]], off[b, c, 0], off[b, c, 1], off[b, c, 2])
+        for j in range(J):
+            for i in range(3):
+                acc = float(root_pos[b, i]) * below_root[j, 0]
+                for n in range(bones.shape[0]):
+                    if bone_paths[j, n] != 0.0:
+                        acc += bone_paths[j, n] * bv[n, i]
+                X[b, j, i] = acc
+
+
+@jit
 def towards_prior(q, leaves, prior, w):
     """Turn the leaves of ``q (B, J, 4)`` float32 in place towards ``prior (L, 4)`` by ``w``: a normalised blend in
     the network's hemisphere (as :meth:`rtik.solve.solver.Solver._towards_prior`)."""

@@ -686,8 +686,11 @@ class Solver:
         if not opened.any():
             return q, root_pos, X
         rows = np.flatnonzero(opened)
-        G = rf.global_rotations(quat_to_matrix(q[rows].astype(np.float64)), self.tables)
         X = X.copy()
+        if self._kern is not None:
+            self._kern.fk(q, rows, np.ascontiguousarray(off, np.float64), root_pos, *self._kfk, X)
+            return q, root_pos, X
+        G = rf.global_rotations(quat_to_matrix(q[rows].astype(np.float64)), self.tables)
         X[rows] = rf.positions(G, off[rows], root_pos[rows].astype(np.float64), self.tables)
         return q, root_pos, X
 
