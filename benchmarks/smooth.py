@@ -29,6 +29,7 @@ from rtik.solve import solver as S  # noqa: E402
 CONFIGS = {
     "off": None,
     "default": S.SmoothConfig(),
+    "fixed beta (beta_hz none)": S.SmoothConfig(beta_hz=None),
     "slow root (root_beta 1)": S.SmoothConfig(root_beta=1.0),
     "slow speed (beta 4 and d_cutoff 1 Hz)": S.SmoothConfig(beta=4.0, d_cutoff=1.0),
     "beta 4": S.SmoothConfig(beta=4.0),

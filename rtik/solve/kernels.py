@@ -577,13 +577,14 @@ def smooth(q, root, noise, dt, fresh, slots, sq_a, sdq_a, sr_a, sdr_a, cfg):
     become the gated output, the slots' filter state ``sq_a, sdq_a (N, J, 4)``, ``sr_a, sdr_a (N, 3)`` is updated;
     ``cfg``: :func:`rtik.solve.smooth.config_array`. Returns whether each stream's gate is open ``(B,)`` (a shut
     one keeps its raw pose, and its positions need no new FK)."""
-    sigma, mc, beta, rmc, rbeta, dc, wmin = cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5], cfg[6]
+    sigma, mc, beta0, rmc, rbeta, dc, wmin, bhz = cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5], cfg[6], cfg[7]
     B, J = q.shape[0], q.shape[1]
     opened = np.zeros(B, np.bool_)
     qj = np.empty(4)
     for b in range(B):
         s = slots[b]
         h = max(dt[b], 1e-4)
+        beta = beta0 * min(1.0, bhz * h) if bhz > 0.0 else beta0  # (rtik.solve.smooth.SmoothConfig.beta_hz)
         ad = _alpha(dc, h)
         v2 = noise[b] * noise[b]
         w = v2 / (v2 + sigma * sigma)
