@@ -22,8 +22,9 @@ def clip():
 
 
 def _script(X, fps):
-    """Five streams through every branch (leaves half-way to the mean pose): clean, masked joints, noise, a teleport, a missing root, a gap, a locked
-    calibration, a stream absent from some ticks (batches of changing size) and centimetre units."""
+    """Five streams through every branch (leaves half-way to the mean pose): clean, masked joints, noise, a
+    teleport, a missing root, a gap, a locked calibration, a stream absent from some ticks (batches of changing
+    size) and centimetre units."""
     rng = np.random.default_rng(7)
     F, Ji = X.shape[:2]
     ticks = []

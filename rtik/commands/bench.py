@@ -2,8 +2,9 @@
 
 For each stream count N, N streams are opened and fed a synthetic motion (the model's mean pose swaying, each
 stream out of phase) or a real clip (``--clip``), clean or with Gaussian noise (``--noise``, as markerless input
-has: it opens the output smoothing); every tick pushes one frame per stream and solves them in one batch. Reported per N: tick latency p50/p99/min (µs, push + tick), the backend call's share (p50), frames solved
-per second, and the solver's memory per stream. The load average is printed too: p50/p99 taken while other work
+has: it opens the output smoothing); every tick pushes one frame per stream and solves them in one batch.
+Reported per N: tick latency p50/p99/min (µs, push + tick), the backend call's share (p50), frames solved per
+second, and the solver's memory per stream. The load average is printed too: p50/p99 taken while other work
 competes for the CPU are inflated, the minimum much less so.
 """
 
@@ -186,7 +187,14 @@ def run(args) -> int:
     if not (math.isfinite(args.noise) and args.noise >= 0):
         raise InputError(f"--noise must be a standard deviation in mm (0 = clean), got {args.noise}")
     info = run_bench(
-        args.model, args.backend, args.streams, args.frames, args.clip, args.kernels, args.rate, args.smooth,
+        args.model,
+        args.backend,
+        args.streams,
+        args.frames,
+        args.clip,
+        args.kernels,
+        args.rate,
+        args.smooth,
         args.noise,
     )
     if args.json:

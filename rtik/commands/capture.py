@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import sys
 
+from rtik.commands.options import fraction
 from rtik.commands.send import _positive as _positive_number
 from rtik.commands.solve import _positive
-from rtik.commands.video import _unit
 
 
 def register(sub) -> None:
@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--root", choices=("camera", "fixed"), default="camera",
                    help="root translation from the image for a still camera (default) or none")  # fmt: skip
     p.add_argument("--fov", type=_positive, default=60.0, help="the camera's horizontal field of view, degrees")
-    p.add_argument("--min-visibility", type=_unit, default=0.5,
+    p.add_argument("--min-visibility", type=fraction, default=0.5,
                    help="landmarks less visible than this are sent as missing (default: 0.5)")  # fmt: skip
     p.add_argument(
         "--width", type=_positive_number(int), default=None, help="ask the camera for this frame width (pixels)"

@@ -17,13 +17,13 @@ import json
 import sys
 from pathlib import Path
 
-from rtik.commands.options import add_ray_options, positive_int
+from rtik.commands.options import add_ray_options, fraction, positive_int
 from rtik.errors import InputError, ModelError
 from rtik.eval import evaluation
 from rtik.eval import report as evalreport
 from rtik.eval.conditions import parse_conditions
-from rtik.solve.solver import SolverOptions
 from rtik.formats.units import METRES
+from rtik.solve.solver import SolverOptions
 
 UNITS = METRES
 
@@ -36,16 +36,6 @@ def _methods(text: str) -> tuple[str, ...]:
             f"unknown method {', '.join(bad) or '(none)'}; valid methods: {', '.join(evaluation.METHODS)}"
         )
     return names
-
-
-def _fraction(text: str) -> float:
-    try:
-        w = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= w <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not within 0..1")
-    return w
 
 
 def _conditions(text: str) -> tuple[str, ...]:
@@ -121,7 +111,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, help="model pack folder (default: the shipped model)")
     p.add_argument(
         "--leaf-prior",
-        type=_fraction,
+        type=fraction,
         default=None,
         metavar="W",
         help="turn the model's leaf rotations (head, hands, toes) this far towards its mean pose, 0..1 (default: "
@@ -372,10 +362,10 @@ def _ray_corpus(args, clips, methods, prior, log, kw: dict) -> dict:
     :func:`rtik.eval.crossrig.evaluate`, which fits the offsets and scores here, as in a serial run."""
     from functools import partial
 
+    fill = args.virtual == "chain"
     setup = partial(
-        _runners, "corpus", args.model, args.backend, tuple(methods), prior, args.virtual == "chain", None, args.markers,
-        args.leaf_prior,
-    )  # fmt: skip
+        _runners, "corpus", args.model, args.backend, tuple(methods), prior, fill, None, args.markers, args.leaf_prior
+    )
     outs = _ray_map(args, setup, _ray_clip_outputs, clips, log, ({**kw, "offsets": "clip"},))
     return {m: _replay(m, clips, outs, args.conditions) for m in methods}
 

@@ -24,6 +24,17 @@ def int_at_least(minimum: int, unit: str = ""):
 positive_int = int_at_least(1)
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number within 0..1."""
+    try:
+        w = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= w <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not within 0..1")
+    return w
+
+
 def add_ray_options(parser, what: str) -> None:
     """``--ray [ADDRESS]`` and ``--workers N`` on the parser of a command that can spread its ``what`` (files,
     clips) over a Ray cluster (:mod:`rtik.serve.ray_cluster`; Ray is imported only when ``--ray`` is given)."""

@@ -24,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rtik.commands.options import fraction
 from rtik.commands.solve import _positive, solve_file
 from rtik.errors import InputError, RtikError
 
@@ -47,7 +48,7 @@ def register(sub) -> None:
     p.add_argument("--root", choices=("camera", "fixed"), default="camera",
                    help="root translation from the image for a still camera (default) or none")  # fmt: skip
     p.add_argument("--fov", type=_positive, default=60.0, help="the camera's horizontal field of view, degrees")
-    p.add_argument("--min-visibility", type=_unit, default=0.5,
+    p.add_argument("--min-visibility", type=fraction, default=0.5,
                    help="landmarks less visible than this are missing to the solver (default: 0.5)")  # fmt: skip
     p.add_argument("--fps", type=_positive, default=None, help="frame rate override, for videos that lack one (Hz)")
     p.add_argument("--model", default="landmarks",
@@ -68,18 +69,6 @@ def _seconds(s: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {s!r}") from None
     if not v >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {s}")
-    return v
-
-
-def _unit(s: str) -> float:
-    import argparse
-
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {s}")
     return v
 
 

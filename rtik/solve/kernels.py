@@ -53,6 +53,22 @@ def _mv3(M, x, y, z):
 
 
 @jit
+def _positions(G, off, b, root, bone_parent, bones, bone_paths, below_root, bv, X):
+    """Forward kinematics of row ``b``: every bone vector ``G[parent] @ off[b, bone]`` into ``bv``, summed along
+    each joint's path, plus the root ``(3,)`` below the motion root, into ``X[b]`` (as rtik.solve.refine.positions)."""
+    for n in range(bones.shape[0]):
+        c = bones[n]
+        bv[n, 0], bv[n, 1], bv[n, 2] = _mv3(G[bone_parent[n]], off[b, c, 0], off[b, c, 1], off[b, c, 2])
+    for j in range(X.shape[1]):
+        for i in range(3):
+            acc = float(root[i]) * below_root[j, 0]
+            for n in range(bones.shape[0]):
+                if bone_paths[j, n] != 0.0:
+                    acc += bone_paths[j, n] * bv[n, i]
+            X[b, j, i] = acc
+
+
+@jit
 def _frame(ux, uy, uz, ax, ay, az, Fm):
     """The frame ``Fm (3, 3)`` (columns x, y, z) from up ``u`` (y) and across ``a`` (x, made perpendicular to y),
     as :func:`rtik.solve.numpath.frame`."""
@@ -527,17 +543,7 @@ def post(
                     )
         if root_inner >= 0:
             Lo[root_inner] = Go[root_inner]
-        # forward kinematics: bone vectors summed along each joint's path
-        for n in range(bones.shape[0]):
-            g, c = bone_parent[n], bones[n]
-            bv[n, 0], bv[n, 1], bv[n, 2] = _mv3(Go[g], off[b, c, 0], off[b, c, 1], off[b, c, 2])
-        for j in range(J):
-            for i in range(3):
-                acc = tgt_in[ri, i] * below_root[j, 0]
-                for n in range(bones.shape[0]):
-                    if bone_paths[j, n] != 0.0:
-                        acc += bone_paths[j, n] * bv[n, i]
-                X_out[b, j, i] = acc
+        _positions(Go, off, b, tgt_in[ri], bone_parent, bones, bone_paths, below_root, bv, X_out)
         for i in range(3):
             rp_out[b, i] = tgt_in[ri, i]
         # quaternions (branch-free Shepperd, as rtik.solve.refine.matrix_to_quat), w >= 0
@@ -663,16 +669,7 @@ def fk(q, rows, off, root_pos, order, order_par, bone_parent, bones, bone_paths,
         G[:] = L
         for n in range(order.shape[0]):
             _matmul3(G[order_par[n]], L[order[n]], G[order[n]])
-        for n in range(bones.shape[0]):
-            c = bones[n]
-            bv[n, 0], bv[n, 1], bv[n, 2] = _mv3(G[bone_parent[n]], off[b, c, 0], off[b, c, 1], off[b, c, 2])
-        for j in range(J):
-            for i in range(3):
-                acc = float(root_pos[b, i]) * below_root[j, 0]
-                for n in range(bones.shape[0]):
-                    if bone_paths[j, n] != 0.0:
-                        acc += bone_paths[j, n] * bv[n, i]
-                X[b, j, i] = acc
+        _positions(G, off, b, root_pos[b], bone_parent, bones, bone_paths, below_root, bv, X)
 
 
 @jit

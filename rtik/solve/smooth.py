@@ -80,8 +80,8 @@ def smooth(cfg: SmoothConfig, q, root, noise, dt, fresh, state) -> tuple[np.ndar
     q = np.where((np.einsum("bjc,bjc->bj", q, sq) < 0)[..., None], -q, q)
     dq = (q - sq) / dt[..., None]
     sdq = sdq + _alpha(cfg.d_cutoff, dt)[..., None] * (dq - sdq)
-    beta = cfg.beta * (np.minimum(1.0, cfg.beta_hz * dt) if cfg.beta_hz else np.ones_like(dt))  # (B, 1)
-    cut = cfg.min_cutoff + beta[..., None] * np.linalg.norm(sdq, axis=-1, keepdims=True)
+    beta = cfg.beta * (np.minimum(1.0, cfg.beta_hz * dt) if cfg.beta_hz else 1.0)  # (B, 1): less above beta_hz
+    cut = cfg.min_cutoff + np.asarray(beta)[..., None] * np.linalg.norm(sdq, axis=-1, keepdims=True)
     sq = sq + _alpha(cut, dt[..., None]) * (q - sq)
     sq /= np.linalg.norm(sq, axis=-1, keepdims=True)
     # root

@@ -28,7 +28,7 @@ import numpy as np
 from rtik.errors import InputError
 from rtik.formats import layouts
 from rtik.geometry.rotations import matrix_to_6d, quat_to_matrix
-from rtik.geometry.skeleton import Skeleton
+from rtik.geometry.skeleton import LEAF, Skeleton
 from rtik.models.modelpack import ModelPack
 from rtik.solve import compiled, numpath
 from rtik.solve import refine as rf
@@ -172,15 +172,15 @@ class Solver:
         determined = {int(j) for j in self.tables.inner[self.tables.det]}
         # input joints whose denoised position keeps its offset (SolverOptions.bias_time)
         self.bias_fixed = np.array([int(skel.parents[j]) in determined for j in self.in_idx], dtype=bool)
-        if self.options.bias_time is not None and not self.options.bias_time > 0:
-            raise InputError(f"bias_time must be positive seconds or None, got {self.options.bias_time}")
+        for what in ("bias_time", "denoise_reach"):
+            v = getattr(self.options, what)
+            if v is not None and not v > 0:
+                raise InputError(f"{what} must be positive or None, got {v}")
         lw = pack.leaf_prior if self.options.leaf_prior is None else float(self.options.leaf_prior)
         if not 0.0 <= lw <= 1.0:
             raise InputError(f"leaf_prior must be within 0..1, got {lw}")
         self._leaf_w = lw
-        self._leaves = np.array(
-            [j for j in range(self.J) if skel.parents[j] >= 0 and not skel.bone_children(j)], dtype=np.int64
-        )
+        self._leaves = skel.group_indices(LEAF)
         self._leaf_prior = pack.prior_local[self._leaves].astype(np.float32)  # (L, 4)
         self._streams: dict[str, StreamInfo] = {}
         self._lock = threading.Lock()
