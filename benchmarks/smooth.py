@@ -29,6 +29,12 @@ from rtik.solve import solver as S  # noqa: E402
 CONFIGS = {
     "off": None,
     "default": S.SmoothConfig(),
+    "before: one stage, beta_power 1, gate_power 2": S.SmoothConfig(stages=1, beta_power=1.0, gate_power=2.0),
+    "one stage": S.SmoothConfig(stages=1),
+    "three stages": S.SmoothConfig(stages=3),
+    "beta_power 2": S.SmoothConfig(beta_power=2.0),
+    "gate_power 2": S.SmoothConfig(gate_power=2.0),
+    "three stages, beta_power 2": S.SmoothConfig(stages=3, beta_power=2.0),
     "fixed beta (beta_hz none)": S.SmoothConfig(beta_hz=None),
     "slow root (root_beta 1)": S.SmoothConfig(root_beta=1.0),
     "slow speed (beta 4 and d_cutoff 1 Hz)": S.SmoothConfig(beta=4.0, d_cutoff=1.0),
@@ -61,13 +67,14 @@ def main(argv=None) -> int:
         default="0.5",
         help="comma-separated SolverOptions.bias_time values (s; 'none' = no correction of the denoiser's offset)",
     )
-    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated smoothing configurations")
+    ap.add_argument("--configs", default=";".join(CONFIGS), help="semicolon-separated smoothing configurations")
     args = ap.parse_args(argv)
     biases = [None if b == "none" else float(b) for b in args.bias_times.split(",")]
-    unknown = [n for n in args.configs.split(",") if n not in CONFIGS]
+    names = [n.strip() for n in args.configs.split(";")]
+    unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         ap.error(f"unknown configurations {unknown}; known: {', '.join(CONFIGS)}")
-    configs = {n: CONFIGS[n] for n in args.configs.split(",")}
+    configs = {n: CONFIGS[n] for n in names}
     pack = modelpack.load(args.model)
     print("| source | bias_time s | smoothing | MPJPE mm | rot ° | global ° | jerk × |")
     print("|---|---|---|---:|---:|---:|---:|")

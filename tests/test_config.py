@@ -63,7 +63,7 @@ streams = ["*"]
     [
         ("[modle]\npath = ''", r"unknown section \[modle\]; valid sections: \[model\]"),
         ("[model]\nbackend = 'cuda'", r"\[model\] backend = 'cuda' is not valid; choose one of: onnx, torch, tensorrt"),
-        ("[model]\npaht = ''", r"unknown key 'paht' in \[model\]; valid keys: path, backend, kernels, smooth"),
+        ("[model]\npaht = ''", r"unknown key 'paht' in \[model\]; valid keys: path, backend, kernels, smo"),
         ("[model]\nkernels = 'c'", r"\[model\] kernels = 'c' is not valid; choose one of: auto, numba, numpy"),
         ("[ingest.osc]\nport = 'x'", r"\[ingest.osc\] port must be a int"),
         ("[ingest.osc]\nport = 70000", r"port must be in 1..65535"),
@@ -142,3 +142,10 @@ def test_model_smooth_switches_the_solvers_output_smoothing(tmp_path):
     on, off = config.load(tmp_path / "on.toml"), config.load(tmp_path / "off.toml")
     assert solver_options(on.model).smooth is not None and solver_options(on.model).kernels == "numpy"
     assert solver_options(off.model).smooth is None
+    assert solver_options(on.model).smooth.stages == 2
+    (tmp_path / "three.toml").write_text("[model]\nsmooth_stages = 3\n")
+    assert solver_options(config.load(tmp_path / "three.toml").model).smooth.stages == 3
+    for bad in (0, 4):
+        (tmp_path / "bad.toml").write_text(f"[model]\nsmooth_stages = {bad}\n")
+        with pytest.raises(ConfigError, match=r"\[model\] smooth_stages must be in 1..3"):
+            config.load(tmp_path / "bad.toml")

@@ -4,15 +4,16 @@ the filter over, and its state travels with a stream's snapshot."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rtik.geometry import rotations as rot
-from rtik.solve.smooth import SmoothConfig, smooth
+from rtik.solve.smooth import MAX_STAGES, SmoothConfig, smooth
 
 
 def _run(q, root, noise, fps=60.0, cfg=None):
     cfg = cfg or SmoothConfig()
     F, J = q.shape[:2]
-    state = (q[0][None].copy(), np.zeros((1, J, 4)), root[0][None].copy(), np.zeros((1, 3)))
+    state = (np.zeros((1, MAX_STAGES, J, 4)), np.zeros((1, J, 4)), np.zeros((1, MAX_STAGES, 3)), np.zeros((1, 3)))
     outq, outr = [], []
     for f in range(F):
         qo, ro, *state = smooth(cfg, q[f][None], root[f][None], np.array([noise]), np.array([1 / fps]),
@@ -60,24 +61,30 @@ def test_noisy_input_is_smoothed_and_follows_the_motion():
 def test_a_fresh_stream_starts_over_at_the_raw_pose():
     J = 2
     q = rot.axis_angle_to_quat(np.tile([0.0, 1.0, 0.0], (1, J, 1)))
-    far = (np.zeros((1, J, 4)) + [0, 0, 0, 1.0], np.ones((1, J, 4)), np.full((1, 3), 9.0), np.ones((1, 3)))
+    far = (
+        np.zeros((1, MAX_STAGES, J, 4)) + [0, 0, 0, 1.0],
+        np.ones((1, J, 4)),
+        np.full((1, MAX_STAGES, 3), 9.0),
+        np.ones((1, 3)),
+    )
     qo, ro, sq, sdq, sr, sdr = smooth(SmoothConfig(), q, np.zeros((1, 3)), np.array([0.05]), np.array([0.01]),
                                       np.array([True]), far)  # fmt: skip
     np.testing.assert_allclose(qo, q, atol=1e-12)
     np.testing.assert_allclose(ro, 0.0)
     assert not sdq.any() and not sdr.any()
+    np.testing.assert_allclose(sq[:, :2], np.repeat(q[:, None], 2, 1), atol=1e-12)  # every stage in use restarts
+    np.testing.assert_allclose(sr[:, :2], 0.0)
 
 
-def test_compiled_kernel_equals_the_numpy_filter():
+@pytest.mark.parametrize("stages", [1, 2, 3])
+def test_compiled_kernel_equals_the_numpy_filter(stages):
     """rtik.solve.kernels.smooth (in place on the solver's slot arrays) gives what smooth() gives, frame after
     frame, for a noisy stream, a clean one (gate shut: raw pose bit for bit) and one that restarts."""
-    import pytest
-
     kernels = pytest.importorskip("rtik.solve.kernels")
     from rtik.solve.smooth import config_array
 
     rng = np.random.default_rng(3)
-    F, J, cfg = 90, 5, SmoothConfig()
+    F, J, cfg = 90, 5, SmoothConfig(stages=stages)
     t = np.linspace(0, 1.5, F)
     q = rot.axis_angle_to_quat(np.stack([np.sin(2 * t), 0.3 * t, np.cos(t)], -1)[:, None].repeat(J, 1))
     root = np.stack([t, 0 * t, np.sin(t)], -1)
@@ -87,8 +94,8 @@ def test_compiled_kernel_equals_the_numpy_filter():
     noise = np.array([0.01, 0.0, 0.004])
     slots = np.array([4, 0, 2])
     N = 6
-    arrays = [np.zeros((N, J, 4)), np.zeros((N, J, 4)), np.zeros((N, 3)), np.zeros((N, 3))]
-    state = [np.zeros((3, J, 4)), np.zeros((3, J, 4)), np.zeros((3, 3)), np.zeros((3, 3))]
+    arrays = [np.zeros((N, MAX_STAGES, J, 4)), np.zeros((N, J, 4)), np.zeros((N, MAX_STAGES, 3)), np.zeros((N, 3))]
+    state = [np.zeros((3, MAX_STAGES, J, 4)), np.zeros((3, J, 4)), np.zeros((3, MAX_STAGES, 3)), np.zeros((3, 3))]
     for f in range(F):
         fresh = np.array([f == 0, f == 0, f in (0, 40)])
         dt = np.full(3, 1 / 60)
@@ -100,3 +107,25 @@ def test_compiled_kernel_equals_the_numpy_filter():
         np.testing.assert_allclose(rk, ro, atol=2e-6)
         np.testing.assert_array_equal(qk[1], qs[f, 1].astype(np.float32))  # shut: the raw pose, untouched
         np.testing.assert_allclose(arrays[0][slots], state[0], atol=2e-6)
+
+
+def test_stages_cut_jitter_for_about_the_same_lag():
+    """Two low-pass stages at twice the cutoff leave much less jerk than one stage and follow a slow motion about
+    as closely (docs/solver.md "Output smoothing")."""
+    rng = np.random.default_rng(7)
+    t = np.linspace(0, 4, 480)  # 120 Hz
+    q = rot.axis_angle_to_quat(np.stack([0.6 * np.sin(1.5 * t), 0.2 * np.cos(t), 0 * t], -1)[:, None])
+    root = np.stack([0.3 * np.sin(t), 0 * t, 0 * t], -1)
+    qn, rn = _jitter(q, root, rng, deg=1.0, mm=10.0)
+    outs = {n: _run(qn, rn, noise=0.01, fps=120.0, cfg=SmoothConfig(stages=n)) for n in (1, 2)}
+    jerk = {n: _third_difference(o[0]) for n, o in outs.items()}
+    err = {n: np.degrees(rot.quat_geodesic(o[0][60:], q[60:])).mean() for n, o in outs.items()}
+    rerr = {n: np.abs(o[1][60:] - root[60:]).mean() for n, o in outs.items()}
+    assert jerk[2] < 0.5 * jerk[1], jerk
+    assert err[2] < 1.35 * err[1] and rerr[2] < 1.35 * rerr[1], (err, rerr)
+
+
+@pytest.mark.parametrize("stages", [0, 4, 1.5])
+def test_stages_out_of_range_are_refused(stages):
+    with pytest.raises(ValueError, match="stages"):
+        SmoothConfig(stages=stages)

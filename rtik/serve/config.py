@@ -21,6 +21,7 @@ else:  # pragma: no cover
 
 from rtik.errors import ConfigError
 from rtik.solve.compiled import KERNELS
+from rtik.solve.smooth import MAX_STAGES
 
 BACKENDS = ("onnx", "torch", "tensorrt")
 LOG_FORMATS = ("text", "json")
@@ -34,13 +35,15 @@ class ModelConfig:
     backend: str = "onnx"  # one of BACKENDS
     kernels: str = "auto"  # solver pre/post-processing: auto, numba, numpy (rtik.solve.solver.SolverOptions)
     smooth: bool = True  # noise-gated smoothing of the output (rtik.solve.smooth): clean input passes untouched
+    smooth_stages: int = 2  # its low-pass stages in series, 1..3: more = less jitter under noise, a little more lag
 
 
 def solver_options(model: ModelConfig):
     """The :class:`rtik.solve.solver.SolverOptions` a ``[model]`` section asks for."""
     from rtik.solve.solver import SmoothConfig, SolverOptions
 
-    return SolverOptions(kernels=model.kernels, smooth=SmoothConfig() if model.smooth else None)
+    smooth = SmoothConfig(stages=model.smooth_stages) if model.smooth else None
+    return SolverOptions(kernels=model.kernels, smooth=smooth)
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,8 @@ def validate(cfg: Config) -> None:
     """Cross-field checks: choices, port ranges, positive limits."""
     _choice("model", "backend", cfg.model.backend, BACKENDS)
     _choice("model", "kernels", cfg.model.kernels, KERNELS)
+    if not 1 <= cfg.model.smooth_stages <= MAX_STAGES:
+        raise ConfigError(f"[model] smooth_stages must be in 1..{MAX_STAGES}, got {cfg.model.smooth_stages}")
     _choice("recording", "units", cfg.recording.units, RECORD_UNITS)
     _choice("log", "level", cfg.log.level, LOG_LEVELS)
     _choice("log", "format", cfg.log.format, LOG_FORMATS)

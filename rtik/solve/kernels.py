@@ -580,20 +580,23 @@ def _alpha(cutoff, dt):
 @jit
 def smooth(q, root, noise, dt, fresh, slots, sq_a, sdq_a, sr_a, sdr_a, cfg):
     """:func:`rtik.solve.smooth.smooth` in place: the raw output ``q (B, J, 4)`` and ``root (B, 3)`` (float32)
-    become the gated output, the slots' filter state ``sq_a, sdq_a (N, J, 4)``, ``sr_a, sdr_a (N, 3)`` is updated;
-    ``cfg``: :func:`rtik.solve.smooth.config_array`. Returns whether each stream's gate is open ``(B,)`` (a shut
-    one keeps its raw pose, and its positions need no new FK)."""
+    become the gated output, the slots' filter state ``sq_a (N, MAX_STAGES, J, 4)``, ``sdq_a (N, J, 4)``,
+    ``sr_a (N, MAX_STAGES, 3)``, ``sdr_a (N, 3)`` is updated; ``cfg``: :func:`rtik.solve.smooth.config_array`.
+    Returns whether each stream's gate is open ``(B,)`` (a shut one keeps its raw pose, and its positions need no
+    new FK)."""
     sigma, mc, beta0, rmc, rbeta, dc, wmin, bhz = cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5], cfg[6], cfg[7]
+    bpow, n, gpow = cfg[8], int(cfg[9]), cfg[10]
     B, J = q.shape[0], q.shape[1]
     opened = np.zeros(B, np.bool_)
     qj = np.empty(4)
+    x = np.empty(4)
     for b in range(B):
         s = slots[b]
         h = max(dt[b], 1e-4)
-        beta = beta0 * min(1.0, bhz * h) if bhz > 0.0 else beta0  # (rtik.solve.smooth.SmoothConfig.beta_hz)
+        beta = beta0 * min(1.0, bhz * h) ** bpow if bhz > 0.0 else beta0  # (SmoothConfig.beta_hz, beta_power)
         ad = _alpha(dc, h)
-        v2 = noise[b] * noise[b]
-        w = v2 / (v2 + sigma * sigma)
+        v = (noise[b] / sigma) ** gpow
+        w = v / (v + 1.0)
         if w < wmin:
             w = 0.0
         opened[b] = w > 0.0
@@ -601,50 +604,68 @@ def smooth(q, root, noise, dt, fresh, slots, sq_a, sdq_a, sr_a, sdr_a, cfg):
             d = 0.0
             for k in range(4):
                 qj[k] = q[b, j, k]
-                d += qj[k] * sq_a[s, j, k]
+                d += qj[k] * sq_a[s, 0, j, k]
             if d < 0:
                 for k in range(4):
                     qj[k] = -qj[k]
             if fresh[b]:
+                for st in range(n):
+                    for k in range(4):
+                        sq_a[s, st, j, k] = qj[k]
                 for k in range(4):
-                    sq_a[s, j, k] = qj[k]
                     sdq_a[s, j, k] = 0.0
             else:
                 sp = 0.0
                 for k in range(4):
-                    sdq_a[s, j, k] += ad * ((qj[k] - sq_a[s, j, k]) / h - sdq_a[s, j, k])
+                    sdq_a[s, j, k] += ad * ((qj[k] - sq_a[s, 0, j, k]) / h - sdq_a[s, j, k])
                     sp += sdq_a[s, j, k] * sdq_a[s, j, k]
-                a = _alpha(mc + beta * np.sqrt(sp), h)
-                n = 0.0
+                a = _alpha(n * (mc + beta * np.sqrt(sp)), h)
                 for k in range(4):
-                    sq_a[s, j, k] += a * (qj[k] - sq_a[s, j, k])
-                    n += sq_a[s, j, k] * sq_a[s, j, k]
-                n = np.sqrt(n)
-                for k in range(4):
-                    sq_a[s, j, k] /= n
+                    x[k] = qj[k]
+                for st in range(n):
+                    d = 0.0
+                    for k in range(4):
+                        d += x[k] * sq_a[s, st, j, k]
+                    sg = -1.0 if d < 0 else 1.0
+                    nn = 0.0
+                    for k in range(4):
+                        sq_a[s, st, j, k] += a * (sg * x[k] - sq_a[s, st, j, k])
+                        nn += sq_a[s, st, j, k] * sq_a[s, st, j, k]
+                    nn = np.sqrt(nn)
+                    for k in range(4):
+                        sq_a[s, st, j, k] /= nn
+                        x[k] = sq_a[s, st, j, k]
             if w > 0.0:
-                n = 0.0
+                d = 0.0
                 for k in range(4):
-                    qj[k] += w * (sq_a[s, j, k] - qj[k])
-                    n += qj[k] * qj[k]
-                n = np.sqrt(n)
+                    d += sq_a[s, n - 1, j, k] * qj[k]
+                sg = -1.0 if d < 0 else 1.0
+                nn = 0.0
                 for k in range(4):
-                    q[b, j, k] = qj[k] / n
+                    qj[k] += w * (sg * sq_a[s, n - 1, j, k] - qj[k])
+                    nn += qj[k] * qj[k]
+                nn = np.sqrt(nn)
+                for k in range(4):
+                    q[b, j, k] = qj[k] / nn
         if fresh[b]:
+            for st in range(n):
+                for k in range(3):
+                    sr_a[s, st, k] = root[b, k]
             for k in range(3):
-                sr_a[s, k] = root[b, k]
                 sdr_a[s, k] = 0.0
         else:
             sp = 0.0
             for k in range(3):
-                sdr_a[s, k] += ad * ((root[b, k] - sr_a[s, k]) / h - sdr_a[s, k])
+                sdr_a[s, k] += ad * ((root[b, k] - sr_a[s, 0, k]) / h - sdr_a[s, k])
                 sp += sdr_a[s, k] * sdr_a[s, k]
-            a = _alpha(rmc + rbeta * np.sqrt(sp), h)
-            for k in range(3):
-                sr_a[s, k] += a * (root[b, k] - sr_a[s, k])
+            a = _alpha(n * (rmc + rbeta * np.sqrt(sp)), h)
+            for st in range(n):
+                for k in range(3):
+                    src = root[b, k] if st == 0 else sr_a[s, st - 1, k]
+                    sr_a[s, st, k] += a * (src - sr_a[s, st, k])
         if w > 0.0:
             for k in range(3):
-                root[b, k] += w * (sr_a[s, k] - root[b, k])
+                root[b, k] += w * (sr_a[s, n - 1, k] - root[b, k])
     return opened
 
 

@@ -33,7 +33,7 @@ from rtik.models.modelpack import ModelPack
 from rtik.solve import compiled, numpath
 from rtik.solve import refine as rf
 from rtik.solve.numpath import MIN_SPAN, UNITS
-from rtik.solve.smooth import SmoothConfig, config_array, gate, smooth
+from rtik.solve.smooth import MAX_STAGES, SmoothConfig, config_array, gate, smooth
 
 
 @dataclass(frozen=True)
@@ -286,9 +286,9 @@ class Solver:
             "cval": ((C,), bool, False), "ce": ((C, K, 3), np.float64, 0.0), "cn": ((C, K), np.float64, 0.0),
             "cspec": ((C, 3), np.int64, -1), "cref": ((C, 3), np.int64, -1), "cr": ((C, 2, 3), np.float64, 0.0),
             "crn": ((C, 2), np.float64, 0.0), "p_mpos": ((self.Km, 3), np.float64, 0.0),
-            "p_mmask": ((self.Km,), bool, False), "sm_q": ((J, 4), np.float64, 0.0), "sm_dq": ((J, 4), np.float64, 0.0),
-            "sm_r": ((3,), np.float64, 0.0), "sm_dr": ((3,), np.float64, 0.0), "approx": ((Ji,), bool, False),
-            "dbias": ((Ji, 3), np.float64, 0.0),
+            "p_mmask": ((self.Km,), bool, False), "sm_q": ((MAX_STAGES, J, 4), np.float64, 0.0),
+            "sm_dq": ((J, 4), np.float64, 0.0), "sm_r": ((MAX_STAGES, 3), np.float64, 0.0),
+            "sm_dr": ((3,), np.float64, 0.0), "approx": ((Ji,), bool, False), "dbias": ((Ji, 3), np.float64, 0.0),
         }  # fmt: skip
         for name, (shape, dtype, fill) in spec.items():
             a = np.full((cap, *shape), fill, dtype=dtype)
