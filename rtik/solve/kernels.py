@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from rtik.solve.numpath import FIT_SWEEPS
+
 jit = njit(cache=True, nogil=False, fastmath=False, error_model="numpy")
 
 
@@ -323,17 +325,152 @@ def _swing(u, v, out):
 
 
 @jit
+def _fit_spheres(x, C, R, n, sweeps):
+    """:func:`rtik.solve.numpath._fit_spheres` for one point ``x (3,)`` (in place) and its first ``n`` spheres."""
+    for _ in range(sweeps):
+        for k in range(n):
+            vx, vy, vz = x[0] - C[k, 0], x[1] - C[k, 1], x[2] - C[k, 2]
+            d = np.sqrt(vx * vx + vy * vy + vz * vz)
+            if d > 1e-12:
+                f = R[k] / d
+                x[0], x[1], x[2] = C[k, 0] + f * vx, C[k, 1] + f * vy, C[k, 2] + f * vz
+
+
+@jit
+def _triad_frame(P, F):
+    """The frame through three points ``P (3, 3)`` (rows) into ``F`` (columns e1, e2, e3), as
+    :func:`rtik.solve.numpath._fit_triad` builds it; False where they are in a line."""
+    ax, ay, az = P[1, 0] - P[0, 0], P[1, 1] - P[0, 1], P[1, 2] - P[0, 2]
+    bx, by, bz = P[2, 0] - P[0, 0], P[2, 1] - P[0, 1], P[2, 2] - P[0, 2]
+    cx, cy, cz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+    n1 = np.sqrt(ax * ax + ay * ay + az * az)
+    n3 = np.sqrt(cx * cx + cy * cy + cz * cz)
+    m1 = max(n1, 1e-12)
+    ax, ay, az = ax / m1, ay / m1, az / m1
+    m3 = max(n3, 1e-12)
+    cx, cy, cz = cx / m3, cy / m3, cz / m3
+    F[0, 0], F[1, 0], F[2, 0] = ax, ay, az
+    F[0, 1], F[1, 1], F[2, 1] = cy * az - cz * ay, cz * ax - cx * az, cx * ay - cy * ax
+    F[0, 2], F[1, 2], F[2, 2] = cx, cy, cz
+    return n3 > 1e-3 * m1 * m1
+
+
+@jit
+def _fit_triad(x, b, row, kids, M_in, tgt_in, off, in_idx, Pa, Pb, Fa, Fb):
+    """:func:`rtik.solve.numpath._fit_triad` for input joint ``row`` of stream ``b``: ``x (3,)`` in place."""
+    if kids.shape[1] < 3:
+        return
+    for q in range(3):
+        c = kids[row, q]
+        if c < 0 or not M_in[b, c]:
+            return
+        for k in range(3):
+            Pa[q, k] = off[b, in_idx[c], k]
+            Pb[q, k] = tgt_in[c, k]
+    if not (_triad_frame(Pa, Fa) and _triad_frame(Pb, Fb)):
+        return
+    ma = np.empty(3)
+    for k in range(3):
+        ma[k] = (Pa[0, k] + Pa[1, k] + Pa[2, k]) / 3.0
+    for r in range(3):  # centroid of the targets minus (Fb Fa^T) times that of the offsets
+        v = 0.0
+        for c in range(3):
+            rc = Fb[r, 0] * Fa[c, 0] + Fb[r, 1] * Fa[c, 1] + Fb[r, 2] * Fa[c, 2]
+            v += rc * ma[c]
+        x[r] = (Pb[0, r] + Pb[1, r] + Pb[2, r]) / 3.0 - v
+
+
+@jit
+def _hold_gaps(b, s, tgt_in, M_in, mh, off, c_, s_, sz, goff, gw, anc, in_idx, ri, rows, prow, kids, decay, fc, fr):
+    """:func:`rtik.solve.numpath._hold_gaps` for stream ``b`` (slot ``s``): ``tgt_in (Ji, 3)`` and the held mask
+    ``mh (1, Ji)`` in place; ``fc``, ``fr`` scratch for the spheres."""
+    Ji = tgt_in.shape[0]
+    x = np.empty(3)
+    Pa, Pb, Fa, Fb = np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3))
+    for i in range(Ji):  # trust: whole where the joint and its ancestor are both seen, decaying otherwise
+        a = anc[s, i]
+        if a >= 0:
+            gw[s, i] = 1.0 if (M_in[b, i] and M_in[b, a]) else gw[s, i] * decay
+    if not M_in[b, ri]:  # the root: where its observed children's held offsets put it, fitted to them
+        tot, wmax, ex, ey, ez = 0.0, 0.0, 0.0, 0.0, 0.0
+        for i in range(Ji):
+            if anc[s, i] == ri and M_in[b, i]:
+                wk = gw[s, i]
+                ox, oy, oz = goff[s, i, 0], goff[s, i, 1], goff[s, i, 2]
+                ex += wk * (tgt_in[i, 0] - (c_ * ox + s_ * oz) * sz)
+                ey += wk * (tgt_in[i, 1] - oy * sz)
+                ez += wk * (tgt_in[i, 2] - (-s_ * ox + c_ * oz) * sz)
+                tot += wk
+                wmax = max(wmax, wk)
+        if tot > 0.0:
+            for k in range(3):
+                e = (ex, ey, ez)[k] / tot
+                x[k] = tgt_in[ri, k] + wmax * (e - tgt_in[ri, k])
+            n = 0
+            for q in range(kids.shape[1]):
+                c = kids[ri, q]
+                if c >= 0 and M_in[b, c]:
+                    j = in_idx[c]
+                    fc[n, 0], fc[n, 1], fc[n, 2] = tgt_in[c, 0], tgt_in[c, 1], tgt_in[c, 2]
+                    fr[n] = np.sqrt(off[b, j, 0] ** 2 + off[b, j, 1] ** 2 + off[b, j, 2] ** 2)
+                    n += 1
+            _fit_spheres(x, fc, fr, n, FIT_SWEEPS)
+            _fit_triad(x, b, ri, kids, M_in, tgt_in, off, in_idx, Pa, Pb, Fa, Fb)
+            for k in range(3):
+                tgt_in[ri, k] = x[k]
+            mh[0, ri] = True
+    for r in range(rows.shape[0]):  # ancestors first
+        i = rows[r]
+        a = anc[s, i]
+        if a < 0:
+            continue
+        if M_in[b, i]:
+            if M_in[b, a]:  # world -> heading frame, body size
+                dx, dy, dz = tgt_in[i, 0] - tgt_in[a, 0], tgt_in[i, 1] - tgt_in[a, 1], tgt_in[i, 2] - tgt_in[a, 2]
+                goff[s, i, 0] = (c_ * dx - s_ * dz) / sz
+                goff[s, i, 1] = dy / sz
+                goff[s, i, 2] = (s_ * dx + c_ * dz) / sz
+            continue
+        w = gw[s, i]
+        if w <= 0.0:
+            continue
+        ox, oy, oz = goff[s, i, 0], goff[s, i, 1], goff[s, i, 2]
+        x[0] = tgt_in[i, 0] + w * (tgt_in[a, 0] + (c_ * ox + s_ * oz) * sz - tgt_in[i, 0])
+        x[1] = tgt_in[i, 1] + w * (tgt_in[a, 1] + oy * sz - tgt_in[i, 1])
+        x[2] = tgt_in[i, 2] + w * (tgt_in[a, 2] + (-s_ * ox + c_ * oz) * sz - tgt_in[i, 2])
+        n = 0
+        if a == prow[i]:
+            j = in_idx[i]
+            fc[n, 0], fc[n, 1], fc[n, 2] = tgt_in[a, 0], tgt_in[a, 1], tgt_in[a, 2]
+            fr[n] = np.sqrt(off[b, j, 0] ** 2 + off[b, j, 1] ** 2 + off[b, j, 2] ** 2)
+            n += 1
+        for q in range(kids.shape[1]):
+            c = kids[i, q]
+            if c >= 0 and M_in[b, c]:
+                j = in_idx[c]
+                fc[n, 0], fc[n, 1], fc[n, 2] = tgt_in[c, 0], tgt_in[c, 1], tgt_in[c, 2]
+                fr[n] = np.sqrt(off[b, j, 0] ** 2 + off[b, j, 1] ** 2 + off[b, j, 2] ** 2)
+                n += 1
+        _fit_spheres(x, fc, fr, n, FIT_SWEEPS)
+        _fit_triad(x, b, i, kids, M_in, tgt_in, off, in_idx, Pa, Pb, Fa, Fb)
+        for k in range(3):
+            tgt_in[i, k] = x[k]
+        mh[0, i] = True
+
+
+@jit
 def post(
-    r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots, noise_a, dbias_a, last_ts, last_root,
-    last_tgt, cs_a, fresh_a, cmem, ckind, cval, cn, cspec, ts, in_idx, bone_in, ri, mr, dummy, order, order_par,
-    pair_joint, pair_child, inner, det, det_pairs, det_w, local_joint, local_parent, root_inner, bone_parent, bones,
-    bone_paths, below_root, cl_p, cl_cj, cl_ci, bias_fixed, QA, QB, o_f,
+    r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots, noise_a, dbias_a, gap_off_a, gap_w_a,
+    gap_anc_a, last_ts, last_root, last_tgt, cs_a, fresh_a, cmem, ckind, cval, cn, cspec, ts, in_idx, bone_in, ri, mr,
+    dummy, order, order_par, pair_joint, pair_child, inner, det, det_pairs, det_w, local_joint, local_parent,
+    root_inner, bone_parent, bones, bone_paths, below_root, cl_p, cl_cj, cl_ci, bias_fixed, gap_rows, gap_prow,
+    gap_kids, QA, QB, o_f,
 ):  # fmt: skip
     """Denoised targets, noise estimate, 6-D -> rotations, refinement, FK and quaternions; updates the
     per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network, MIN_BONE, REAL_FRACTION,
-    COLLINEAR, denoise_reach, bias_time]`` (the middle three :mod:`rtik.solve.refine`'s; ``denoise_reach`` and
-    ``bias_time`` 0 for none). Returns ``(quats (B, J, 4)
-    float32, root_pos (B, 3) float32, positions (B, J, 3) float32, noise (B,))``."""
+    COLLINEAR, denoise_reach, bias_time, gap_hold]`` (the middle three :mod:`rtik.solve.refine`'s;
+    ``denoise_reach``, ``bias_time`` and ``gap_hold`` 0 for none). Returns ``(quats (B, J, 4) float32, root_pos
+    (B, 3) float32, positions (B, J, 3) float32, noise (B,))``."""
     B, Ji, J = P.shape[0], P.shape[1], off.shape[1]
     Nb = dev.shape[1]
     A, V = inner.shape[0], pair_joint.shape[0]
@@ -362,12 +499,15 @@ def post(
     C, KC = cl_p.shape[0], cl_cj.shape[1]
     Fm = np.empty((3, 3))
     tin = np.empty((1, Ji, 3))
+    mh = np.empty((1, Ji), np.bool_)
+    gfc = np.empty((gap_kids.shape[1] + 1, 3))
+    gfr = np.empty(gap_kids.shape[1] + 1)
     pair = np.empty(A, np.int64)
     aim = np.empty(A, np.bool_)
     Ld = np.empty(K1)
     real = np.empty(K1, np.bool_)
     real_d = np.empty((D, K1), np.bool_)
-    min_bone, real_frac, collinear, reach_f, bias_t = o_f[3], o_f[4], o_f[5], o_f[6], o_f[7]
+    min_bone, real_frac, collinear, reach_f, bias_t, gap_t = o_f[3], o_f[4], o_f[5], o_f[6], o_f[7], o_f[8]
     for b in range(B):
         s = slots[b]
         c_, s_, sz = cs[b, 0], cs[b, 1], size[b]
@@ -423,13 +563,20 @@ def post(
                     al *= reach / dist
             for k in range(3):
                 tgt_in[i, k] = P[b, i, k] + al * (den[i, k] - P[b, i, k])
+        # missing joints held through their gap (as rtik.solve.numpath._hold_gaps)
+        for i in range(Ji):
+            mh[0, i] = M_in[b, i]
+        if gap_t > 0.0:
+            decay = 0.0 if fresh[b] else np.exp(-max(ts[b] - last_ts[s], 0.0) / gap_t)
+            _hold_gaps(b, s, tgt_in, M_in, mh, off, c_, s_, sz, gap_off_a, gap_w_a, gap_anc_a, in_idx, ri, gap_rows,
+                       gap_prow, gap_kids, decay, gfc, gfr)  # fmt: skip
         # children the layout lacks, where their joint's frame is observed: the rest offset turned from the
         # rest frame to the observed one (as rtik.solve.numpath._place_virtual)
         if C > 0:
             tin[0] = tgt_in
             for c in range(C):
                 pi = cl_p[c]
-                if not _cluster_frame(tin, M_in[b : b + 1], 0, pi, cmem[s, c], cspec[s, c], cval[s, c], Fm):
+                if not _cluster_frame(tin, mh, 0, pi, cmem[s, c], cspec[s, c], cval[s, c], Fm):
                     continue
                 for k in range(KC):
                     if ckind[s, c, k] != 1 or cn[s, c, k] <= 0.0:

@@ -210,8 +210,11 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
         keep = np.minimum(1.0, reach / np.maximum(dist, 1e-12))
         move = move * (keep if full else np.where(M_in, keep, 1.0))[..., None]
     tgt_in = P + alpha * move
+    M_tgt = M_in  # joints whose target stands (observed, or held through a gap)
+    if o.gap_hold is not None:
+        M_tgt = _hold_gaps(sv, slots, tgt_in, den, M_in, full, Ry, size, off, fresh, ts)
     if sv.C:
-        _place_virtual(sv, slots, tgt_in, M_in, off, W)
+        _place_virtual(sv, slots, tgt_in, M_tgt, off, W)
     tgt = np.zeros((B, sv.J, 3))
     tgt[:, sv.in_idx] = tgt_in
     beta = (o.sigma_network**2 / (v2 + o.sigma_network**2))[:, None] * sv.bone_in  # (B, J)
@@ -233,6 +236,116 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
     sv._cs[slots] = cs
     sv._fresh[slots] = False
     return q, root_pos.astype(np.float32), X.astype(np.float32), noise
+
+
+def _hold_gaps(sv, slots, tgt_in, den, M, full, Ry, size, off, fresh, ts):
+    """Joints missing this frame, in place in ``tgt_in (B, Ji, 3)`` (see ``SolverOptions.gap_hold``).
+
+    Each input joint keeps the offset from its nearest ancestor in the stream's layout that it had when both were
+    last seen, in the body's heading frame and size, and a trust in it that decays as ``exp(-t / gap_hold)`` from
+    then. A missing joint goes to its ancestor's target plus that offset, with the trust as weight and the rest of
+    the weight on the denoiser's position ``den``; a missing root goes where its observed children's held offsets
+    put it. Then a missing joint that was seen before is moved to where its bones fit: at its bone's length from
+    its parent's target and from each observed child (:func:`_fit_spheres`), so that the observed joints below it
+    are reached. Ancestors are done before their descendants (one depth level at a time), so a missing chain holds
+    its shape. On a stream's first frame nothing is held. Returns ``M (B, Ji)`` with the joints held this frame
+    marked too (they place the joints the layout lacks, as observed ones do)."""
+    sz = size[:, None, None]
+    b = np.arange(len(slots))[:, None]
+    anc = sv._gap_anc[slots]  # (B, Ji)
+    has = anc >= 0
+    A = np.maximum(anc, 0)
+    pair = M & M[b, A] & has
+    if full:  # every joint seen: store the offsets for a later gap
+        sv._gap_off[slots] = np.where(has[..., None], ((tgt_in - tgt_in[b, A]) @ Ry) / sz, sv._gap_off[slots])
+        sv._gap_w[slots] = np.where(has, 1.0, sv._gap_w[slots])
+        return M
+    decay = np.where(fresh, 0.0, np.exp(-np.maximum(ts - sv._last_ts[slots], 0.0) / sv.options.gap_hold))
+    goff, w = sv._gap_off[slots], sv._gap_w[slots]
+    w = np.where(pair, 1.0, w * decay[:, None])
+    RyT = np.swapaxes(Ry, 1, 2)
+    blen = np.sqrt(np.einsum("bji,bji->bj", off, off))[:, sv.in_idx]  # (B, Ji) each input joint's bone
+    ri = sv.root_in
+    if not M[:, ri].all():  # the root: where its observed children's held offsets put it, then fitted to them
+        wk = w * M * (anc == ri)  # (B, Ji)
+        at = tgt_in - (goff @ RyT) * sz
+        tot = wk.sum(1)
+        est = (wk[..., None] * at).sum(1) / np.maximum(tot, 1e-12)[:, None]
+        fill = den[:, ri] + wk.max(1)[:, None] * (est - den[:, ri])
+        k = sv.gap_kids[ri]
+        okk = (M[:, k] & (k >= 0))[:, None]
+        fill = _fit_spheres(fill[:, None], tgt_in[:, k][:, None], blen[:, k][:, None], okk)
+        fill = _fit_triad(fill, off[:, sv.in_idx[k]][:, None], tgt_in[:, k][:, None], okk)[:, 0]
+        tgt_in[:, ri] = np.where((M[:, ri] | (tot <= 0))[:, None], tgt_in[:, ri], fill)
+        root_held = tot > 0
+    else:
+        root_held = np.zeros(len(slots), bool)
+    for rows in sv.gap_levels:
+        par = A[:, rows]  # (B, n)
+        d = ((tgt_in[:, rows] - tgt_in[b, par]) @ Ry) / sz  # world -> heading frame, body size
+        goff[:, rows] = np.where(pair[:, rows, None], d, goff[:, rows])
+        miss = ~M[:, rows] & has[:, rows]
+        if not miss.any():
+            continue
+        held = tgt_in[b, par] + (goff[:, rows] @ RyT) * sz
+        fill = den[:, rows] + w[:, rows, None] * (held - den[:, rows])
+        # fit the bones: the sphere about the parent (where it is the direct one), about each observed child
+        kid = sv.gap_kids[rows]  # (n, K)
+        k = np.maximum(kid, 0)
+        C = np.concatenate([tgt_in[b, par][:, :, None], tgt_in[:, k]], axis=2)  # (B, n, 1 + K, 3)
+        R = np.concatenate([blen[:, rows][..., None], blen[:, k]], axis=2)
+        ok = np.concatenate([(par == sv.gap_parent_row[rows])[..., None], M[:, k] & (kid >= 0)[None]], axis=2)
+        ok &= (miss & (w[:, rows] > 0.0))[..., None]  # a joint never seen is left to the denoiser
+        fill = _fit_spheres(fill, C, R, ok)
+        fill = _fit_triad(fill, off[:, sv.in_idx[k]], tgt_in[:, k], ok[..., 1:])
+        tgt_in[:, rows] = np.where(miss[..., None], fill, tgt_in[:, rows])
+    sv._gap_off[slots], sv._gap_w[slots] = goff, w
+    held = M | (has & (w > 0.0))
+    held[:, ri] |= root_held
+    return held
+
+
+def _fit_triad(x, A, Bw, ok):
+    """Where a joint with three observed children sits: ``A (B, n, 3, 3)`` the children's offsets in the joint's
+    frame, ``Bw (B, n, 3, 3)`` their targets, ``ok (B, n, 3)`` observed. The frame through the three points, built
+    alike from both, gives the joint's rotation and so its place (exact on a rigid body: better posed than the
+    distances, since a root sits almost in the plane of its children); where a child is missing or the three are
+    in a line, ``x (B, n, 3)`` stays."""
+    if A.shape[2] < 3:
+        return x
+
+    def frame(P):
+        e1 = P[..., 1, :] - P[..., 0, :]
+        e3 = np.cross(e1, P[..., 2, :] - P[..., 0, :])
+        n1, n3 = np.linalg.norm(e1, axis=-1), np.linalg.norm(e3, axis=-1)
+        e1, e3 = e1 / np.maximum(n1, 1e-12)[..., None], e3 / np.maximum(n3, 1e-12)[..., None]
+        return np.stack([e1, np.cross(e3, e1), e3], axis=-1), n3 > 1e-3 * np.maximum(n1, 1e-12) ** 2
+
+    Fa, good_a = frame(A[..., :3, :])
+    Fb, good_b = frame(Bw[..., :3, :])
+    Rm = Fb @ np.swapaxes(Fa, -1, -2)  # joint frame -> world
+    y = Bw[..., :3, :].mean(-2) - (Rm @ A[..., :3, :].mean(-2)[..., None])[..., 0]
+    use = ok[..., :3].all(-1) & good_a & good_b
+    return np.where(use[..., None], y, x)
+
+
+#: sweeps of :func:`_fit_spheres`
+FIT_SWEEPS = 16
+
+
+def _fit_spheres(x, C, R, ok):
+    """Move points ``x (B, n, 3)`` to where they lie at distance ``R (B, n, K)`` from centres ``C (B, n, K, 3)``
+    (those with ``ok (B, n, K)``): alternating projections onto the spheres, :data:`FIT_SWEEPS` sweeps from
+    ``x``, which settle on the intersection point near ``x`` (the circle's point nearest it for two spheres; the
+    sphere's for one); points with no sphere stay."""
+    x = x.copy()
+    for _ in range(FIT_SWEEPS):
+        for k in range(C.shape[2]):
+            v = x - C[:, :, k]
+            n = np.sqrt(np.einsum("bni,bni->bn", v, v))
+            y = C[:, :, k] + (R[:, :, k] / np.maximum(n, 1e-12))[..., None] * v
+            x = np.where((ok[:, :, k] & (n > 1e-12))[..., None], y, x)
+    return x
 
 
 def frame(u, a):

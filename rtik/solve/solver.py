@@ -65,6 +65,12 @@ class SolverOptions:
         leaf_prior: how far each leaf's (head, hands, toes: no child bone) local rotation is turned from the
             network's towards the pack's mean pose, 0..1 (normalised linear blend); None: the pack's own
             :attr:`~rtik.models.modelpack.ModelPack.leaf_prior`.
+        gap_hold: time constant (s) of a missing joint's trust in the offset from its nearest ancestor in the
+            stream's layout that it had when both were last seen (in the body's heading frame): a joint that drops
+            out of the input (an occluded marker) holds that offset, weight ``exp(-t / gap_hold)`` after ``t``
+            seconds, the rest going to the denoiser's guess, and is then fitted to its bones so that the observed
+            joints below it are reached (:func:`rtik.solve.numpath._hold_gaps`); None: missing joints take the
+            denoiser's guess at once.
     """
 
     gap_s: float = 0.5
@@ -81,6 +87,7 @@ class SolverOptions:
     kernels: str = "auto"
     smooth: SmoothConfig | None = SmoothConfig()
     leaf_prior: float | None = None
+    gap_hold: float | None = 1.0
 
 
 class SolveResult(NamedTuple):
@@ -172,7 +179,22 @@ class Solver:
         determined = {int(j) for j in self.tables.inner[self.tables.det]}
         # input joints whose denoised position keeps its offset (SolverOptions.bias_time)
         self.bias_fixed = np.array([int(skel.parents[j]) in determined for j in self.in_idx], dtype=bool)
-        for what in ("bias_time", "denoise_reach"):
+        # gap holding (SolverOptions.gap_hold): input joints by depth (ancestors first), each one's direct parent
+        # and direct children among the input joints; each stream's nearest ancestor the layout has (open_stream)
+        self._pos_of = pos_of
+        self.gap_parent_row = self._gap_ancestors(np.ones(self.Ji, bool), direct=True)
+        anc = self._gap_ancestors(np.ones(self.Ji, bool))
+        depth = np.zeros(self.Ji, np.int64)
+        for i in np.argsort(self.in_idx, kind="stable"):  # skeleton order: ancestors first
+            depth[i] = depth[anc[i]] + 1 if anc[i] >= 0 else 0
+        held = np.flatnonzero(anc >= 0)
+        self.gap_rows = held[np.argsort(depth[held], kind="stable")]
+        self.gap_levels = [self.gap_rows[depth[self.gap_rows] == d] for d in range(1, int(depth.max(initial=0)) + 1)]
+        kids = [np.flatnonzero(self.gap_parent_row == i) for i in range(self.Ji)]
+        self.gap_kids = np.full((self.Ji, max(1, max(len(k) for k in kids))), -1, np.int64)
+        for i, k in enumerate(kids):
+            self.gap_kids[i, : len(k)] = k
+        for what in ("bias_time", "denoise_reach", "gap_hold"):
             v = getattr(self.options, what)
             if v is not None and not v > 0:
                 raise InputError(f"{what} must be positive or None, got {v}")
@@ -192,6 +214,19 @@ class Solver:
         self._kern = compiled.load(self, self.options.kernels)  # rtik.solve.kernels, or None: the numpy path
         self._sm_cfg = None if self.options.smooth is None else config_array(self.options.smooth)
         self._any_approx = False  # some stream's layout has approximate joints (skips a per-tick check otherwise)
+
+    def _gap_ancestors(self, have: np.ndarray, direct: bool = False) -> np.ndarray:
+        """Each input joint's nearest ancestor among the input joints ``have`` marks (its input row, -1 for
+        none); ``direct``: the skeleton parent only (-1 where it is not an input joint)."""
+        parents = self.skeleton.parents
+        anc = np.full(self.Ji, -1, np.int64)
+        for i, j in enumerate(self.in_idx):
+            a = int(parents[j])
+            while a >= 0 and not (a in self._pos_of and have[self._pos_of[a]]) and not direct:
+                a = int(parents[a])
+            if a >= 0 and a in self._pos_of and have[self._pos_of[a]]:
+                anc[i] = self._pos_of[a]
+        return anc
 
     def _clusters(self, skel: Skeleton, pos_of: dict) -> None:
         """Tables of the multi-child joints whose rest offsets are calibrated (see :mod:`rtik.solve.numpath`):
@@ -261,8 +296,8 @@ class Solver:
 
     def _slot_arrays_post(self):
         return (
-            self._noise, self._dbias, self._last_ts, self._last_root, self._last_tgt, self._cs, self._fresh,
-            self._cmem, self._ckind, self._cval, self._cn, self._cspec,
+            self._noise, self._dbias, self._gap_off, self._gap_w, self._gap_anc, self._last_ts, self._last_root,
+            self._last_tgt, self._cs, self._fresh, self._cmem, self._ckind, self._cval, self._cn, self._cspec,
         )  # fmt: skip
 
     @classmethod
@@ -289,6 +324,8 @@ class Solver:
             "p_mmask": ((self.Km,), bool, False), "sm_q": ((MAX_STAGES, J, 4), np.float64, 0.0),
             "sm_dq": ((J, 4), np.float64, 0.0), "sm_r": ((MAX_STAGES, 3), np.float64, 0.0),
             "sm_dr": ((3,), np.float64, 0.0), "approx": ((Ji,), bool, False), "dbias": ((Ji, 3), np.float64, 0.0),
+            "gap_off": ((Ji, 3), np.float64, 0.0), "gap_w": ((Ji,), np.float64, 0.0),
+            "gap_anc": ((Ji,), np.int64, -1),
         }  # fmt: skip
         for name, (shape, dtype, fill) in spec.items():
             a = np.full((cap, *shape), fill, dtype=dtype)
@@ -343,6 +380,8 @@ class Solver:
             # the targets, the noise estimate and the calibration do not (the root stays: it anchors the frame)
             self._approx[slot] = [j in lay.notes and j != self.pack.norm.root for j in self.pack.input_joints]
             self._any_approx = self._any_approx or bool(self._approx[slot].any())
+            # a missing joint holds its offset from the nearest ancestor the layout has exactly
+            self._gap_anc[slot] = self._gap_ancestors(provided & ~self._approx[slot])
         return self._streams[name]
 
     #: the counters of :class:`StreamInfo` that :meth:`export_stream` carries
