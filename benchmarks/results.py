@@ -10,7 +10,9 @@ Files in the runs folder (default runs/eval), one per split and kind:
     python benchmarks/results.py --run --data ... --model runs/fold-run/pack --split content:run,wave-left-hand
     python benchmarks/results.py --run-corpus                      # the corpus section (benchmarks/results_corpus.py)
 
-A model row appears only where a model JSON exists; everything else says that it awaits a model.
+A model row appears only where a model JSON exists; everything else says that it awaits a model. It will not
+overwrite a page that is not its own output (docs/results.md opens with sections written by hand from named JSON
+files): give another --out, or --force.
 """
 
 from __future__ import annotations
@@ -296,7 +298,13 @@ def render(runs: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def main() -> int:
+def generated(text: str) -> bool:
+    """Whether ``text`` is what :func:`render` writes: it starts with the intro's first paragraph."""
+    intro = Path(__file__).with_name("results_intro.md").read_text().strip().split("\n\n")[:2]
+    return text.strip().startswith("\n\n".join(intro))
+
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "eval"), help="folder of eval JSON files")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results.md"), help="markdown file to write")
@@ -308,7 +316,14 @@ def main() -> int:
     ap.add_argument(
         "--run-corpus", action="store_true", help="run the missing corpus evaluations first (--model: the pack)"
     )
-    args = ap.parse_args()
+    ap.add_argument("--force", action="store_true", help="overwrite --out even where it holds hand-written sections")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if out.is_file() and not args.force and not generated(out.read_text()):
+        ap.error(
+            f"{out} is not this script's output (it holds sections written by hand from named JSON files) and would "
+            "lose them: write elsewhere with --out FILE, or pass --force"
+        )
     runs = Path(args.runs)
     if args.note_model:
         for split in args.split or []:
@@ -321,8 +336,8 @@ def main() -> int:
         runs.mkdir(parents=True, exist_ok=True)
         for split in args.split or splits():
             run_eval(split, args.data, runs, args.model)
-    Path(args.out).write_text(render(runs))
-    print(f"wrote {args.out}", file=sys.stderr)
+    out.write_text(render(runs))
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
