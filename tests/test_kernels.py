@@ -23,7 +23,7 @@ def clip():
 
 def _script(X, fps):
     """Five streams through every branch (leaves half-way to the mean pose): clean, masked joints, noise, a
-    teleport, a missing root, a gap, a locked calibration, a stream absent from some ticks (batches of changing
+    teleport, spikes, a missing root, a gap, a locked calibration, a stream absent from some ticks (batches of changing
     size) and centimetre units."""
     rng = np.random.default_rng(7)
     F, Ji = X.shape[:2]
@@ -40,6 +40,9 @@ def _script(X, fps):
                 m[0] = f % 4 != 0  # the root is missing now and then
             if i == 2 and f == 20:
                 P = P + 5.0  # teleport
+            if i == 0 and f in (38, 39, 43):
+                P = P.copy()
+                P[7 + f % 2] += 0.15  # a spike: one joint 15 cm off, for one frame or two
             ts = f / fps + (1.0 if i == 4 and f > 30 else 0.0)  # a gap
             scale = 100.0 if i == 3 else 1.0
             frames[f"s{i}"] = (P * scale, ts, m)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rtik.solve.numpath import FIT_SWEEPS
+from rtik.solve.numpath import FIT_SWEEPS, SPIKE_NOISE
 
 jit = njit(cache=True, nogil=False, fastmath=False, error_model="numpy")
 
@@ -464,13 +464,14 @@ def post(
     gap_anc_a, last_ts, last_root, last_tgt, cs_a, fresh_a, cmem, ckind, cval, cn, cspec, ts, in_idx, bone_in, ri, mr,
     dummy, order, order_par, pair_joint, pair_child, inner, det, det_pairs, det_w, local_joint, local_parent,
     root_inner, bone_parent, bones, bone_paths, below_root, cl_p, cl_cj, cl_ci, bias_fixed, gap_rows, gap_prow,
-    gap_kids, QA, QB, o_f,
+    gap_kids, b_ci, b_pi, QA, QB, o_f,
 ):  # fmt: skip
     """Denoised targets, noise estimate, 6-D -> rotations, refinement, FK and quaternions; updates the
     per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network, MIN_BONE, REAL_FRACTION,
-    COLLINEAR, denoise_reach, bias_time, gap_hold]`` (the middle three :mod:`rtik.solve.refine`'s;
-    ``denoise_reach``, ``bias_time`` and ``gap_hold`` 0 for none). Returns ``(quats (B, J, 4) float32, root_pos
-    (B, 3) float32, positions (B, J, 3) float32, noise (B,))``."""
+    COLLINEAR, denoise_reach, bias_time, gap_hold, spike]`` (the middle three :mod:`rtik.solve.refine`'s;
+    ``denoise_reach``, ``bias_time``, ``gap_hold`` and ``spike`` 0 for none). Spikes are cleared from ``M_in`` in
+    place. Returns ``(quats (B, J, 4) float32, root_pos (B, 3) float32, positions (B, J, 3) float32, noise
+    (B,))``."""
     B, Ji, J = P.shape[0], P.shape[1], off.shape[1]
     Nb = dev.shape[1]
     A, V = inner.shape[0], pair_joint.shape[0]
@@ -508,10 +509,35 @@ def post(
     real = np.empty(K1, np.bool_)
     real_d = np.empty((D, K1), np.bool_)
     min_bone, real_frac, collinear, reach_f, bias_t, gap_t = o_f[3], o_f[4], o_f[5], o_f[6], o_f[7], o_f[8]
+    spike_t = o_f[9]
+    cnt_n = np.empty(Ji, np.int64)
+    cnt_k = np.empty(Ji, np.int64)
+    lone = np.empty(Ji, np.int64)
+    sp1 = np.empty(Ji, np.bool_)
     for b in range(B):
         s = slots[b]
         c_, s_, sz = cs[b, 0], cs[b, 1], size[b]
         Ry[0, 0], Ry[0, 2], Ry[1, 1], Ry[2, 0], Ry[2, 2] = c_, s_, 1.0, -s_, c_
+        if spike_t > 0.0 and not fresh[b]:  # spikes: missing from here on (as rtik.solve.numpath._spikes)
+            thr = spike_t + SPIKE_NOISE * noise_a[s]
+            for i in range(Ji):
+                cnt_n[i], cnt_k[i], lone[i] = 0, 0, 0
+            for k in range(Nb):
+                if seen[b, k] and not np.isnan(dev[b, k]):
+                    cnt_n[b_ci[k]] += 1
+                    cnt_n[b_pi[k]] += 1
+                    if dev[b, k] > thr:
+                        cnt_k[b_ci[k]] += 1
+                        cnt_k[b_pi[k]] += 1
+            for i in range(Ji):
+                sp1[i] = M_in[b, i] and cnt_n[i] >= 2 and cnt_k[i] == cnt_n[i]
+            for k in range(Nb):
+                if seen[b, k] and not np.isnan(dev[b, k]) and dev[b, k] > thr and not (sp1[b_ci[k]] or sp1[b_pi[k]]):
+                    lone[b_ci[k]] += 1
+                    lone[b_pi[k]] += 1
+            for i in range(Ji):
+                if sp1[i] or (M_in[b, i] and cnt_n[i] == 1 and lone[i] == 1):
+                    M_in[b, i] = False
         # the denoiser's lasting offset per joint, taken off its output (as rtik.solve.numpath.post)
         brate = 1.0
         if bias_t > 0.0 and not fresh[b]:

@@ -179,6 +179,11 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
     # ---- denoised positions in the world, input-noise estimate, targets
     den = (clean @ np.swapaxes(Ry, 1, 2)) * size[:, None, None] + root[:, None]
     e = P - den
+    if o.spike is not None:
+        spike = _spikes(sv, slots, M_in, dev, seen, fresh)
+        if spike.any():
+            M_in = M_in & ~spike
+            full = False
     if o.bias_time is not None:
         # the denoiser's lasting offset per joint (heading frame, body size), taken off the targets below: on a
         # body or motion it was not trained on it keeps some joints where the input never is
@@ -236,6 +241,26 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
     sv._cs[slots] = cs
     sv._fresh[slots] = False
     return q, root_pos.astype(np.float32), X.astype(np.float32), noise
+
+
+#: an observed joint is a spike where its bones' lengths are off by ``SolverOptions.spike`` plus this many times
+#: the stream's noise estimate
+SPIKE_NOISE = 4.0
+
+
+def _spikes(sv, slots, M, dev, seen, fresh):
+    """Observed joints that are spikes this frame ``(B, Ji)``: every measured bone at a joint with two or more is
+    off its calibrated length (a displaced joint lengthens or shortens them all; a moving body keeps them), or the
+    one bone at a joint with one is, while its other end is no spike (then that end moved, not this one)."""
+    thr = sv.options.spike + SPIKE_NOISE * sv._noise[slots]
+    sb = seen & ~np.isnan(dev)
+    big = sb & (dev > thr[:, None])
+    T = sv.b_touch  # (Nb, Ji)
+    n, k = sb.astype(np.float64) @ T, big.astype(np.float64) @ T
+    first = M & (n >= 2) & (k == n) & ~fresh[:, None]
+    other = first[:, sv.b_child] | first[:, sv.b_parent]  # (B, Nb) a bone with a spiked end
+    lone = (big & ~other).astype(np.float64) @ T
+    return first | (M & (n == 1) & (lone == 1) & ~fresh[:, None])
 
 
 def _hold_gaps(sv, slots, tgt_in, den, M, full, Ry, size, off, fresh, ts):

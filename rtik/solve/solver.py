@@ -71,6 +71,10 @@ class SolverOptions:
             seconds, the rest going to the denoiser's guess, and is then fitted to its bones so that the observed
             joints below it are reached (:func:`rtik.solve.numpath._hold_gaps`); None: missing joints take the
             denoiser's guess at once.
+        spike: how far (m) every measured bone at an observed joint may be off its calibrated length, on top of
+            4 x the stream's noise estimate, before the joint counts as a spike (a swapped or ghost marker, an
+            estimator's wild point) and is taken as missing this frame, held as ``gap_hold`` holds it. A body
+            that moves keeps its bone lengths; a displaced joint changes all of its own. None: no check.
     """
 
     gap_s: float = 0.5
@@ -88,6 +92,7 @@ class SolverOptions:
     smooth: SmoothConfig | None = SmoothConfig()
     leaf_prior: float | None = None
     gap_hold: float | None = 1.0
+    spike: float | None = 0.02
 
 
 class SolveResult(NamedTuple):
@@ -169,6 +174,9 @@ class Solver:
         self.b_rest = rest[self.b_joint]
         self.b_dir = self.rest_dir[self.b_joint]
         self.b_size = np.isin(self.b_joint, self.size_idx).astype(np.float64)
+        self.b_touch = np.zeros((len(self.b_joint), self.Ji))  # bone -> its two input joints
+        self.b_touch[np.arange(len(self.b_joint)), self.b_child] = 1.0
+        self.b_touch[np.arange(len(self.b_joint)), self.b_parent] = 1.0
         if self.b_size.sum() != len(self.size_idx):
             raise InputError("the model's body-size joints must end bones between input joints")
         is_in = np.zeros(self.J, bool)
@@ -194,7 +202,7 @@ class Solver:
         self.gap_kids = np.full((self.Ji, max(1, max(len(k) for k in kids))), -1, np.int64)
         for i, k in enumerate(kids):
             self.gap_kids[i, : len(k)] = k
-        for what in ("bias_time", "denoise_reach", "gap_hold"):
+        for what in ("bias_time", "denoise_reach", "gap_hold", "spike"):
             v = getattr(self.options, what)
             if v is not None and not v > 0:
                 raise InputError(f"{what} must be positive or None, got {v}")
