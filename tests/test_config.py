@@ -149,3 +149,12 @@ def test_model_smooth_switches_the_solvers_output_smoothing(tmp_path):
         (tmp_path / "bad.toml").write_text(f"[model]\nsmooth_stages = {bad}\n")
         with pytest.raises(ConfigError, match=r"\[model\] smooth_stages must be in 1..3"):
             config.load(tmp_path / "bad.toml")
+    opts = solver_options(on.model)
+    assert (opts.gap_hold, opts.spike) == (1.0, 0.02)
+    (tmp_path / "off2.toml").write_text("[model]\ngap_hold = 0\nspike = 0\n")
+    opts = solver_options(config.load(tmp_path / "off2.toml").model)
+    assert opts.gap_hold is None and opts.spike is None
+    for key in ("gap_hold", "spike"):
+        (tmp_path / "bad.toml").write_text(f"[model]\n{key} = -1.0\n")
+        with pytest.raises(ConfigError, match=rf"\[model\] {key} must be a finite number >= 0"):
+            config.load(tmp_path / "bad.toml")

@@ -36,6 +36,8 @@ class ModelConfig:
     kernels: str = "auto"  # solver pre/post-processing: auto, numba, numpy (rtik.solve.solver.SolverOptions)
     smooth: bool = True  # noise-gated smoothing of the output (rtik.solve.smooth): clean input passes untouched
     smooth_stages: int = 2  # its low-pass stages in series, 1..3: more = less jitter under noise, a little more lag
+    gap_hold: float = 1.0  # s: a joint that drops out holds its offset from the joint above it (0 = off)
+    spike: float = 0.02  # m: a joint whose bones all change length by more is a spike, held as missing (0 = off)
 
 
 def solver_options(model: ModelConfig):
@@ -43,7 +45,9 @@ def solver_options(model: ModelConfig):
     from rtik.solve.solver import SmoothConfig, SolverOptions
 
     smooth = SmoothConfig(stages=model.smooth_stages) if model.smooth else None
-    return SolverOptions(kernels=model.kernels, smooth=smooth)
+    return SolverOptions(
+        kernels=model.kernels, smooth=smooth, gap_hold=model.gap_hold or None, spike=model.spike or None
+    )
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,10 @@ def validate(cfg: Config) -> None:
     _choice("model", "kernels", cfg.model.kernels, KERNELS)
     if not 1 <= cfg.model.smooth_stages <= MAX_STAGES:
         raise ConfigError(f"[model] smooth_stages must be in 1..{MAX_STAGES}, got {cfg.model.smooth_stages}")
+    for key in ("gap_hold", "spike"):
+        v = getattr(cfg.model, key)
+        if not (v >= 0 and v < float("inf")):
+            raise ConfigError(f"[model] {key} must be a finite number >= 0 (0 = off), got {v}")
     _choice("recording", "units", cfg.recording.units, RECORD_UNITS)
     _choice("log", "level", cfg.log.level, LOG_LEVELS)
     _choice("log", "format", cfg.log.format, LOG_FORMATS)
