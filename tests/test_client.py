@@ -135,6 +135,20 @@ def test_control(ctx):
         t.join()
 
 
+def test_control_with_nowhere_to_send_fails_in_time(ctx):
+    """A DEALER with no connection to queue on (a daemon that refused this client's key drops it) would block a
+    plain send forever; a request waits for room as long as for a reply, then fails, and the next one can too."""
+    with Control(endpoint(), timeout=0.3) as ctl:
+        ctl._sock.close(0)
+        ctl._sock = ctx.socket(zmq.DEALER)
+        ctl._sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on completed connections: there are none
+        ctl._sock.connect(endpoint())
+        t = time.monotonic()
+        with pytest.raises(ControlError, match="no reply from .* within 0.3 s"):
+            ctl.status()
+        assert time.monotonic() - t < 3.0
+
+
 def test_wait_for_daemon_times_out():
     with pytest.raises(TransportError, match="no rtik daemon answered"):
         wait_for_daemon(endpoint(), timeout=0.3)

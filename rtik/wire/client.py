@@ -162,12 +162,23 @@ class Control(_Closing):
 
     def request(self, cmd: str, **args):
         """Send ``cmd`` with ``args``; the ``result`` of the reply."""
-        self._sock.send_multipart([b"", protocol.encode_command(cmd, **args)])
-        if not self._sock.poll(int(self.timeout * 1000)):
+        ms = int(self.timeout * 1000)
+        # a DEALER whose peer went away (a refused key: the handshake failed) has nowhere to queue a message and a
+        # plain send would wait forever: wait for room as long as for the reply
+        sent = bool(self._sock.poll(ms, zmq.POLLOUT))
+        if sent:
+            try:
+                self._sock.send_multipart([b"", protocol.encode_command(cmd, **args)], flags=zmq.NOBLOCK)
+            except zmq.Again:
+                sent = False
+        if not sent or not self._sock.poll(ms):
             # a DEALER that missed a reply would read it as the next answer: start over with a fresh socket
             self._sock.close(0)
             self._sock = connect(self._ctx, zmq.DEALER, self.endpoint, options=self._opts)
-            raise ControlError(f"no reply from {self.endpoint} within {self.timeout:g} s (is `rtik serve` running?)")
+            raise ControlError(
+                f"no reply from {self.endpoint} within {self.timeout:g} s (is `rtik serve` running, and does it "
+                "accept this client's key?)"
+            )
         reply = protocol.decode_reply(self._sock.recv_multipart()[-1])
         if not reply["ok"]:
             raise ControlError(f"{cmd}: {reply.get('error', 'failed')}")
