@@ -54,6 +54,33 @@ def test_npz_with_mask_and_units(pack, sample_clips, tmp_path):
     assert err[mask].max() < 1.0  # mm, observed joints
 
 
+def test_npz_rows_that_hold_another_rows_pose_take_its_output(pack, sample_clips, tmp_path):
+    """A landmarks file's ``frames``/``source`` (``rtik video``: frames with no person repeat the last seen one):
+    those rows come out as the row they repeat, exactly; the others are solved as they are."""
+    from rtik.formats.points import read_input
+
+    m = bvh.read(sample_clips[0])
+    P = m.positions()[:30, 1:] / 100.0
+    frames, source = np.arange(30), np.arange(30)
+    source[12:18] = 11  # held from frame 11
+    source[0:2] = 2  # a clip that opens with no person: held from its first one
+    P = P[source]
+    f = tmp_path / "held.npz"
+    np.savez(f, positions=P, joints=np.array(m.skeleton.names[1:]), fps=30.0, frames=frames, source=source)
+    rep = read_input(f).repeats
+    assert rep.tolist() == [2, 2] + [-1] * 10 + [11] * 6 + [-1] * 12
+    dst = tmp_path / "held.bvh"
+    assert main(["solve", str(f), "-o", str(dst), "--model", str(pack.path)]) == 0
+    out = bvh.read(dst).positions()
+    np.testing.assert_allclose(out[12:18], out[[11] * 6], atol=1e-6)
+    np.testing.assert_allclose(out[0:2], out[[2, 2]], atol=1e-6)
+    assert np.abs(out[19] - out[11]).max() > 1e-3  # the rest moves on
+    # a repeat of a repeat resolves to the row with a pose of its own; rows outside the file are solved as they are
+    np.savez(f, positions=P[:4], joints=np.array(m.skeleton.names[1:]), fps=30.0, frames=np.array([0, 1, 2, 5]),
+             source=np.array([1, 2, 2, 9]))  # fmt: skip
+    assert read_input(f).repeats.tolist() == [2, 2, -1, -1]
+
+
 def test_npz_with_complex_positions_is_refused(pack, sample_clips, tmp_path, capsys):
     m = bvh.read(sample_clips[0])
     f = tmp_path / "clip.npz"

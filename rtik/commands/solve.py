@@ -19,6 +19,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from rtik.commands.options import add_ray_options
 from rtik.errors import InputError, RtikError
 from rtik.formats import bvh
@@ -56,6 +58,10 @@ def solve_file(solver, src: Path, dst: Path, layout="auto", units=None, fps=None
         ]
         skel = Skeleton(skel.names, skel.parents, skel.offsets, chans, skel.end_sites)
     q, root = out["local_quats"], out["root_pos"] * scale
+    if clip.repeats is not None and (clip.repeats >= 0).any():  # rows holding another row's pose take its output
+        held = np.flatnonzero(clip.repeats >= 0)
+        q, root = q.copy(), root.copy()
+        q[held], root[held] = q[clip.repeats[held]], root[clip.repeats[held]]
     if rig is not None:
         skel, q, root = _in_rig(rig, src, skel, q, root)
     motion = bvh.from_pose(skel, q, 1.0 / clip.fps, root, source=str(src))

@@ -31,7 +31,9 @@ SUFFIXES = (".bvh", ".npz", ".csv")
 @dataclass(frozen=True)
 class Clip:
     """Positions read from a file. ``positions (F, J, 3)`` in ``units``; ``mask (F, J)`` bool or None;
-    ``skeleton``: the BVH's skeleton (None for points files), from which a rig mapping can be made."""
+    ``skeleton``: the BVH's skeleton (None for points files), from which a rig mapping can be made; ``repeats``
+    ``(F,)`` int or None: for a row that repeats another row's pose (a video frame with no person, held), the index
+    of that row, else -1 (its output is that row's output)."""
 
     positions: np.ndarray
     joints: tuple[str, ...]
@@ -39,6 +41,7 @@ class Clip:
     units: str
     mask: np.ndarray | None = None
     skeleton: object = None
+    repeats: np.ndarray | None = None
 
 
 def _units(value, path: Path, guess: str | None) -> str:
@@ -128,7 +131,30 @@ def _read_npz(path: Path, units=None, fps=None) -> Clip:
     if mask is not None and mask.shape != P.shape[:2]:
         raise InputError(f"{path}: mask has shape {mask.shape}, expected {P.shape[:2]}")
     u = units or (str(data["units"]) if "units" in data else "m")
-    return Clip(P, joints, float(rate), _units(u, path, None), mask)
+    return Clip(P, joints, float(rate), _units(u, path, None), mask, repeats=_repeats(data, len(P), path))
+
+
+def _repeats(data, F: int, path: Path) -> np.ndarray | None:
+    """``Clip.repeats`` from a landmarks file's ``frames`` (each row's video frame) and ``source`` (the video frame
+    whose landmarks it holds), where it has them (``rtik video --landmarks``)."""
+    if "frames" not in data or "source" not in data:
+        return None
+    frames, source = data["frames"].astype(np.int64), data["source"].astype(np.int64)
+    if frames.shape != (F,) or source.shape != (F,):
+        raise InputError(f"{path}: frames and source must have one entry per row ({F}), got {frames.shape}, "
+                         f"{source.shape}")  # fmt: skip
+    row = {int(f): r for r, f in enumerate(frames)}
+    rep = np.full(F, -1, np.int64)
+    for r in np.flatnonzero(frames != source):
+        rep[r] = row.get(int(source[r]), -1)  # a source left out of the rows: solved as it is
+    for r in np.flatnonzero(rep >= 0):  # a repeat of a repeat: of the row that has its own pose
+        seen = {r}
+        while rep[r] >= 0 and rep[rep[r]] >= 0 and rep[r] not in seen:
+            seen.add(int(rep[r]))
+            rep[r] = rep[rep[r]]
+        if rep[r] in seen:  # a cycle: no row of its own to repeat
+            rep[r] = -1
+    return rep
 
 
 def read_csv(path: Path, units=None, fps=None) -> Clip:
