@@ -381,6 +381,25 @@ def _fit_triad(x, b, row, kids, M_in, tgt_in, off, in_idx, Pa, Pb, Fa, Fb):
 
 
 @jit
+def _place(x, b, row, parent, kids, M_in, tgt_in, off, in_idx, fc, fr, Pa, Pb, Fa, Fb):
+    """Fit the held place ``x (3,)`` of input joint ``row`` to its bones (the spheres about its ``parent``'s target,
+    -1 for none, and its observed children's; then the frame through three children) and write it to ``tgt_in``."""
+    n = 0
+    for q in range(-1, kids.shape[1]):
+        c = parent if q < 0 else kids[row, q]
+        if c < 0 or (q >= 0 and not M_in[b, c]):
+            continue
+        j = in_idx[row] if q < 0 else in_idx[c]  # the bone between them: the child's offset
+        fc[n, 0], fc[n, 1], fc[n, 2] = tgt_in[c, 0], tgt_in[c, 1], tgt_in[c, 2]
+        fr[n] = np.sqrt(off[b, j, 0] ** 2 + off[b, j, 1] ** 2 + off[b, j, 2] ** 2)
+        n += 1
+    _fit_spheres(x, fc, fr, n, FIT_SWEEPS)
+    _fit_triad(x, b, row, kids, M_in, tgt_in, off, in_idx, Pa, Pb, Fa, Fb)
+    for k in range(3):
+        tgt_in[row, k] = x[k]
+
+
+@jit
 def _hold_gaps(b, s, tgt_in, M_in, mh, off, c_, s_, sz, goff, gw, anc, in_idx, ri, rows, prow, kids, decay, fc, fr):
     """:func:`rtik.solve.numpath._hold_gaps` for stream ``b`` (slot ``s``): ``tgt_in (Ji, 3)`` and the held mask
     ``mh (1, Ji)`` in place; ``fc``, ``fr`` scratch for the spheres."""
@@ -406,18 +425,7 @@ def _hold_gaps(b, s, tgt_in, M_in, mh, off, c_, s_, sz, goff, gw, anc, in_idx, r
             for k in range(3):
                 e = (ex, ey, ez)[k] / tot
                 x[k] = tgt_in[ri, k] + wmax * (e - tgt_in[ri, k])
-            n = 0
-            for q in range(kids.shape[1]):
-                c = kids[ri, q]
-                if c >= 0 and M_in[b, c]:
-                    j = in_idx[c]
-                    fc[n, 0], fc[n, 1], fc[n, 2] = tgt_in[c, 0], tgt_in[c, 1], tgt_in[c, 2]
-                    fr[n] = np.sqrt(off[b, j, 0] ** 2 + off[b, j, 1] ** 2 + off[b, j, 2] ** 2)
-                    n += 1
-            _fit_spheres(x, fc, fr, n, FIT_SWEEPS)
-            _fit_triad(x, b, ri, kids, M_in, tgt_in, off, in_idx, Pa, Pb, Fa, Fb)
-            for k in range(3):
-                tgt_in[ri, k] = x[k]
+            _place(x, b, ri, -1, kids, M_in, tgt_in, off, in_idx, fc, fr, Pa, Pb, Fa, Fb)
             mh[0, ri] = True
     for r in range(rows.shape[0]):  # ancestors first
         i = rows[r]
@@ -438,23 +446,7 @@ def _hold_gaps(b, s, tgt_in, M_in, mh, off, c_, s_, sz, goff, gw, anc, in_idx, r
         x[0] = tgt_in[i, 0] + w * (tgt_in[a, 0] + (c_ * ox + s_ * oz) * sz - tgt_in[i, 0])
         x[1] = tgt_in[i, 1] + w * (tgt_in[a, 1] + oy * sz - tgt_in[i, 1])
         x[2] = tgt_in[i, 2] + w * (tgt_in[a, 2] + (-s_ * ox + c_ * oz) * sz - tgt_in[i, 2])
-        n = 0
-        if a == prow[i]:
-            j = in_idx[i]
-            fc[n, 0], fc[n, 1], fc[n, 2] = tgt_in[a, 0], tgt_in[a, 1], tgt_in[a, 2]
-            fr[n] = np.sqrt(off[b, j, 0] ** 2 + off[b, j, 1] ** 2 + off[b, j, 2] ** 2)
-            n += 1
-        for q in range(kids.shape[1]):
-            c = kids[i, q]
-            if c >= 0 and M_in[b, c]:
-                j = in_idx[c]
-                fc[n, 0], fc[n, 1], fc[n, 2] = tgt_in[c, 0], tgt_in[c, 1], tgt_in[c, 2]
-                fr[n] = np.sqrt(off[b, j, 0] ** 2 + off[b, j, 1] ** 2 + off[b, j, 2] ** 2)
-                n += 1
-        _fit_spheres(x, fc, fr, n, FIT_SWEEPS)
-        _fit_triad(x, b, i, kids, M_in, tgt_in, off, in_idx, Pa, Pb, Fa, Fb)
-        for k in range(3):
-            tgt_in[i, k] = x[k]
+        _place(x, b, i, a if a == prow[i] else -1, kids, M_in, tgt_in, off, in_idx, fc, fr, Pa, Pb, Fa, Fb)
         mh[0, i] = True
 
 
