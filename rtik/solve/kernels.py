@@ -338,21 +338,14 @@ def _fit_spheres(x, C, R, n, sweeps):
 
 @jit
 def _triad_frame(P, F):
-    """The frame through three points ``P (3, 3)`` (rows) into ``F`` (columns e1, e2, e3), as
+    """The frame through three points ``P (3, 3)`` (rows) into ``F`` (:func:`_frame` of their two edges), as
     :func:`rtik.solve.numpath._fit_triad` builds it; False where they are in a line."""
     ax, ay, az = P[1, 0] - P[0, 0], P[1, 1] - P[0, 1], P[1, 2] - P[0, 2]
     bx, by, bz = P[2, 0] - P[0, 0], P[2, 1] - P[0, 1], P[2, 2] - P[0, 2]
     cx, cy, cz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
-    n1 = np.sqrt(ax * ax + ay * ay + az * az)
-    n3 = np.sqrt(cx * cx + cy * cy + cz * cz)
-    m1 = max(n1, 1e-12)
-    ax, ay, az = ax / m1, ay / m1, az / m1
-    m3 = max(n3, 1e-12)
-    cx, cy, cz = cx / m3, cy / m3, cz / m3
-    F[0, 0], F[1, 0], F[2, 0] = ax, ay, az
-    F[0, 1], F[1, 1], F[2, 1] = cy * az - cz * ay, cz * ax - cx * az, cx * ay - cy * ax
-    F[0, 2], F[1, 2], F[2, 2] = cx, cy, cz
-    return n3 > 1e-3 * m1 * m1
+    _frame(ax, ay, az, bx, by, bz, F)
+    m1 = max(np.sqrt(ax * ax + ay * ay + az * az), 1e-12)
+    return np.sqrt(cx * cx + cy * cy + cz * cz) > 1e-3 * m1 * m1
 
 
 @jit

@@ -339,15 +339,13 @@ def _fit_triad(x, A, Bw, ok):
     if A.shape[2] < 3:
         return x
 
-    def frame(P):
-        e1 = P[..., 1, :] - P[..., 0, :]
-        e3 = np.cross(e1, P[..., 2, :] - P[..., 0, :])
-        n1, n3 = np.linalg.norm(e1, axis=-1), np.linalg.norm(e3, axis=-1)
-        e1, e3 = e1 / np.maximum(n1, 1e-12)[..., None], e3 / np.maximum(n3, 1e-12)[..., None]
-        return np.stack([e1, np.cross(e3, e1), e3], axis=-1), n3 > 1e-3 * np.maximum(n1, 1e-12) ** 2
+    def triad(P):  # the frame through three points (:func:`frame`), and whether they are not in a line
+        u, a = P[..., 1, :] - P[..., 0, :], P[..., 2, :] - P[..., 0, :]
+        n1, n3 = np.linalg.norm(u, axis=-1), np.linalg.norm(np.cross(u, a), axis=-1)
+        return frame(u, a), n3 > 1e-3 * np.maximum(n1, 1e-12) ** 2
 
-    Fa, good_a = frame(A[..., :3, :])
-    Fb, good_b = frame(Bw[..., :3, :])
+    Fa, good_a = triad(A[..., :3, :])
+    Fb, good_b = triad(Bw[..., :3, :])
     Rm = Fb @ np.swapaxes(Fa, -1, -2)  # joint frame -> world
     y = Bw[..., :3, :].mean(-2) - (Rm @ A[..., :3, :].mean(-2)[..., None])[..., 0]
     use = ok[..., :3].all(-1) & good_a & good_b
