@@ -31,6 +31,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -302,12 +303,26 @@ def load_source(source: str, path: Path, cache_dir=None, progress=True, rebuild=
     arrays, report = build_source(source, path, progress)
     npz.parent.mkdir(parents=True, exist_ok=True)
     for old in npz.parent.glob(f"corpus-{source}-*"):
-        old.unlink()
-    tmp = npz.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, npz)
-    rep.write_text(json.dumps(report, indent=1) + "\n")
+        if old not in (npz, rep) and ".tmp" not in old.suffixes:  # another process may be writing its own
+            old.unlink(missing_ok=True)
+    # two processes (two training runs started together) may build the same cache at once: each writes its own
+    # temporary files and moves them into place whole, so a reader never sees a half-written one
+    _write_whole(npz, lambda f: np.savez(f, **arrays))
+    _write_whole(rep, lambda f: f.write((json.dumps(report, indent=1) + "\n").encode()))
     return arrays, report
+
+
+def _write_whole(path: Path, write) -> None:
+    """``write(file)`` into a temporary file of its own beside ``path`` (``NAME.*.tmp``), then move it onto
+    ``path`` in one step."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.", suffix=f".tmp{path.suffix}")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_corpus(sources=None, exclude_source=(), root=None, fps: float = TRAIN_FPS, cache_dir=None,
