@@ -158,6 +158,14 @@ def test_rtik_eval_on_the_corpus_end_to_end(tiny, pack, tmp_path):
         assert allp[m]["noise10"]["mpjpe_mm"] > 5
     s = allp["model"]["noise10"]
     assert all(s[k] is not None and np.isfinite(s[k]) for k in crossrig.KEYS)
+    # per joint: the body's names, one value per joint, whose means over the scored joints are the summary's
+    joints = doc["joints"]
+    assert joints["names"][1] == "Hips" and len(joints["names"]) == 22
+    for m in ("model", "analytic_prior"):
+        pj = joints["parts"]["all"][m]["clean"]
+        rf = np.array([np.nan if v is None else v for v in pj["rot_fit_deg"]])
+        assert len(rf) == 22 and np.isnan(rf[0])  # the static dummy root is never scored
+        assert np.nanmean(rf) == pytest.approx(allp[m]["clean"]["rot_fit_all_deg"], abs=1e-3)
 
 
 def test_rtik_eval_corpus_split_errors(tiny, capsys):

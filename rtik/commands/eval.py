@@ -147,7 +147,12 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the input corruptions and draws (default 0)")
     p.add_argument("--cache", default="cache/eval", help="folder for cached training-set statistics")
     add_ray_options(p, "clips")
-    p.add_argument("--json", default=None, metavar="OUT.json", help="write the summary as JSON")
+    p.add_argument(
+        "--json",
+        default=None,
+        metavar="OUT.json",
+        help="write the summary as JSON (corpus splits: with the per-joint means)",
+    )
     p.add_argument("--png", default=None, metavar="OUT.png", help="plot per-joint errors (needs matplotlib)")
     p.set_defaults(func=run)
 
@@ -255,7 +260,8 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
             "seed": args.seed,
             "clips": [f"{c.source}/{c.name}" for c in clips],
         }
-        Path(args.json).write_text(json.dumps(evalreport.parts_to_json(results, **meta), indent=1) + "\n")
+        doc = evalreport.parts_to_json(results, clips[0].skeleton.names, **meta)
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
         log(f"wrote {args.json}")
     if args.png:
         overall = results.get("all", next(iter(results.values())))

@@ -6,7 +6,8 @@ Results are ``{method: {condition: Errors}}`` (:func:`rtik.eval.evaluation.evalu
 
 Corpus splits (:mod:`rtik.eval.crossrig`) have one more level, the *part* (a source, or ``all``): results
 ``{part: {method: {condition: RigErrors}}}``, JSON ``{"split": ..., "parts": {part: {method: {condition:
-summary}}}, ...}`` with the :data:`rtik.eval.crossrig.KEYS` figures.
+summary}}}, "joints": {"names": [...], "parts": ...}, ...}`` with the :data:`rtik.eval.crossrig.KEYS` figures and
+the per-joint means (:func:`parts_to_json`).
 """
 
 from __future__ import annotations
@@ -92,13 +93,29 @@ def part_table(results: dict) -> str:
     return _rows_table(rows, 3)
 
 
-def parts_to_json(results: dict, **meta) -> dict:
-    """The JSON document of corpus results: ``meta`` fields, then ``"parts"``."""
+def parts_to_json(results: dict, joint_names=None, **meta) -> dict:
+    """The JSON document of corpus results: ``meta`` fields, then ``"parts"``; with ``joint_names`` also
+    ``"joints"``: ``{"names": [...], "parts": {part: {method: {condition: {field: [per joint]}}}}}``, the
+    per-joint means of every :meth:`rtik.eval.crossrig.RigErrors.per_joint` field (``null`` where a joint was
+    never scored)."""
     parts = {
         part: {m: {c: {k: _clean(v) for k, v in e.summary().items()} for c, e in per.items()} for m, per in pm.items()}
         for part, pm in results.items()
     }
-    return {**meta, "parts": parts}
+    doc = {**meta, "parts": parts}
+    if joint_names is not None:
+
+        def joints(e):
+            return {k: [_clean(round(float(x), 4)) for x in v] for k, v in e.per_joint().items()}
+
+        doc["joints"] = {
+            "names": list(joint_names),
+            "parts": {
+                part: {m: {c: joints(e) for c, e in per.items()} for m, per in pm.items()}
+                for part, pm in results.items()
+            },  # fmt: skip
+        }
+    return doc
 
 
 def _clean(v):
