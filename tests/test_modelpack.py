@@ -78,6 +78,27 @@ def test_leaf_prior_is_read_and_checked(pack, copy):
         modelpack.load(copy)
 
 
+def test_hinges_are_read_and_checked(pack, copy):
+    assert pack.hinges == {}  # absent: no hinge limbs
+    meta = json.loads((copy / "model.json").read_text())
+    meta["hinges"] = {"LowerLeg_L": [2.0, 0.0, 0.0], "LowerArm_R": [0, 3, 4]}
+    (copy / "model.json").write_text(json.dumps(meta))
+    h = modelpack.load(copy).hinges
+    np.testing.assert_allclose(h["LowerLeg_L"], [1, 0, 0])
+    np.testing.assert_allclose(h["LowerArm_R"], [0, 0.6, 0.8])  # made unit
+    for bad, msg in (
+        ({"Knee": [1, 0, 0]}, "joint 'Knee' does not exist"),
+        ({"LowerLeg_L": [0, 0, 0]}, "three finite numbers"),
+        ({"LowerLeg_L": [1, 0]}, "three finite numbers"),
+        ({"joint_Root": [1, 0, 0]}, "the root has no parent"),
+        ([1, 0, 0], "must be a mapping"),
+    ):
+        meta["hinges"] = bad
+        (copy / "model.json").write_text(json.dumps(meta))
+        with pytest.raises(ModelError, match=msg):
+            modelpack.load(copy)
+
+
 def test_missing_onnx_file_is_named(copy):
     (copy / "step.onnx").unlink()
     with pytest.raises(ModelError, match="onnx file 'step.onnx' is missing"):

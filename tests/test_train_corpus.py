@@ -154,6 +154,10 @@ def test_fit_trains_on_the_corpus_without_a_source(tiny, tmp_path, monkeypatch):
     meta = __import__("torch").load(out / "last.pt", weights_only=False)["meta"]
     assert meta["name"] == "rtik-without-tiny" and BANDAI in meta["training"]["data"]
     assert "tiny" not in meta["training"]["data"] and "non-commercial" in meta["licence"]
+    # the knees' and elbows' hinge axes, measured on the training clips (unit, normal to the lower bone)
+    assert set(meta["hinges"]) <= {"LowerArm_L", "LowerArm_R", "LowerLeg_L", "LowerLeg_R"} and meta["hinges"]
+    for axis in meta["hinges"].values():
+        assert abs(np.linalg.norm(axis) - 1) < 1e-5
 
 
 def test_caches_built_at_once_by_two_writers_stay_whole(tiny, monkeypatch):

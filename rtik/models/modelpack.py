@@ -56,6 +56,9 @@ class ModelPack:
         leaf_prior: how far the solver turns each leaf's (head, hands, toes) local rotation from the network's
             towards ``prior_local``, 0..1 (``model.json`` ``leaf_prior``, 0 when absent): a leaf's orientation is not
             in joint positions, and on performers it was not trained on a network's guess can be worse than the mean.
+        hinges: joint name -> ``(3,)`` unit axis in its parent's frame: the joint's local rotation is a turn about
+            this axis (knees, elbows; ``model.json`` ``hinges``, the mean axis of the training clips' bent joints,
+            :mod:`train.hinges`), so that a bent limb's plane fixes its upper bone's twist (docs/solver.md).
     """
 
     path: Path
@@ -70,6 +73,7 @@ class ModelPack:
     meta: dict = field(default_factory=dict)
     markers: tuple[str, ...] = ()
     leaf_prior: float = 0.0
+    hinges: dict = field(default_factory=dict)
 
     @property
     def input_rows(self) -> tuple[str, ...]:
@@ -139,6 +143,7 @@ def load(path=None) -> ModelPack:
         leaf_prior = float(meta.get("leaf_prior", 0.0))
         if not 0.0 <= leaf_prior <= 1.0:
             raise ModelError(f"leaf_prior must be within 0..1, got {leaf_prior}")
+        hinges = _hinges(meta.get("hinges", {}), skel)
         for m in markers:
             if m not in mk.BY_NAME:
                 raise ModelError(f"unknown marker {m!r}; markers: {', '.join(mk.NAMES)}")
@@ -160,10 +165,39 @@ def load(path=None) -> ModelPack:
         if not (p / name).is_file():
             raise ModelError(f"model pack {p}: {role} file {name!r} is missing")
     pack = ModelPack(
-        p, str(meta.get("name", p.name)), skel, inputs, state_size, norm, prior, fps, files, meta, markers, leaf_prior
+        p,
+        str(meta.get("name", p.name)),
+        skel,
+        inputs,
+        state_size,
+        norm,
+        prior,
+        fps,
+        files,
+        meta,
+        markers,
+        leaf_prior,
+        hinges,
     )
     check_onnx(pack.file("onnx"), pack.step_shapes())
     return pack
+
+
+def _hinges(spec, skel: Skeleton) -> dict[str, np.ndarray]:
+    """``model.json`` ``hinges`` ``{joint: [x, y, z]}`` -> ``{joint: unit axis}``; a joint must have a parent and
+    an axis must be three finite numbers, not zero."""
+    if not isinstance(spec, dict):
+        raise ModelError(f"hinges must be a mapping of joint names to axes, got {type(spec).__name__}")
+    out = {}
+    for name, axis in spec.items():
+        j = skel.index(name)
+        if skel.parents[j] < 0:
+            raise ModelError(f"hinge {name!r}: the root has no parent to turn against")
+        a = np.asarray(axis, dtype=np.float64)
+        if a.shape != (3,) or not np.isfinite(a).all() or np.linalg.norm(a) < 1e-6:
+            raise ModelError(f"hinge {name!r}: the axis must be three finite numbers, not all zero; got {axis!r}")
+        out[str(name)] = a / np.linalg.norm(a)
+    return out
 
 
 def save(path, meta: dict, onnx_bytes: bytes, extra_files: dict[str, bytes] | None = None) -> ModelPack:

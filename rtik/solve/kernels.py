@@ -444,19 +444,66 @@ def _hold_gaps(b, s, tgt_in, M_in, mh, off, c_, s_, sz, goff, gw, anc, in_idx, r
 
 
 @jit
+def _turn(kx, ky, kz, angle, out):
+    """``out``: the rotation by ``angle`` about the unit axis ``k`` (Rodrigues, as rtik.solve.refine._turn)."""
+    c, s = np.cos(angle), np.sin(angle)
+    e = 1.0 - c
+    out[0, 0], out[0, 1], out[0, 2] = c + e * kx * kx, -s * kz + e * kx * ky, s * ky + e * kx * kz
+    out[1, 0], out[1, 1], out[1, 2] = s * kz + e * ky * kx, c + e * ky * ky, -s * kx + e * ky * kz
+    out[2, 0], out[2, 1], out[2, 2] = -s * ky + e * kz * kx, s * kx + e * kz * ky, c + e * kz * kz
+
+
+@jit
+def _hinge(Go, off, b, up, lo, end, axis, ramp_lo, ramp_hi, min_bone, T, T2, tmp):
+    """One hinge limb of global rotations ``Go (J, 3, 3)``, in place (as rtik.solve.refine.hinges)."""
+    ax, ay, az = _mv3(Go[up], off[b, lo, 0], off[b, lo, 1], off[b, lo, 2])
+    bx, by, bz = _mv3(Go[lo], off[b, end, 0], off[b, end, 1], off[b, end, 2])
+    la, lb = ax * ax + ay * ay + az * az, bx * bx + by * by + bz * bz
+    if la <= min_bone * min_bone or lb <= min_bone * min_bone:
+        return
+    ax, ay, az = _unit3(ax, ay, az)
+    bx, by, bz = _unit3(bx, by, bz)
+    theta = np.arccos(min(max(ax * bx + ay * by + az * bz, -1.0), 1.0))
+    w = min(max((theta - ramp_lo) / (ramp_hi - ramp_lo), 0.0), 1.0)
+    if w <= 0.0:
+        return
+    nx, ny, nz = _unit3(ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx)
+    hx, hy, hz = _mv3(Go[up], axis[0], axis[1], axis[2])
+    d = hx * ax + hy * ay + hz * az
+    hx, hy, hz = _unit3(hx - d * ax, hy - d * ay, hz - d * az)
+    cx, cy, cz = hy * nz - hz * ny, hz * nx - hx * nz, hx * ny - hy * nx
+    phi = np.arctan2(cx * ax + cy * ay + cz * az, hx * nx + hy * ny + hz * nz)
+    _turn(ax, ay, az, w * phi, T)
+    _matmul3(T, Go[up], tmp)
+    Go[up] = tmp
+    # D = turn(n, theta) Go[up] Go[lo]^T, a turn about b: its angle
+    _turn(nx, ny, nz, theta, T)
+    _matmul3(T, Go[up], T2)
+    for i in range(3):
+        for k in range(3):
+            T[i, k] = T2[i, 0] * Go[lo, k, 0] + T2[i, 1] * Go[lo, k, 1] + T2[i, 2] * Go[lo, k, 2]
+    sx, sy, sz = 0.5 * (T[2, 1] - T[1, 2]), 0.5 * (T[0, 2] - T[2, 0]), 0.5 * (T[1, 0] - T[0, 1])
+    psi = np.arctan2(sx * bx + sy * by + sz * bz, 0.5 * (T[0, 0] + T[1, 1] + T[2, 2] - 1.0))
+    _turn(bx, by, bz, w * psi, T)
+    _matmul3(T, Go[lo], tmp)
+    Go[lo] = tmp
+
+
+@jit
 def post(
     r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots, noise_a, dbias_a, gap_off_a, gap_w_a,
     gap_anc_a, last_ts, last_root, last_tgt, cs_a, fresh_a, cmem, ckind, cval, cn, cspec, ts, in_idx, bone_in, ri, mr,
     dummy, order, order_par, pair_joint, pair_child, inner, det, det_pairs, det_w, local_joint, local_parent,
     root_inner, bone_parent, bones, bone_paths, below_root, cl_p, cl_cj, cl_ci, bias_fixed, gap_rows, gap_prow,
-    gap_kids, b_ci, b_pi, QA, QB, o_f,
+    gap_kids, b_ci, b_pi, hg_idx, hg_axis, QA, QB, o_f,
 ):  # fmt: skip
     """Denoised targets, noise estimate, 6-D -> rotations, refinement, FK and quaternions; updates the
     per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network, MIN_BONE, REAL_FRACTION,
-    COLLINEAR, denoise_reach, bias_time, gap_hold, spike]`` (the middle three :mod:`rtik.solve.refine`'s;
-    ``denoise_reach``, ``bias_time``, ``gap_hold`` and ``spike`` 0 for none). Spikes are cleared from ``M_in`` in
-    place. Returns ``(quats (B, J, 4) float32, root_pos (B, 3) float32, positions (B, J, 3) float32, noise
-    (B,))``."""
+    COLLINEAR, denoise_reach, bias_time, gap_hold, spike, hinge_from, hinge_full]`` (the middle three
+    :mod:`rtik.solve.refine`'s; ``denoise_reach``, ``bias_time``, ``gap_hold`` and ``spike`` 0 for none; the hinge's
+    ramp in radians, ``hinge_full`` 0 for none, with ``hg_idx (H, 3)`` and ``hg_axis (H, 3)`` of
+    :func:`rtik.solve.refine.hinge_tables`). Spikes are cleared from ``M_in`` in place. Returns ``(quats (B, J,
+    4) float32, root_pos (B, 3) float32, positions (B, J, 3) float32, noise (B,))``."""
     B, Ji, J = P.shape[0], P.shape[1], off.shape[1]
     Nb = dev.shape[1]
     A, V = inner.shape[0], pair_joint.shape[0]
@@ -494,7 +541,8 @@ def post(
     real = np.empty(K1, np.bool_)
     real_d = np.empty((D, K1), np.bool_)
     min_bone, real_frac, collinear, reach_f, bias_t, gap_t = o_f[3], o_f[4], o_f[5], o_f[6], o_f[7], o_f[8]
-    spike_t = o_f[9]
+    spike_t, hg_lo, hg_hi = o_f[9], o_f[10], o_f[11]
+    T2 = np.empty((3, 3))
     cnt_n = np.empty(Ji, np.int64)
     cnt_k = np.empty(Ji, np.int64)
     lone = np.empty(Ji, np.int64)
@@ -689,6 +737,10 @@ def post(
             dj = inner[a_i]
             _matmul3(T, Go[dj], tmp)
             Go[dj] = tmp
+        if hg_hi > 0.0:  # hinge limbs (as rtik.solve.refine.hinges)
+            for h in range(hg_idx.shape[0]):
+                _hinge(Go, off, b, hg_idx[h, 0], hg_idx[h, 1], hg_idx[h, 2], hg_axis[h], hg_lo, hg_hi, min_bone, T,
+                       T2, tmp)  # fmt: skip
         if dummy >= 0:
             _eye3(Go[dummy])
         Lo[:] = L

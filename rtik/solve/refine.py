@@ -199,7 +199,88 @@ def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (u[..., None, :] @ v[..., :, None])[..., 0, 0]
 
 
-def refine(G, L, off, tgt, beta, t: Tables) -> tuple[np.ndarray, np.ndarray]:
+#: a hinge's lower bone must continue its upper bone in the rest pose within this angle (degrees): the bend is
+#: then the angle between the two bones
+HINGE_STRAIGHT = 5.0
+
+
+def hinge_tables(skel: Skeleton, hinges: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(idx (H, 3) int64, axis (H, 3))``: per hinge joint of ``hinges`` (``{name: axis in its parent's
+    frame}``, :attr:`rtik.models.modelpack.ModelPack.hinges`) its (upper, lower, end) joints — its parent, itself
+    and its first child bone — and its axis made normal to its bone. A joint is left out where it has no child
+    bone, is not its parent's first child bone, its rest pose is not straight (:data:`HINGE_STRAIGHT`) or it
+    shares a joint with a hinge before it."""
+    idx, axes, used = [], [], set()
+    for name, axis in hinges.items():
+        if name not in skel.names:
+            continue
+        lo = skel.index(name)
+        up = int(skel.parents[lo])
+        kids = skel.bone_children(lo)
+        if up < 0 or not kids or skel.bone_children(up)[:1] != [lo]:
+            continue
+        end = kids[0]
+        d_up, d_lo = skel.offsets[lo], skel.offsets[end]
+        n_up, n_lo = np.linalg.norm(d_up), np.linalg.norm(d_lo)
+        if n_up < MIN_BONE or n_lo < MIN_BONE:
+            continue
+        if np.degrees(np.arccos(np.clip(d_up @ d_lo / (n_up * n_lo), -1.0, 1.0))) > HINGE_STRAIGHT:
+            continue
+        if {up, lo, end} & used:
+            continue
+        d = d_lo / n_lo
+        a = np.asarray(axis, dtype=np.float64)
+        a = a - (a @ d) * d
+        if np.linalg.norm(a) < 1e-6:
+            continue
+        used |= {up, lo, end}
+        idx.append((up, lo, end))
+        axes.append(a / np.linalg.norm(a))
+    return np.array(idx, dtype=np.int64).reshape(-1, 3), np.array(axes, dtype=np.float64).reshape(-1, 3)
+
+
+def _turn(k: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rotations ``(..., 3, 3)`` by ``angle (...)`` about unit axes ``k (..., 3)`` (Rodrigues)."""
+    c, s = np.cos(angle)[..., None, None], np.sin(angle)[..., None, None]
+    return c * _EYE + s * (k @ _SKEW).reshape(*k.shape[:-1], 3, 3) + (1.0 - c) * (k[..., :, None] * k[..., None, :])
+
+
+def hinges(G, off, idx, axis, ramp) -> None:
+    """Hinge limbs of global rotations ``G (B, J, 3, 3)`` (in place; see ``SolverOptions.hinge``): for each
+    (upper, lower, end) of ``idx (H, 3)`` with hinge ``axis (H, 3)`` in the upper joint's frame, bent by ``theta``
+    (the angle between the upper bone ``a`` and the lower bone ``b`` as ``G`` and ``off`` place them), with weight
+    ``w`` rising from 0 to 1 over ``ramp`` = (from, full) radians:
+
+    - the upper joint turns about ``a`` by ``w`` times the angle that takes its hinge axis onto ``n = a x b /
+      |a x b|`` (a bend is a positive turn about the axis: flexion, never the other way);
+    - the lower joint turns about ``b`` by ``w`` times the angle from its rotation to ``turn(n, theta) G_upper``,
+      the pure hinge, which also lays ``a`` onto ``b``.
+
+    Both turns are about the bones themselves, so no joint moves."""
+    if not len(idx):
+        return
+    up, lo, end = idx[:, 0], idx[:, 1], idx[:, 2]
+    a = (G[:, up] @ off[:, lo, :, None])[..., 0]  # (B, H, 3)
+    b = (G[:, lo] @ off[:, end, :, None])[..., 0]
+    ok = (_dot(a, a) > MIN_BONE**2) & (_dot(b, b) > MIN_BONE**2)
+    a, b = _unit(a), _unit(b)
+    theta = np.arccos(np.clip(_dot(a, b), -1.0, 1.0))
+    w = np.clip((theta - ramp[0]) / (ramp[1] - ramp[0]), 0.0, 1.0) * ok
+    if not w.any():
+        return
+    n = _unit(cross(a, b))
+    hw = (G[:, up] @ axis[None, :, :, None])[..., 0]  # the hinge axis in the world
+    hp = _unit(hw - _dot(hw, a)[..., None] * a)
+    phi = np.arctan2(_dot(cross(hp, n), a), _dot(hp, n))
+    Gu = _turn(a, w * phi) @ G[:, up]
+    D = _turn(n, theta) @ Gu @ np.swapaxes(G[:, lo], -1, -2)  # the pure hinge's turn from G_lower: about b
+    s = 0.5 * np.stack([D[..., 2, 1] - D[..., 1, 2], D[..., 0, 2] - D[..., 2, 0], D[..., 1, 0] - D[..., 0, 1]], -1)
+    psi = np.arctan2(_dot(s, b), 0.5 * (D[..., 0, 0] + D[..., 1, 1] + D[..., 2, 2] - 1.0))
+    G[:, lo] = _turn(b, w * psi) @ G[:, lo]
+    G[:, up] = Gu
+
+
+def refine(G, L, off, tgt, beta, t: Tables, hinge=None) -> tuple[np.ndarray, np.ndarray]:
     """Correct the network's rotations towards the target positions.
 
     Args:
@@ -208,6 +289,7 @@ def refine(G, L, off, tgt, beta, t: Tables) -> tuple[np.ndarray, np.ndarray]:
         off: ``(B, J, 3)`` bone offsets (metres), ``tgt``: ``(B, J, 3)`` target positions (metres, world).
         beta: ``(B, J)`` weight of the target direction against the network's (1 = follow the targets exactly).
         t: the skeleton's :class:`Tables`.
+        hinge: ``(idx, axis, ramp)`` of :func:`hinges` (applied after the swings), or None.
 
     Returns:
         ``(L_out, G_out)``: refined local and global rotations ``(B, J, 3, 3)`` (G valid for inner joints).
@@ -244,6 +326,8 @@ def refine(G, L, off, tgt, beta, t: Tables) -> tuple[np.ndarray, np.ndarray]:
         T += (1.0 - c)[..., None, None] * (a[..., :, None] * a[..., None, :])  # (B, D, 3, 3)
         dj = t.inner[t.det]
         G_out[:, dj] = T @ G_out[:, dj]
+    if hinge is not None:
+        hinges(G_out, off, *hinge)
     if t.dummy >= 0:
         G_out[:, t.dummy] = _EYE
     L_out = L.copy()

@@ -75,6 +75,11 @@ class SolverOptions:
             4 x the stream's noise estimate, before the joint counts as a spike (a swapped or ghost marker, an
             estimator's wild point) and is taken as missing this frame, held as ``gap_hold`` holds it. A body
             that moves keeps its bone lengths; a displaced joint changes all of its own. None: no check.
+        hinge: ``(from, full)`` degrees: a limb of the pack's :attr:`~rtik.models.modelpack.ModelPack.hinges`
+            (knees, elbows) bent by more than ``from`` turns its upper bone about its own axis so that the hinge
+            axis is normal to the limb's plane, and its lower joint's rotation towards a pure turn about that axis,
+            in full from ``full`` on (a linear ramp between: a nearly straight limb's plane is noise). Positions
+            do not move (:func:`rtik.solve.refine.hinges`). None: the network's twists stay.
     """
 
     gap_s: float = 0.5
@@ -93,6 +98,7 @@ class SolverOptions:
     leaf_prior: float | None = None
     gap_hold: float | None = 1.0
     spike: float | None = 0.02
+    hinge: tuple[float, float] | None = (10.0, 25.0)
 
 
 class SolveResult(NamedTuple):
@@ -212,6 +218,19 @@ class Solver:
         self._leaf_w = lw
         self._leaves = skel.group_indices(LEAF)
         self._leaf_prior = pack.prior_local[self._leaves].astype(np.float32)  # (L, 4)
+        self.hinge_idx, self.hinge_axis = rf.hinge_tables(skel, pack.hinges if self.options.hinge else {})
+        if self.options.hinge is not None:
+            try:
+                lo, hi = (float(v) for v in self.options.hinge)
+            except (TypeError, ValueError):
+                lo, hi = 0.0, 0.0
+            if not 0.0 < lo < hi < 180.0:
+                raise InputError(
+                    f"hinge must be (from, full) degrees with 0 < from < full < 180, got {self.options.hinge}"
+                )
+            self.hinge_ramp = np.radians([lo, hi])
+        else:
+            self.hinge_ramp = np.zeros(2)
         self._streams: dict[str, StreamInfo] = {}
         self._lock = threading.Lock()
         self._ready: dict[int, StreamInfo] = {}
