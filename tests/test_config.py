@@ -154,6 +154,9 @@ def test_model_smooth_switches_the_solvers_output_smoothing(tmp_path):
     (tmp_path / "off2.toml").write_text("[model]\ngap_hold = 0\nspike = 0\n")
     opts = solver_options(config.load(tmp_path / "off2.toml").model)
     assert opts.gap_hold is None and opts.spike is None
+    assert solver_options(on.model).hinge == (10.0, 25.0) and opts.hinge == (10.0, 25.0)
+    (tmp_path / "nohinge.toml").write_text("[model]\nhinge = false\n")
+    assert solver_options(config.load(tmp_path / "nohinge.toml").model).hinge is None
     for key in ("gap_hold", "spike"):
         (tmp_path / "bad.toml").write_text(f"[model]\n{key} = -1.0\n")
         with pytest.raises(ConfigError, match=rf"\[model\] {key} must be a finite number >= 0"):

@@ -193,3 +193,10 @@ def test_estimator_input_lacks_the_torso_and_the_baselines_get_a_stand_in(tiny):
     np.testing.assert_allclose(filled[:, n("Neck")], neck, atol=1e-9)
     G, X = crossrig.baseline_method("analytic", None)(mpi, P, m)
     assert np.isfinite(G).all() and np.isfinite(X).all()
+
+
+def test_no_hinge_reaches_the_solver():
+    from rtik.commands.eval import _options
+
+    assert _options(0.5, hinge=False).hinge is None and _options(0.5, hinge=False).leaf_prior == 0.5
+    assert _options().hinge is not None and _options().leaf_prior is None

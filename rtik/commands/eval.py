@@ -117,6 +117,12 @@ def register(subparsers) -> None:
         help="turn the model's leaf rotations (head, hands, toes) this far towards its mean pose, 0..1 (default: "
         "the pack's leaf_prior)",
     )
+    p.add_argument(
+        "--no-hinge",
+        dest="hinge",
+        action="store_false",
+        help="leave the network's twists of bent knees and elbows as they are (SolverOptions.hinge; docs/solver.md)",
+    )
     p.add_argument("--backend", default="onnx", help="inference backend for the model (default onnx)")
     p.add_argument(
         "--conditions",
@@ -192,7 +198,7 @@ def run(args) -> int:
     runners = {}
     for m in methods:
         runners[m] = (
-            evaluation.model_method(pack, args.backend, SolverOptions(leaf_prior=args.leaf_prior))
+            evaluation.model_method(pack, args.backend, _options(args.leaf_prior, args.hinge))
             if m == "model"
             else evaluation.baseline_method(m, prior)
         )
@@ -238,7 +244,16 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
     if need_prior and prior_kind == "model":
         prior = crossrig.pack_prior_body(pack)
     runners = _runners(
-        "corpus", args.model, args.backend, methods, prior, args.virtual == "chain", pack, args.markers, args.leaf_prior
+        "corpus",
+        args.model,
+        args.backend,
+        methods,
+        prior,
+        args.virtual == "chain",
+        pack,
+        args.markers,
+        args.leaf_prior,
+        args.hinge,
     )
     frames = sum(len(c.local_quats) for c in clips)
     log(f"{len(clips)} clips, {frames} frames of corpus split {args.split}; methods {', '.join(methods)}")
@@ -274,17 +289,23 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ Ray
+def _options(leaf_prior=None, hinge: bool = True):
+    """The solver options of an evaluation: ``leaf_prior`` (None: the pack's), the hinge limbs on or off."""
+    return SolverOptions(leaf_prior=leaf_prior) if hinge else SolverOptions(leaf_prior=leaf_prior, hinge=None)
+
+
 def _runners(
-    kind: str, model, backend: str, methods, prior, fill: bool = False, pack=None, markers="none", leaf_prior=None
-) -> dict:
+    kind: str, model, backend: str, methods, prior, fill: bool = False, pack=None, markers="none", leaf_prior=None,
+    hinge: bool = True,
+) -> dict:  # fmt: skip
     """The methods of a run: ``kind`` ``"bandai"`` (:mod:`rtik.eval.evaluation`) or ``"corpus"``
     (:mod:`rtik.eval.crossrig`, the input's leaf ``markers`` mode); the model pack is loaded from ``model`` unless
-    given (workers load it); ``leaf_prior``: the solver's (None: the pack's)."""
+    given (workers load it); ``leaf_prior``: the solver's (None: the pack's); ``hinge``: the solver's hinge limbs."""
     from rtik.eval import crossrig
     from rtik.models import modelpack
-    from rtik.solve.solver import Solver, SolverOptions
+    from rtik.solve.solver import Solver
 
-    options = SolverOptions(leaf_prior=leaf_prior)
+    options = _options(leaf_prior, hinge)
 
     mod = crossrig if kind == "corpus" else evaluation
     if "model" in methods and pack is None:
@@ -358,7 +379,16 @@ def _ray_bandai(args, clips, methods, prior, log) -> dict:
 
     from rtik.eval import metrics
 
-    setup = partial(_runners, "bandai", args.model, args.backend, tuple(methods), prior, leaf_prior=args.leaf_prior)
+    setup = partial(
+        _runners,
+        "bandai",
+        args.model,
+        args.backend,
+        tuple(methods),
+        prior,
+        leaf_prior=args.leaf_prior,
+        hinge=args.hinge,
+    )
     per = _ray_map(args, setup, _ray_clip_errors, clips, log)
     return {m: {c: metrics.combine([p[m][c] for p in per]) for c in args.conditions} for m in methods}
 
@@ -370,7 +400,17 @@ def _ray_corpus(args, clips, methods, prior, log, kw: dict) -> dict:
 
     fill = args.virtual == "chain"
     setup = partial(
-        _runners, "corpus", args.model, args.backend, tuple(methods), prior, fill, None, args.markers, args.leaf_prior
+        _runners,
+        "corpus",
+        args.model,
+        args.backend,
+        tuple(methods),
+        prior,
+        fill,
+        None,
+        args.markers,
+        args.leaf_prior,
+        args.hinge,
     )
     outs = _ray_map(args, setup, _ray_clip_outputs, clips, log, ({**kw, "offsets": "clip"},))
     return {m: _replay(m, clips, outs, args.conditions) for m in methods}

@@ -38,6 +38,7 @@ class ModelConfig:
     smooth_stages: int = 2  # its low-pass stages in series, 1..3: more = less jitter under noise, a little more lag
     gap_hold: float = 1.0  # s: a joint that drops out holds its offset from the joint above it (0 = off)
     spike: float = 0.02  # m: a joint whose bones all change length by more is a spike, held as missing (0 = off)
+    hinge: bool = True  # bent knees and elbows turn about the pack's hinge axes (rtik.solve.refine.hinges)
 
 
 def solver_options(model: ModelConfig):
@@ -45,9 +46,10 @@ def solver_options(model: ModelConfig):
     from rtik.solve.solver import SmoothConfig, SolverOptions
 
     smooth = SmoothConfig(stages=model.smooth_stages) if model.smooth else None
-    return SolverOptions(
+    opts = SolverOptions(
         kernels=model.kernels, smooth=smooth, gap_hold=model.gap_hold or None, spike=model.spike or None
     )
+    return opts if model.hinge else dataclasses.replace(opts, hinge=None)
 
 
 @dataclass(frozen=True)
