@@ -9,7 +9,8 @@ points along the target direction, keeping the network's twist about that bone; 
 child bones, e.g. hips, chest) then turns about that bone so its other child bones match too (the least-squares
 twist angle). Each joint's correction depends only on its own network rotation and the targets, never on the
 corrected parent, so every joint is corrected at once; locals are recovered as ``G_parent^T G``. Leaves keep the
-network's local rotation (their orientation is unobservable).
+network's local rotation (their orientation is unobservable). Bent hinge limbs (knees, elbows: a pack's
+``hinges``) then turn about their own bones so that the limb's plane sets the upper bone's twist (:func:`hinges`).
 """
 
 from __future__ import annotations
