@@ -277,15 +277,6 @@ def hinges(G, off, idx, axis, ramp) -> None:
     D = _turn(n, theta) @ Gu @ np.swapaxes(G[:, lo], -1, -2)  # the pure hinge's turn from G_lower: about b
     s = 0.5 * np.stack([D[..., 2, 1] - D[..., 1, 2], D[..., 0, 2] - D[..., 2, 0], D[..., 1, 0] - D[..., 0, 1]], -1)
     psi = np.arctan2(_dot(s, b), 0.5 * (D[..., 0, 0] + D[..., 1, 1] + D[..., 2, 2] - 1.0))
-    import os
-    k = float(os.environ.get("HINGE_ROLL", "0"))
-    if k:
-        Ln = np.swapaxes(G[:, up], -1, -2) @ G[:, lo]  # the network's lower local rotation
-        d = _unit(off[:, end])  # (B, H, 3) its bone, local
-        sv = 0.5 * np.stack([Ln[..., 2, 1] - Ln[..., 1, 2], Ln[..., 0, 2] - Ln[..., 2, 0], Ln[..., 1, 0] - Ln[..., 0, 1]], -1)
-        qw = 0.5 * np.sqrt(np.maximum(1.0 + Ln[..., 0, 0] + Ln[..., 1, 1] + Ln[..., 2, 2], 1e-12))
-        roll = 2.0 * np.arctan2(_dot(sv, d) / (2 * qw), qw)
-        psi = np.arctan2(np.sin(psi + k * roll), np.cos(psi + k * roll))
     G[:, lo] = _turn(b, w * psi) @ G[:, lo]
     G[:, up] = Gu
 
