@@ -114,6 +114,26 @@ def test_missing_joints_keep_the_rest_offsets(pack):
     s.close()
 
 
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_a_missing_neck_stays_below_a_head_that_sits_low(mocap, kernels):
+    """A rig without a neck whose head sits on the chest nearer than the model's neck is long (SNU ys2010): the
+    missing neck goes part of the way to the head, never beyond it, so the neck is not turned upside down to reach
+    back down to the head (it was: 180° off, the head with it)."""
+    if kernels == "numba":
+        pytest.importorskip("numba")
+    P, joints, fps, rig = _rig_input(mocap, "snu-ys2010_Balancing_wd2_long_broad_jump")
+    s = Solver.from_path(options=SolverOptions(kernels=kernels))
+    out = solve_sequence(s, P, fps, layout=rig.layout(), joints=joints)
+    X, n = out["positions"], s.skeleton.index
+    chest, neck, head = X[:, n("Chest")], X[:, n("Neck")], X[:, n("Head")]
+    rest = s.skeleton.offsets[n("Neck")]
+    assert np.linalg.norm(head - chest, axis=-1).max() < np.linalg.norm(rest)  # nearer than the model's neck is long
+    assert (np.linalg.norm(neck - chest, axis=-1) < np.linalg.norm(head - chest, axis=-1)).all()
+    assert (((head - neck) * (head - chest)).sum(-1) > 0).all()
+    assert max(_errors(s, out, P, rig).values()) < 1e-3
+    s.close()
+
+
 @pytest.mark.parametrize("name", ["animated-drawings_cmu_14_14_short", "animated-drawings_tcd_NaturalTalking_100"])
 def test_the_kernels_equal_the_numpy_path_where_a_joint_sits_on_its_parent(mocap, pack, name):
     """The frames chosen per stream, the convention from the reference points and the aiming bone of real length

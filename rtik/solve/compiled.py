@@ -56,7 +56,7 @@ def _compile(sv):
     sv._kpre = (
         sv.root_in, i64(sv.b_joint), i64(sv.b_child), i64(sv.b_parent), f64(sv.b_rest),
         f64(sv.b_dir), f64(sv.b_size), i64(sv.left), i64(sv.right), sv.J, i64(sv.cl_p), i64(sv.cl_cj),
-        i64(sv.cl_gj), f64(sv.rest_dir),
+        i64(sv.cl_gj), f64(sv.rest_dir), f64(sv.cl_split),
         f64([o.gap_s, o.max_speed, o.teleport_slack, o.calib_rate, o.calib_floor, sv.pack.norm.min_lateral]),
     )  # fmt: skip
     sv._kpost = (

@@ -120,7 +120,7 @@ def _step(E, n, x, y, z, calib_rate, calib_floor):
 def pre(
     slots, P_in, M_in, ts, forced, scale, last_ts, last_root, last_tgt, fresh_a, blen, nobs, locked_a, cs_a,
     state, cmem, ckind, cfr, cval, ce, cn, cspec, cref, cr, crn, ri, b_joint, b_child, b_parent, b_rest, b_dir,
-    b_size, left, right, J, cl_p, cl_cj, cl_gj, rest_dir, o_f,
+    b_size, left, right, J, cl_p, cl_cj, cl_gj, rest_dir, cl_split, o_f,
 ):  # fmt: skip
     """Scale, root fill-in, resets, bone-length calibration, heading and normalisation.
 
@@ -258,8 +258,14 @@ def pre(
                     cj = cl_cj[c, k]
                     if kd == 0:
                         off[b, cj, 0], off[b, cj, 1], off[b, cj, 2] = ox, oy, oz
-                    else:
+                    else:  # a missing child: no further along than its share of the stand-in's distance
                         g = cl_gj[c, k]
+                        lim = max(
+                            cl_split[c, k] * (ox * rest_dir[cj, 0] + oy * rest_dir[cj, 1] + oz * rest_dir[cj, 2]), 0.0
+                        )
+                        if off[b, cj, 0] ** 2 + off[b, cj, 1] ** 2 + off[b, cj, 2] ** 2 > lim * lim:
+                            for a in range(3):
+                                off[b, cj, a] = rest_dir[cj, a] * lim
                         lx, ly, lz = ox - off[b, cj, 0], oy - off[b, cj, 1], oz - off[b, cj, 2]
                         lg = np.sqrt(lx * lx + ly * ly + lz * lz)
                         for a in range(3):

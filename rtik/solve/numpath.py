@@ -466,6 +466,13 @@ def _cluster_offsets(sv, E, n, kind, W, off):
     off[:, cj] = np.where((have & (kind == 0))[..., None], oc, off[:, cj])
     stand = have & (kind == 1)
     if stand.any():
+        # a missing child sits no further along its rest direction than its share of the stand-in's distance: a
+        # rig whose head sits lower on the chest than the model's neck is long would turn the neck upside down
+        d = sv.rest_dir[cj]  # (C, K, 3)
+        lim = np.maximum(sv.cl_split * (oc * d).sum(-1), 0.0)  # (B, C, K)
+        Lc = np.linalg.norm(off[:, cj], axis=-1)
+        short = stand & (Lc > lim)
+        off[:, cj] = np.where(short[..., None], d * lim[..., None], off[:, cj])
         Lg = np.linalg.norm(oc - off[:, cj], axis=-1)  # (B, C, K)
         off[:, gj] = np.where(stand[..., None], sv.rest_dir[gj] * Lg[..., None], off[:, gj])
 

@@ -260,7 +260,9 @@ class Solver:
         ``cl_p (C,)`` input index of each such joint, ``cl_cj``/``cl_ci (C, K)`` skeleton/input index of its child
         bones (-1 pads), ``cl_gj``/``cl_gi (C, K)`` the child's only child bone (-1 if none), which stands in for
         a child the stream does not provide; ``cl_rest (C, K, 2, 3)`` rest position of child and grandchild
-        relative to the joint (joint frame, metres)."""
+        relative to the joint (joint frame, metres); ``cl_split (C, K)`` the child's share of the rest length from
+        the joint to the grandchild (1 where there is none): how far along to a nearer stand-in a missing child
+        sits at most."""
         kids = {j: skel.bone_children(j) for j in range(self.J)}
         multi = [j for j in range(self.J) if len(kids[j]) > 1 and j in pos_of and all(c in pos_of for c in kids[j])]
         C, K = len(multi), max([len(kids[j]) for j in multi], default=1)
@@ -268,6 +270,7 @@ class Solver:
         self.cl_p = np.array([pos_of[j] for j in multi], dtype=np.int64)
         self.cl_cj, self.cl_ci, self.cl_gj, self.cl_gi = (np.full((C, K), -1, np.int64) for _ in range(4))
         self.cl_rest = np.zeros((C, K, 2, 3))
+        self.cl_split = np.ones((C, K))
         for c, j in enumerate(multi):
             for k, ch in enumerate(kids[j]):
                 self.cl_cj[c, k], self.cl_ci[c, k] = ch, pos_of[ch]
@@ -276,6 +279,8 @@ class Solver:
                 if len(g) == 1 and g[0] in pos_of:
                     self.cl_gj[c, k], self.cl_gi[c, k] = g[0], pos_of[g[0]]
                     self.cl_rest[c, k, 1] += skel.offsets[g[0]]
+                    a, b = np.linalg.norm(skel.offsets[ch]), np.linalg.norm(skel.offsets[g[0]])
+                    self.cl_split[c, k] = a / (a + b) if a + b > 0 else 1.0
 
     def _cluster_members(self, provided: np.ndarray):
         """A stream's choice of cluster points from the input joints its layout provides ``(Ji,)``:
