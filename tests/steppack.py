@@ -150,3 +150,13 @@ def cached_pack(hidden: int = 32) -> modelpack.ModelPack | None:
     except OSError:  # another run finished first
         shutil.rmtree(tmp, ignore_errors=True)
     return modelpack.load(out)
+
+
+def hinged(pack: modelpack.ModelPack) -> modelpack.ModelPack:
+    """``pack`` with hinge axes measured on the mocap sample (its knees and elbows, :mod:`train.hinges`)."""
+    import dataclasses
+
+    from train.hinges import hinge_axes
+
+    axes, _ = hinge_axes(bvh.read(mocap_sample()).local_quats(), pack.skeleton)
+    return dataclasses.replace(pack, hinges={k: np.array(v) for k, v in axes.items()})

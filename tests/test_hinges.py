@@ -3,8 +3,6 @@ and lower joint about the bones themselves (no joint moves)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import steppack
@@ -28,8 +26,7 @@ def motion():
 
 @pytest.fixture(scope="module")
 def hinged(pack, motion):
-    axes, _ = hinge_axes(motion.local_quats(), pack.skeleton)
-    return dataclasses.replace(pack, hinges={k: np.array(v) for k, v in axes.items()})
+    return steppack.hinged(pack)
 
 
 def _chain():

@@ -67,22 +67,12 @@ def _run(pack, ticks, kernels, X):
     return out, info, blen
 
 
-def _hinged(pack):
-    """``pack`` with hinge axes measured on the mocap sample (its knees and elbows)."""
-    import dataclasses
-
-    from train.hinges import hinge_axes
-
-    axes, _ = hinge_axes(bvh.read(steppack.mocap_sample()).local_quats(), pack.skeleton)
-    assert len(axes) == 4
-    return dataclasses.replace(pack, hinges={k: np.array(v) for k, v in axes.items()})
-
-
 @pytest.mark.parametrize("hinges", [False, True], ids=["no-hinges", "hinges"])
 def test_numba_kernels_equal_the_numpy_reference(pack, clip, hinges):
     X, fps = clip
     if hinges:
-        pack = _hinged(pack)
+        pack = steppack.hinged(pack)
+        assert len(pack.hinges) == 4
     ticks = _script(X, fps)
     fast, info_f, blen_f = _run(pack, ticks, "numba", X)
     ref, info_r, blen_r = _run(pack, ticks, "numpy", X)

@@ -451,8 +451,13 @@ def _hold_gaps(b, s, tgt_in, M_in, mh, off, c_, s_, sz, goff, gw, anc, in_idx, r
 
 @jit
 def _turn(kx, ky, kz, angle, out):
-    """``out``: the rotation by ``angle`` about the unit axis ``k`` (Rodrigues, as rtik.solve.refine._turn)."""
-    c, s = np.cos(angle), np.sin(angle)
+    """``out``: the rotation by ``angle`` about the unit axis ``k`` (as rtik.solve.refine._turn)."""
+    _turn_cs(kx, ky, kz, np.cos(angle), np.sin(angle), out)
+
+
+@jit
+def _turn_cs(kx, ky, kz, c, s, out):
+    """``out``: the rotation about the unit axis ``k`` whose angle has cosine ``c`` and sine ``s`` (Rodrigues)."""
     e = 1.0 - c
     out[0, 0], out[0, 1], out[0, 2] = c + e * kx * kx, -s * kz + e * kx * ky, s * ky + e * kx * kz
     out[1, 0], out[1, 1], out[1, 2] = s * kz + e * ky * kx, c + e * ky * ky, -s * kx + e * ky * kz
@@ -507,9 +512,9 @@ def post(
     per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network, MIN_BONE, REAL_FRACTION,
     COLLINEAR, denoise_reach, bias_time, gap_hold, spike, hinge_from, hinge_full]`` (the middle three
     :mod:`rtik.solve.refine`'s; ``denoise_reach``, ``bias_time``, ``gap_hold`` and ``spike`` 0 for none; the hinge's
-    ramp in radians, ``hinge_full`` 0 for none, with ``hg_idx (H, 3)`` and ``hg_axis (H, 3)`` of
-    :func:`rtik.solve.refine.hinge_tables`). Spikes are cleared from ``M_in`` in place. Returns ``(quats (B, J,
-    4) float32, root_pos (B, 3) float32, positions (B, J, 3) float32, noise (B,))``."""
+    ramp in radians, with ``hg_idx (H, 3)`` and ``hg_axis (H, 3)`` of :func:`rtik.solve.refine.hinge_tables`, no
+    rows when off). Spikes are cleared from ``M_in`` in place. Returns ``(quats (B, J, 4) float32, root_pos (B, 3)
+    float32, positions (B, J, 3) float32, noise (B,))``."""
     B, Ji, J = P.shape[0], P.shape[1], off.shape[1]
     Nb = dev.shape[1]
     A, V = inner.shape[0], pair_joint.shape[0]
@@ -736,17 +741,13 @@ def post(
                 ss, cc = 0.0, 1.0
             else:
                 ss, cc = ss / nn, cc / nn
-            e = 1.0 - cc
-            T[0, 0], T[0, 1], T[0, 2] = cc + e * ax * ax, -ss * az + e * ax * ay, ss * ay + e * ax * az
-            T[1, 0], T[1, 1], T[1, 2] = ss * az + e * ay * ax, cc + e * ay * ay, -ss * ax + e * ay * az
-            T[2, 0], T[2, 1], T[2, 2] = -ss * ay + e * az * ax, ss * ax + e * az * ay, cc + e * az * az
+            _turn_cs(ax, ay, az, cc, ss, T)
             dj = inner[a_i]
             _matmul3(T, Go[dj], tmp)
             Go[dj] = tmp
-        if hg_hi > 0.0:  # hinge limbs (as rtik.solve.refine.hinges)
-            for h in range(hg_idx.shape[0]):
-                _hinge(Go, off, b, hg_idx[h, 0], hg_idx[h, 1], hg_idx[h, 2], hg_axis[h], hg_lo, hg_hi, min_bone, T,
-                       T2, tmp)  # fmt: skip
+        for h in range(hg_idx.shape[0]):  # hinge limbs (as rtik.solve.refine.hinges); none when off
+            _hinge(Go, off, b, hg_idx[h, 0], hg_idx[h, 1], hg_idx[h, 2], hg_axis[h], hg_lo, hg_hi, min_bone, T,
+                   T2, tmp)  # fmt: skip
         if dummy >= 0:
             _eye3(Go[dummy])
         Lo[:] = L

@@ -241,8 +241,14 @@ def hinge_tables(skel: Skeleton, hinges: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _turn(k: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Rotations ``(..., 3, 3)`` by ``angle (...)`` about unit axes ``k (..., 3)`` (Rodrigues)."""
-    c, s = np.cos(angle)[..., None, None], np.sin(angle)[..., None, None]
+    """Rotations ``(..., 3, 3)`` by ``angle (...)`` about unit axes ``k (..., 3)``."""
+    return _turn_cs(k, np.cos(angle), np.sin(angle))
+
+
+def _turn_cs(k: np.ndarray, c: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Rotations ``(..., 3, 3)`` about unit axes ``k (..., 3)`` whose angles have cosines ``c`` and sines ``s``
+    ``(...)`` (Rodrigues)."""
+    c, s = c[..., None, None], s[..., None, None]
     return c * _EYE + s * (k @ _SKEW).reshape(*k.shape[:-1], 3, 3) + (1.0 - c) * (k[..., :, None] * k[..., None, :])
 
 
@@ -308,7 +314,6 @@ def refine(G, L, off, tgt, beta, t: Tables, hinge=None) -> tuple[np.ndarray, np.
     G_out = G.copy()
     G_out[:, t.inner] = S @ G[:, t.inner]
     if len(t.det):
-        D = len(t.det)
         dp = pair[:, t.det]  # (B, D) the aiming pair
         a = want[b, dp]  # (B, D, 3) the swung aiming bone: the twist axis
         u = (S[:, t.det, None] @ net[:, t.det_pairs][..., None])[..., 0]  # (B, D, K + 1, 3) bones after the swing
@@ -323,8 +328,7 @@ def refine(G, L, off, tgt, beta, t: Tables, hinge=None) -> tuple[np.ndarray, np.
         flat = n < COLLINEAR * np.maximum(w.sum(-1), 1.0)
         n = np.where(flat, 1.0, n)
         s, c = np.where(flat, 0.0, s / n), np.where(flat, 1.0, c / n)  # (B, D)
-        T = c[..., None, None] * _EYE + s[..., None, None] * (a @ _SKEW).reshape(B, D, 3, 3)
-        T += (1.0 - c)[..., None, None] * (a[..., :, None] * a[..., None, :])  # (B, D, 3, 3)
+        T = _turn_cs(a, c, s)  # (B, D, 3, 3)
         dj = t.inner[t.det]
         G_out[:, dj] = T @ G_out[:, dj]
     if hinge is not None:
