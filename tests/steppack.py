@@ -160,3 +160,12 @@ def hinged(pack: modelpack.ModelPack) -> modelpack.ModelPack:
 
     axes, _ = hinge_axes(bvh.read(mocap_sample()).local_quats(), pack.skeleton)
     return dataclasses.replace(pack, hinges={k: np.array(v) for k, v in axes.items()})
+
+
+def twisted(pack: modelpack.ModelPack) -> modelpack.ModelPack:
+    """``pack`` with the shipped recipe's mean-pose twists (:data:`train.hinges.TWIST_PRIOR`) and hinge axes."""
+    import dataclasses
+
+    from train.hinges import twist_joints
+
+    return dataclasses.replace(hinged(pack), twist_prior=tuple(twist_joints(pack.skeleton)))

@@ -157,6 +157,12 @@ def test_model_smooth_switches_the_solvers_output_smoothing(tmp_path):
     assert solver_options(on.model).hinge == (10.0, 25.0) and opts.hinge == (10.0, 25.0)
     (tmp_path / "nohinge.toml").write_text("[model]\nhinge = false\n")
     assert solver_options(config.load(tmp_path / "nohinge.toml").model).hinge is None
+    assert solver_options(on.model).twist_prior == 1.0
+    (tmp_path / "tw.toml").write_text("[model]\ntwist_prior = 0.0\n")
+    assert solver_options(config.load(tmp_path / "tw.toml").model).twist_prior == 0.0
+    (tmp_path / "bad.toml").write_text("[model]\ntwist_prior = 1.5\n")
+    with pytest.raises(ConfigError, match=r"\[model\] twist_prior must be within 0..1"):
+        config.load(tmp_path / "bad.toml")
     for key in ("gap_hold", "spike"):
         (tmp_path / "bad.toml").write_text(f"[model]\n{key} = -1.0\n")
         with pytest.raises(ConfigError, match=rf"\[model\] {key} must be a finite number >= 0"):

@@ -195,8 +195,14 @@ def test_estimator_input_lacks_the_torso_and_the_baselines_get_a_stand_in(tiny):
     assert np.isfinite(G).all() and np.isfinite(X).all()
 
 
-def test_no_hinge_reaches_the_solver():
+def test_solver_flags_reach_the_solver():
+    from rtik.cli import build_parser
     from rtik.commands.eval import _options
 
-    assert _options(0.5, hinge=False).hinge is None and _options(0.5, hinge=False).leaf_prior == 0.5
-    assert _options().hinge is not None and _options().leaf_prior is None
+    parse = lambda *a: build_parser().parse_args(["eval", *a])  # noqa: E731
+    o = _options(parse("--leaf-prior", "0.5", "--no-hinge", "--twist-prior", "0.25"))
+    assert (o.hinge, o.leaf_prior, o.twist_prior) == (None, 0.5, 0.25)
+    o = _options(parse())
+    assert (o.hinge, o.leaf_prior, o.twist_prior) == ((10.0, 25.0), None, 1.0)
+    with pytest.raises(SystemExit):
+        parse("--twist-prior", "2")

@@ -67,10 +67,13 @@ def _run(pack, ticks, kernels, X):
     return out, info, blen
 
 
-@pytest.mark.parametrize("hinges", [False, True], ids=["no-hinges", "hinges"])
+@pytest.mark.parametrize("hinges", [False, True, "twists"], ids=["no-hinges", "hinges", "hinges-and-twists"])
 def test_numba_kernels_equal_the_numpy_reference(pack, clip, hinges):
     X, fps = clip
-    if hinges:
+    if hinges == "twists":
+        pack = steppack.twisted(pack)
+        assert len(pack.twist_prior) == 13 and len(pack.hinges) == 4
+    elif hinges:
         pack = steppack.hinged(pack)
         assert len(pack.hinges) == 4
     ticks = _script(X, fps)

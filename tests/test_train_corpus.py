@@ -18,6 +18,7 @@ from train import corpus  # noqa: E402
 from train.batches import ExampleMaker  # noqa: E402
 from train.corpus import BANDAI, family_key, load_corpus, val_flags  # noqa: E402
 from train.fit import _augment_config  # noqa: E402
+from train.hinges import TWIST_PRIOR  # noqa: E402
 
 EXTRA = ("snu-ys2010_Walking_rawmotion_woddy2_wide_ext_walk1.bvh", "snu-ys2010_Physics2_wd2_PushStep02.bvh")
 BROKEN = b"HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n CHANNELS 3 Xrotation\n}\nMOTION\nFrames: 1\n"
@@ -158,6 +159,8 @@ def test_fit_trains_on_the_corpus_without_a_source(tiny, tmp_path, monkeypatch):
     assert set(meta["hinges"]) <= {"LowerArm_L", "LowerArm_R", "LowerLeg_L", "LowerLeg_R"} and meta["hinges"]
     for axis in meta["hinges"].values():
         assert abs(np.linalg.norm(axis) - 1) < 1e-5
+    # the shipped recipe's solver settings: mean-pose twists of clavicles, neck and limbs; mean-pose leaves
+    assert meta["twist_prior"] == list(TWIST_PRIOR) and meta["leaf_prior"] == 1.0
 
 
 def test_caches_built_at_once_by_two_writers_stay_whole(tiny, monkeypatch):

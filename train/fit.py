@@ -26,7 +26,7 @@ from rtik.geometry.kinematics import mean_local_rotations
 from train.batches import AugmentConfig, ExampleMaker, Streams
 from train.data import ClipSet, load_clips
 from train.export import export_pack, pack_meta
-from train.hinges import hinge_axes
+from train.hinges import LEAF_PRIOR, hinge_axes, twist_joints
 from train.losses import angle_errors, losses
 from train.model import ARCHS, IKModel, ModelConfig
 
@@ -345,6 +345,8 @@ def _meta(model, prior, train, command, exclude, val_metrics, exclude_source=())
         metrics={"val_clean_quick": val_metrics},
         licence=licence,
         hinges=hinge_axes(train.quats, train.skeleton, stride=max(1, train.num_frames // 200_000))[0],
+        twist_prior=twist_joints(model.skeleton),
+        leaf_prior=LEAF_PRIOR,
     )
 
 

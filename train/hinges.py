@@ -32,6 +32,22 @@ from rtik.geometry.skeleton import Skeleton
 HINGE_JOINTS = ("LowerArm_L", "LowerArm_R", "LowerLeg_L", "LowerLeg_R")
 #: frames bent less than this (degrees) do not say where the axis is
 MIN_BEND = 30.0
+#: joints whose twist about their own bone the solver takes from the mean pose (a pack's ``twist_prior``):
+#: positions do not show it, and on four leave-source-out folds the mean pose's twist was closer than the
+#: network's for the clavicles, the neck, the limbs and the feet (docs/results.md); the spine's stays the
+#: network's (closer on three folds of four). The hinges override it where a limb is bent.
+TWIST_PRIOR = (
+    "Neck", "Shoulder_L", "Shoulder_R", "UpperArm_L", "LowerArm_L", "UpperArm_R", "LowerArm_R",
+    "UpperLeg_L", "LowerLeg_L", "Foot_L", "UpperLeg_R", "LowerLeg_R", "Foot_R",
+)  # fmt: skip
+#: how far the shipped recipe turns the leaves (head, hands, toes) to the mean pose (a pack's ``leaf_prior``)
+LEAF_PRIOR = 1.0
+
+
+def twist_joints(skel: Skeleton, joints=TWIST_PRIOR) -> list[str]:
+    """The joints of ``joints`` that ``skel`` has with a parent and a child bone (a twist to take)."""
+    return [n for n in joints if n in skel.names and skel.parents[skel.index(n)] >= 0
+            and skel.bone_children(skel.index(n))]  # fmt: skip
 
 
 def hinge_axes(quats, skel: Skeleton, joints=HINGE_JOINTS, stride: int = 1) -> tuple[dict, dict]:

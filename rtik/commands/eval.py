@@ -123,6 +123,14 @@ def register(subparsers) -> None:
         action="store_false",
         help="leave the network's twists of bent knees and elbows as they are (SolverOptions.hinge; docs/solver.md)",
     )
+    p.add_argument(
+        "--twist-prior",
+        type=fraction,
+        default=1.0,
+        metavar="W",
+        help="turn the twists of the pack's twist_prior joints (clavicles, neck, limbs) this far from the "
+        "network's towards the mean pose's, 0..1 (default 1; 0 = the network's; SolverOptions.twist_prior)",
+    )
     p.add_argument("--backend", default="onnx", help="inference backend for the model (default onnx)")
     p.add_argument(
         "--conditions",
@@ -198,7 +206,7 @@ def run(args) -> int:
     runners = {}
     for m in methods:
         runners[m] = (
-            evaluation.model_method(pack, args.backend, _options(args.leaf_prior, args.hinge))
+            evaluation.model_method(pack, args.backend, _options(args))
             if m == "model"
             else evaluation.baseline_method(m, prior)
         )
@@ -252,8 +260,7 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
         args.virtual == "chain",
         pack,
         args.markers,
-        args.leaf_prior,
-        args.hinge,
+        _options(args),
     )
     frames = sum(len(c.local_quats) for c in clips)
     log(f"{len(clips)} clips, {frames} frames of corpus split {args.split}; methods {', '.join(methods)}")
@@ -289,23 +296,25 @@ def run_corpus(args, pack, methods, need_prior: bool) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ Ray
-def _options(leaf_prior=None, hinge: bool = True):
-    """The solver options of an evaluation: ``leaf_prior`` (None: the pack's), the hinge limbs on or off."""
-    return SolverOptions(leaf_prior=leaf_prior) if hinge else SolverOptions(leaf_prior=leaf_prior, hinge=None)
+def _options(args) -> SolverOptions:
+    """The solver options of an evaluation: ``--leaf-prior`` (None: the pack's), ``--no-hinge``,
+    ``--twist-prior``."""
+    return SolverOptions(
+        leaf_prior=args.leaf_prior, hinge=SolverOptions.hinge if args.hinge else None, twist_prior=args.twist_prior
+    )
 
 
 def _runners(
-    kind: str, model, backend: str, methods, prior, fill: bool = False, pack=None, markers="none", leaf_prior=None,
-    hinge: bool = True,
+    kind: str, model, backend: str, methods, prior, fill: bool = False, pack=None, markers="none", options=None
 ) -> dict:  # fmt: skip
     """The methods of a run: ``kind`` ``"bandai"`` (:mod:`rtik.eval.evaluation`) or ``"corpus"``
     (:mod:`rtik.eval.crossrig`, the input's leaf ``markers`` mode); the model pack is loaded from ``model`` unless
-    given (workers load it); ``leaf_prior``: the solver's (None: the pack's); ``hinge``: the solver's hinge limbs."""
+    given (workers load it); ``options``: the model's :class:`SolverOptions` (None: the defaults)."""
     from rtik.eval import crossrig
     from rtik.models import modelpack
     from rtik.solve.solver import Solver
 
-    options = _options(leaf_prior, hinge)
+    options = options if options is not None else SolverOptions()
 
     mod = crossrig if kind == "corpus" else evaluation
     if "model" in methods and pack is None:
@@ -386,8 +395,7 @@ def _ray_bandai(args, clips, methods, prior, log) -> dict:
         args.backend,
         tuple(methods),
         prior,
-        leaf_prior=args.leaf_prior,
-        hinge=args.hinge,
+        options=_options(args),
     )
     per = _ray_map(args, setup, _ray_clip_errors, clips, log)
     return {m: {c: metrics.combine([p[m][c] for p in per]) for c in args.conditions} for m in methods}
@@ -409,8 +417,7 @@ def _ray_corpus(args, clips, methods, prior, log, kw: dict) -> dict:
         fill,
         None,
         args.markers,
-        args.leaf_prior,
-        args.hinge,
+        _options(args),
     )
     outs = _ray_map(args, setup, _ray_clip_outputs, clips, log, ({**kw, "offsets": "clip"},))
     return {m: _replay(m, clips, outs, args.conditions) for m in methods}

@@ -59,6 +59,10 @@ class ModelPack:
         hinges: joint name -> ``(3,)`` unit axis in its parent's frame: the joint's local rotation is a turn about
             this axis (knees, elbows; ``model.json`` ``hinges``, the mean axis of the training clips' bent joints,
             :mod:`train.hinges`), so that a bent limb's plane fixes its upper bone's twist (docs/solver.md).
+        twist_prior: names of joints whose twist about their own bone the solver takes from the mean pose
+            (``prior_local`` swung onto the observed bone) instead of the network's (``model.json``
+            ``twist_prior``, none when absent): positions do not show that twist, and on performers it was not
+            trained on the network's guess for these joints was worse than the mean pose's (docs/solver.md).
     """
 
     path: Path
@@ -74,6 +78,7 @@ class ModelPack:
     markers: tuple[str, ...] = ()
     leaf_prior: float = 0.0
     hinges: dict = field(default_factory=dict)
+    twist_prior: tuple[str, ...] = ()
 
     @property
     def input_rows(self) -> tuple[str, ...]:
@@ -144,6 +149,7 @@ def load(path=None) -> ModelPack:
         if not 0.0 <= leaf_prior <= 1.0:
             raise ModelError(f"leaf_prior must be within 0..1, got {leaf_prior}")
         hinges = _hinges(meta.get("hinges", {}), skel)
+        twist_prior = _twist_prior(meta.get("twist_prior", []), skel)
         for m in markers:
             if m not in mk.BY_NAME:
                 raise ModelError(f"unknown marker {m!r}; markers: {', '.join(mk.NAMES)}")
@@ -178,6 +184,7 @@ def load(path=None) -> ModelPack:
         markers,
         leaf_prior,
         hinges,
+        twist_prior,
     )
     check_onnx(pack.file("onnx"), pack.step_shapes())
     return pack
@@ -198,6 +205,20 @@ def _hinges(spec, skel: Skeleton) -> dict[str, np.ndarray]:
             raise ModelError(f"hinge {name!r}: the axis must be three finite numbers, not all zero; got {axis!r}")
         out[str(name)] = a / np.linalg.norm(a)
     return out
+
+
+def _twist_prior(spec, skel: Skeleton) -> tuple[str, ...]:
+    """``model.json`` ``twist_prior`` ``[joint, ...]`` -> the names; each joint must have a parent and a child
+    bone (a twist about that bone), and appear once."""
+    if not isinstance(spec, (list, tuple)) or not all(isinstance(n, str) for n in spec):
+        raise ModelError(f"twist_prior must be a list of joint names, got {spec!r}")
+    for name in spec:
+        j = skel.index(name)
+        if skel.parents[j] < 0 or not skel.bone_children(j):
+            raise ModelError(f"twist_prior {name!r}: needs a parent and a child bone to twist about")
+    if len(set(spec)) != len(spec):
+        raise ModelError(f"twist_prior lists a joint twice: {list(spec)}")
+    return tuple(spec)
 
 
 def save(path, meta: dict, onnx_bytes: bytes, extra_files: dict[str, bytes] | None = None) -> ModelPack:

@@ -39,6 +39,7 @@ class ModelConfig:
     gap_hold: float = 1.0  # s: a joint that drops out holds its offset from the joint above it (0 = off)
     spike: float = 0.02  # m: a joint whose bones all change length by more is a spike, held as missing (0 = off)
     hinge: bool = True  # bent knees and elbows turn about the pack's hinge axes (rtik.solve.refine.hinges)
+    twist_prior: float = 1.0  # 0..1: the pack's twist_prior joints take the mean pose's twist (0 = the network's)
 
 
 def solver_options(model: ModelConfig):
@@ -47,7 +48,11 @@ def solver_options(model: ModelConfig):
 
     smooth = SmoothConfig(stages=model.smooth_stages) if model.smooth else None
     opts = SolverOptions(
-        kernels=model.kernels, smooth=smooth, gap_hold=model.gap_hold or None, spike=model.spike or None
+        kernels=model.kernels,
+        smooth=smooth,
+        gap_hold=model.gap_hold or None,
+        spike=model.spike or None,
+        twist_prior=model.twist_prior,
     )
     return opts if model.hinge else dataclasses.replace(opts, hinge=None)
 
@@ -255,6 +260,10 @@ def validate(cfg: Config) -> None:
         v = getattr(cfg.model, key)
         if not (v >= 0 and v < float("inf")):
             raise ConfigError(f"[model] {key} must be a finite number >= 0 (0 = off), got {v}")
+    if not 0.0 <= cfg.model.twist_prior <= 1.0:
+        raise ConfigError(
+            f"[model] twist_prior must be within 0..1 (0 = the network's twists), got {cfg.model.twist_prior}"
+        )
     _choice("recording", "units", cfg.recording.units, RECORD_UNITS)
     _choice("log", "level", cfg.log.level, LOG_LEVELS)
     _choice("log", "format", cfg.log.format, LOG_FORMATS)

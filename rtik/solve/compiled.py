@@ -65,9 +65,10 @@ def _compile(sv):
         i64(t.local_joint), i64(t.local_parent), root_inner, i64(t.bone_parent), i64(t.bones),
         f64(t.bone_paths), f64(t.below_root), i64(sv.cl_p), i64(sv.cl_cj), i64(sv.cl_ci), sv.bias_fixed,
         i64(sv.gap_rows), i64(sv.gap_parent_row), i64(sv.gap_kids), i64(sv.b_child), i64(sv.b_parent),
-        i64(sv.hinge_idx), f64(sv.hinge_axis), f64(rf._QA), f64(rf._QB),
+        i64(sv.hinge_idx), f64(sv.hinge_axis), i64(sv.twist_idx), f64(sv.twist_L), f64(rf._QA), f64(rf._QB),
         f64([o.noise_rate, o.sigma_denoise, o.sigma_network, rf.MIN_BONE, rf.REAL_FRACTION, rf.COLLINEAR,
-             o.denoise_reach or 0.0, o.bias_time or 0.0, o.gap_hold or 0.0, o.spike or 0.0, *sv.hinge_ramp]),
+             o.denoise_reach or 0.0, o.bias_time or 0.0, o.gap_hold or 0.0, o.spike or 0.0, *sv.hinge_ramp,
+             sv.twist_w]),
     )  # fmt: skip
     # compile (or load from the cache) now, not on a live stream's first frame: an empty batch
     none = np.zeros(0, np.int64)

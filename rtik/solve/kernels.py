@@ -501,20 +501,45 @@ def _hinge(Go, off, b, up, lo, end, axis, ramp_lo, ramp_hi, min_bone, T, T2, tmp
 
 
 @jit
+def _prior_twist(Go, off, b, j, p, c, Lp, weight, min_bone, M, T, tmp, u, v):
+    """One joint's mean-pose twist in global rotations ``Go (J, 3, 3)``, in place (as
+    rtik.solve.refine.prior_twists)."""
+    dx, dy, dz = _mv3(Go[j], off[b, c, 0], off[b, c, 1], off[b, c, 2])
+    if dx * dx + dy * dy + dz * dz <= min_bone * min_bone:
+        return
+    v[0], v[1], v[2] = _unit3(dx, dy, dz)
+    _matmul3(Go[p], Lp, M)
+    ex, ey, ez = _mv3(M, off[b, c, 0], off[b, c, 1], off[b, c, 2])
+    u[0], u[1], u[2] = _unit3(ex, ey, ez)
+    _swing(u, v, T)
+    _matmul3(T, M, tmp)
+    # D = tmp Go[j]^T, a turn about v: its angle
+    for i in range(3):
+        for k in range(3):
+            T[i, k] = tmp[i, 0] * Go[j, k, 0] + tmp[i, 1] * Go[j, k, 1] + tmp[i, 2] * Go[j, k, 2]
+    sx, sy, sz = 0.5 * (T[2, 1] - T[1, 2]), 0.5 * (T[0, 2] - T[2, 0]), 0.5 * (T[1, 0] - T[0, 1])
+    psi = np.arctan2(sx * v[0] + sy * v[1] + sz * v[2], 0.5 * (T[0, 0] + T[1, 1] + T[2, 2] - 1.0))
+    _turn(v[0], v[1], v[2], weight * psi, T)
+    _matmul3(T, Go[j], tmp)
+    Go[j] = tmp
+
+
+@jit
 def post(
     r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots, noise_a, dbias_a, gap_off_a, gap_w_a,
     gap_anc_a, last_ts, last_root, last_tgt, cs_a, fresh_a, cmem, ckind, cval, cn, cspec, ts, in_idx, bone_in, ri, mr,
     dummy, order, order_par, pair_joint, pair_child, inner, det, det_pairs, det_w, local_joint, local_parent,
     root_inner, bone_parent, bones, bone_paths, below_root, cl_p, cl_cj, cl_ci, bias_fixed, gap_rows, gap_prow,
-    gap_kids, b_ci, b_pi, hg_idx, hg_axis, QA, QB, o_f,
+    gap_kids, b_ci, b_pi, hg_idx, hg_axis, tw_idx, tw_L, QA, QB, o_f,
 ):  # fmt: skip
     """Denoised targets, noise estimate, 6-D -> rotations, refinement, FK and quaternions; updates the
     per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network, MIN_BONE, REAL_FRACTION,
-    COLLINEAR, denoise_reach, bias_time, gap_hold, spike, hinge_from, hinge_full]`` (the middle three
+    COLLINEAR, denoise_reach, bias_time, gap_hold, spike, hinge_from, hinge_full, twist_prior]`` (the middle three
     :mod:`rtik.solve.refine`'s; ``denoise_reach``, ``bias_time``, ``gap_hold`` and ``spike`` 0 for none; the hinge's
     ramp in radians, with ``hg_idx (H, 3)`` and ``hg_axis (H, 3)`` of :func:`rtik.solve.refine.hinge_tables`, no
-    rows when off). Spikes are cleared from ``M_in`` in place. Returns ``(quats (B, J, 4) float32, root_pos (B, 3)
-    float32, positions (B, J, 3) float32, noise (B,))``."""
+    rows when off; the mean-pose twists' weight, with ``tw_idx (T, 3)`` and ``tw_L (T, 3, 3)`` of
+    :func:`rtik.solve.refine.twist_tables`, no rows when off). Spikes are cleared from ``M_in`` in place. Returns
+    ``(quats (B, J, 4) float32, root_pos (B, 3) float32, positions (B, J, 3) float32, noise (B,))``."""
     B, Ji, J = P.shape[0], P.shape[1], off.shape[1]
     Nb = dev.shape[1]
     A, V = inner.shape[0], pair_joint.shape[0]
@@ -552,7 +577,8 @@ def post(
     real = np.empty(K1, np.bool_)
     real_d = np.empty((D, K1), np.bool_)
     min_bone, real_frac, collinear, reach_f, bias_t, gap_t = o_f[3], o_f[4], o_f[5], o_f[6], o_f[7], o_f[8]
-    spike_t, hg_lo, hg_hi = o_f[9], o_f[10], o_f[11]
+    spike_t, hg_lo, hg_hi, tw_w = o_f[9], o_f[10], o_f[11], o_f[12]
+    tw_u, tw_v = np.empty(3), np.empty(3)
     T2 = np.empty((3, 3))
     cnt_n = np.empty(Ji, np.int64)
     cnt_k = np.empty(Ji, np.int64)
@@ -745,6 +771,9 @@ def post(
             dj = inner[a_i]
             _matmul3(T, Go[dj], tmp)
             Go[dj] = tmp
+        for n in range(tw_idx.shape[0]):  # the mean pose's twists (as rtik.solve.refine.prior_twists); none when off
+            _prior_twist(Go, off, b, tw_idx[n, 0], tw_idx[n, 1], tw_idx[n, 2], tw_L[n], tw_w, min_bone, T2, T, tmp,
+                         tw_u, tw_v)  # fmt: skip
         for h in range(hg_idx.shape[0]):  # hinge limbs (as rtik.solve.refine.hinges); none when off
             _hinge(Go, off, b, hg_idx[h, 0], hg_idx[h, 1], hg_idx[h, 2], hg_axis[h], hg_lo, hg_hi, min_bone, T,
                    T2, tmp)  # fmt: skip

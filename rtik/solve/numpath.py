@@ -230,7 +230,8 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
     if t.dummy >= 0:
         Lm[:, t.dummy] = rf._EYE
     G = rf.global_rotations(Lm, t)
-    Lr, Gr = rf.refine(G, Lm, off, tgt, beta, t, (sv.hinge_idx, sv.hinge_axis, sv.hinge_ramp))
+    hinge, twist = (sv.hinge_idx, sv.hinge_axis, sv.hinge_ramp), (sv.twist_idx, sv.twist_L, sv.twist_w)
+    Lr, Gr = rf.refine(G, Lm, off, tgt, beta, t, hinge, twist)
     root_pos = tgt_in[:, sv.root_in]  # the dummy root (if any) sits at the origin
     X = rf.positions(Gr, off, root_pos, t)
     q = rf.matrix_to_quat(Lr).astype(np.float32)

@@ -9,8 +9,9 @@ points along the target direction, keeping the network's twist about that bone; 
 child bones, e.g. hips, chest) then turns about that bone so its other child bones match too (the least-squares
 twist angle). Each joint's correction depends only on its own network rotation and the targets, never on the
 corrected parent, so every joint is corrected at once; locals are recovered as ``G_parent^T G``. Leaves keep the
-network's local rotation (their orientation is unobservable). Bent hinge limbs (knees, elbows: a pack's
-``hinges``) then turn about their own bones so that the limb's plane sets the upper bone's twist (:func:`hinges`).
+network's local rotation (their orientation is unobservable). The joints of a pack's ``twist_prior`` then take
+the mean pose's twist about their bones (:func:`prior_twists`), and bent hinge limbs (knees, elbows: a pack's
+``hinges``) turn about their own bones so that the limb's plane sets the upper bone's twist (:func:`hinges`).
 """
 
 from __future__ import annotations
@@ -287,7 +288,47 @@ def hinges(G, off, idx, axis, ramp) -> None:
     G[:, up] = Gu
 
 
-def refine(G, L, off, tgt, beta, t: Tables, hinge=None) -> tuple[np.ndarray, np.ndarray]:
+def twist_tables(skel: Skeleton, names, prior_local) -> tuple[np.ndarray, np.ndarray]:
+    """``(idx (T, 3) int64, L (T, 3, 3))``: per joint of ``names`` (a pack's ``twist_prior``) its (joint, parent,
+    first child bone), parents before children, and its mean local rotation from ``prior_local (J, 4)`` XYZW as a
+    matrix. Joints without a parent or a child bone, or not in ``skel``, are left out."""
+    from rtik.geometry.rotations import quat_to_matrix
+
+    rows = []
+    for name in names:
+        if name not in skel.names:
+            continue
+        j = skel.index(name)
+        kids = skel.bone_children(j)
+        if skel.parents[j] >= 0 and kids:
+            rows.append((j, int(skel.parents[j]), kids[0]))
+    depth = lambda j: 0 if skel.parents[j] < 0 else 1 + depth(skel.parents[j])  # noqa: E731
+    rows.sort(key=lambda r: (depth(r[0]), r[0]))
+    idx = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    Lp = quat_to_matrix(np.asarray(prior_local, np.float64)[idx[:, 0]]).reshape(-1, 3, 3)
+    return idx, Lp
+
+
+def prior_twists(G, off, idx, Lp, weight) -> None:
+    """The mean pose's twist for the joints of :func:`twist_tables` ``(idx, Lp)``, in ``G (B, J, 3, 3)`` in place:
+    each joint turns about its own bone (as ``G`` and ``off`` place it) by ``weight`` times the angle from its
+    rotation to ``swing(G_parent Lp) G_parent Lp`` — its parent's rotation times the mean local rotation, swung
+    minimally onto the bone (what the analytic solver with the mean-pose prior makes of it). Parents come first, so
+    a child's mean pose hangs from its parent's new twist. No joint moves."""
+    for k in range(len(idx)):
+        j, p, c = idx[k]
+        d = (G[:, j] @ off[:, c, :, None])[..., 0]
+        ok = _dot(d, d) > MIN_BONE**2
+        d = _unit(d)
+        M = G[:, p] @ Lp[k]
+        M = swing(_unit((M @ off[:, c, :, None])[..., 0]), d) @ M
+        D = M @ np.swapaxes(G[:, j], -1, -2)  # a turn about d
+        s = 0.5 * np.stack([D[..., 2, 1] - D[..., 1, 2], D[..., 0, 2] - D[..., 2, 0], D[..., 1, 0] - D[..., 0, 1]], -1)
+        psi = np.arctan2(_dot(s, d), 0.5 * (D[..., 0, 0] + D[..., 1, 1] + D[..., 2, 2] - 1.0))
+        G[:, j] = _turn(d, weight * psi * ok) @ G[:, j]
+
+
+def refine(G, L, off, tgt, beta, t: Tables, hinge=None, twist=None) -> tuple[np.ndarray, np.ndarray]:
     """Correct the network's rotations towards the target positions.
 
     Args:
@@ -296,7 +337,8 @@ def refine(G, L, off, tgt, beta, t: Tables, hinge=None) -> tuple[np.ndarray, np.
         off: ``(B, J, 3)`` bone offsets (metres), ``tgt``: ``(B, J, 3)`` target positions (metres, world).
         beta: ``(B, J)`` weight of the target direction against the network's (1 = follow the targets exactly).
         t: the skeleton's :class:`Tables`.
-        hinge: ``(idx, axis, ramp)`` of :func:`hinges` (applied after the swings), or None.
+        hinge: ``(idx, axis, ramp)`` of :func:`hinges` (applied after the swings and twists), or None.
+        twist: ``(idx, Lp, weight)`` of :func:`prior_twists` (applied after the swings), or None.
 
     Returns:
         ``(L_out, G_out)``: refined local and global rotations ``(B, J, 3, 3)`` (G valid for inner joints).
@@ -331,6 +373,8 @@ def refine(G, L, off, tgt, beta, t: Tables, hinge=None) -> tuple[np.ndarray, np.
         T = _turn_cs(a, c, s)  # (B, D, 3, 3)
         dj = t.inner[t.det]
         G_out[:, dj] = T @ G_out[:, dj]
+    if twist is not None:
+        prior_twists(G_out, off, *twist)
     if hinge is not None:
         hinges(G_out, off, *hinge)
     if t.dummy >= 0:

@@ -80,6 +80,10 @@ class SolverOptions:
             axis is normal to the limb's plane, and its lower joint's rotation towards a pure turn about that axis,
             in full from ``full`` on (a linear ramp between: a nearly straight limb's plane is noise). Positions
             do not move (:func:`rtik.solve.refine.hinges`). None: the network's twists stay.
+        twist_prior: how far the joints of the pack's :attr:`~rtik.models.modelpack.ModelPack.twist_prior`
+            (clavicles, neck, upper and lower limbs in the shipped packs) turn about their own bones from the
+            network's twist to the mean pose's, 0..1 (:func:`rtik.solve.refine.prior_twists`; before the hinges,
+            which override it on bent limbs). Positions do not move. 0: the network's twists stay.
     """
 
     gap_s: float = 0.5
@@ -99,6 +103,7 @@ class SolverOptions:
     gap_hold: float | None = 1.0
     spike: float | None = 0.02
     hinge: tuple[float, float] | None = (10.0, 25.0)
+    twist_prior: float = 1.0
 
 
 class SolveResult(NamedTuple):
@@ -231,6 +236,15 @@ class Solver:
             self.hinge_ramp = np.radians([lo, hi])
         else:
             self.hinge_ramp = np.zeros(2)
+        try:
+            self.twist_w = float(self.options.twist_prior)
+        except (TypeError, ValueError):
+            self.twist_w = float("nan")
+        if not 0.0 <= self.twist_w <= 1.0:
+            raise InputError(f"twist_prior must be within 0..1, got {self.options.twist_prior!r}")
+        self.twist_idx, self.twist_L = rf.twist_tables(
+            skel, pack.twist_prior if self.twist_w > 0.0 else (), pack.prior_local
+        )
         self._streams: dict[str, StreamInfo] = {}
         self._lock = threading.Lock()
         self._ready: dict[int, StreamInfo] = {}
