@@ -503,23 +503,43 @@ def _hinge(Go, off, b, up, lo, end, axis, ramp_lo, ramp_hi, min_bone, T, T2, tmp
 @jit
 def _prior_twist(Go, off, b, j, p, c, Lp, weight, min_bone, M, T, tmp, u, v):
     """One joint's mean-pose twist in global rotations ``Go (J, 3, 3)``, in place (as
-    rtik.solve.refine.prior_twists)."""
-    dx, dy, dz = _mv3(Go[j], off[b, c, 0], off[b, c, 1], off[b, c, 2])
+    rtik.solve.refine.prior_twists): the angle about the bone between the network's and the mean pose's images
+    of one local vector normal to the bone, without the matrices."""
+    ox, oy, oz = off[b, c, 0], off[b, c, 1], off[b, c, 2]
+    dx, dy, dz = _mv3(Go[j], ox, oy, oz)
     if dx * dx + dy * dy + dz * dz <= min_bone * min_bone:
         return
-    v[0], v[1], v[2] = _unit3(dx, dy, dz)
-    _matmul3(Go[p], Lp, M)
-    ex, ey, ez = _mv3(M, off[b, c, 0], off[b, c, 1], off[b, c, 2])
-    u[0], u[1], u[2] = _unit3(ex, ey, ez)
-    _swing(u, v, T)
-    _matmul3(T, M, tmp)
-    # D = tmp Go[j]^T, a turn about v: its angle
-    for i in range(3):
-        for k in range(3):
-            T[i, k] = tmp[i, 0] * Go[j, k, 0] + tmp[i, 1] * Go[j, k, 1] + tmp[i, 2] * Go[j, k, 2]
-    sx, sy, sz = 0.5 * (T[2, 1] - T[1, 2]), 0.5 * (T[0, 2] - T[2, 0]), 0.5 * (T[1, 0] - T[0, 1])
-    psi = np.arctan2(sx * v[0] + sy * v[1] + sz * v[2], 0.5 * (T[0, 0] + T[1, 1] + T[2, 2] - 1.0))
-    _turn(v[0], v[1], v[2], weight * psi, T)
+    vx, vy, vz = _unit3(dx, dy, dz)
+    bx, by, bz = _unit3(ox, oy, oz)  # the bone in the joint's frame, and a vector x normal to it
+    if abs(bx) <= abs(by) and abs(bx) <= abs(bz):
+        xx, xy, xz = _unit3(0.0, bz, -by)  # b x e_x
+    elif abs(by) <= abs(bz):
+        xx, xy, xz = _unit3(-bz, 0.0, bx)  # b x e_y
+    else:
+        xx, xy, xz = _unit3(by, -bx, 0.0)  # b x e_z
+    gx, gy, gz = _mv3(Go[j], xx, xy, xz)  # the network's image of x (normal to the bone)
+    lx, ly, lz = _mv3(Lp, xx, xy, xz)
+    lbx, lby, lbz = _mv3(Lp, bx, by, bz)
+    mx, my, mz = _mv3(Go[p], lx, ly, lz)  # the mean pose's images of x and of the bone
+    ux, uy, uz = _mv3(Go[p], lbx, lby, lbz)
+    ux, uy, uz = _unit3(ux, uy, uz)
+    cu = ux * vx + uy * vy + uz * vz
+    if cu < -0.9999:  # the mean pose's bone points away: the half turn of _swing
+        u[0], u[1], u[2] = ux, uy, uz
+        v[0], v[1], v[2] = vx, vy, vz
+        _swing(u, v, T)
+        mx, my, mz = _mv3(T, mx, my, mz)
+    else:  # its minimal swing onto the bone, applied to the image of x (Rodrigues with w = u x v)
+        wx, wy, wz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+        f = (wx * mx + wy * my + wz * mz) / max(1.0 + cu, 1e-9)
+        mx, my, mz = (
+            cu * mx + (wy * mz - wz * my) + f * wx,
+            cu * my + (wz * mx - wx * mz) + f * wy,
+            cu * mz + (wx * my - wy * mx) + f * wz,
+        )
+    cx, cy, cz = gy * mz - gz * my, gz * mx - gx * mz, gx * my - gy * mx
+    psi = np.arctan2(cx * vx + cy * vy + cz * vz, gx * mx + gy * my + gz * mz)
+    _turn(vx, vy, vz, weight * psi, T)
     _matmul3(T, Go[j], tmp)
     Go[j] = tmp
 
