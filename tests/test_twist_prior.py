@@ -128,3 +128,31 @@ def test_twist_prior_is_read_and_checked(pack, tmp_path):
         (copy / "model.json").write_text(json.dumps(meta))
         with pytest.raises(ModelError, match=msg):
             modelpack.load(copy)
+
+
+def test_the_compiled_twist_equals_the_reference_also_where_the_mean_pose_points_away():
+    pytest.importorskip("numba")
+    from rtik.solve import kernels
+
+    skel = _chain()
+    rng = np.random.default_rng(5)
+    B = 64
+    G = _random_rotations(rng, (B, 4))
+    off = np.broadcast_to(skel.offsets, (B, 4, 3)).copy()
+    prior = rot.quat_normalize(rng.normal(size=(4, 4)))
+    idx, Lp = rf.twist_tables(skel, ("lower",), prior)
+    # the first streams: the network's bone exactly opposite the mean pose's (the half-turn branch), twisted
+    bone = np.array([0.0, -1.0, 0.0])
+    for b in range(4):
+        R = G[b, 1] @ Lp[0]
+        a = np.cross(R @ bone, rng.normal(size=3))
+        G[b, 2] = rf._turn(a / np.linalg.norm(a), np.array(np.pi)) @ R @ rf._turn(bone, np.array(0.3 + 0.2 * b))
+        np.testing.assert_allclose(G[b, 2] @ bone, -(R @ bone), atol=1e-12)
+    ref = G.copy()
+    rf.prior_twists(ref, off, idx, Lp, 0.7)
+    out = G.copy()
+    M, T, tmp, u, v = np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)), np.empty(3), np.empty(3)
+    for b in range(B):
+        j, p, c = idx[0]
+        kernels._prior_twist(out[b], off, b, j, p, c, Lp[0], 0.7, rf.MIN_BONE, M, T, tmp, u, v)
+    np.testing.assert_allclose(out, ref, atol=1e-9)
