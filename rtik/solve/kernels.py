@@ -547,8 +547,8 @@ def _prior_twist(Go, off, b, j, p, c, Lp, weight, min_bone, M, T, tmp, u, v):
 @jit
 def post(
     r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots, noise_a, dbias_a, gap_off_a, gap_w_a,
-    gap_anc_a, last_ts, last_root, last_tgt, cs_a, fresh_a, cmem, ckind, cval, cn, cspec, ts, in_idx, bone_in, ri, mr,
-    dummy, order, order_par, pair_joint, pair_child, inner, det, det_pairs, det_w, local_joint, local_parent,
+    gap_anc_a, last_ts, last_root, last_tgt, cs_a, fresh_a, cmem, ckind, cval, cn, cspec, root_ap, ts, in_idx, bone_in,
+    ri, mr, dummy, order, order_par, pair_joint, pair_child, inner, det, det_pairs, det_w, local_joint, local_parent,
     root_inner, bone_parent, bones, bone_paths, below_root, cl_p, cl_cj, cl_ci, bias_fixed, gap_rows, gap_prow,
     gap_kids, b_ci, b_pi, hg_idx, hg_axis, tw_idx, tw_L, QA, QB, o_f,
 ):  # fmt: skip
@@ -812,6 +812,24 @@ def post(
         _positions(Go, off, b, tgt_in[ri], bone_parent, bones, bone_paths, below_root, bv, X_out)
         for i in range(3):
             rp_out[b, i] = tgt_in[ri, i]
+        if root_ap[s]:  # the root a stand-in: the body moves by its observed joints' miss (numpath._land_root)
+            mx, my, mz, nm = 0.0, 0.0, 0.0, 0
+            for i in range(Ji):
+                if M_in[b, i] and i != ri:
+                    jj = in_idx[i]
+                    mx += tgt_in[i, 0] - X_out[b, jj, 0]
+                    my += tgt_in[i, 1] - X_out[b, jj, 1]
+                    mz += tgt_in[i, 2] - X_out[b, jj, 2]
+                    nm += 1
+            if nm > 0:
+                mx, my, mz = mx / nm, my / nm, mz / nm
+                rp_out[b, 0] += mx
+                rp_out[b, 1] += my
+                rp_out[b, 2] += mz
+                for j in range(J):
+                    X_out[b, j, 0] += mx * below_root[j, 0]
+                    X_out[b, j, 1] += my * below_root[j, 0]
+                    X_out[b, j, 2] += mz * below_root[j, 0]
         # quaternions (branch-free Shepperd, as rtik.solve.refine.matrix_to_quat), w >= 0
         for j in range(J):
             for c in range(16):

@@ -234,6 +234,9 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
     Lr, Gr = rf.refine(G, Lm, off, tgt, beta, t, hinge, twist)
     root_pos = tgt_in[:, sv.root_in]  # the dummy root (if any) sits at the origin
     X = rf.positions(Gr, off, root_pos, t)
+    land = sv._root_approx[slots]
+    if land.any():
+        root_pos, X = _land_root(sv, land, M_in, tgt_in, root_pos, X)
     q = rf.matrix_to_quat(Lr).astype(np.float32)
     # ---- per-stream bookkeeping
     sv._last_ts[slots] = ts
@@ -242,6 +245,19 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
     sv._cs[slots] = cs
     sv._fresh[slots] = False
     return q, root_pos.astype(np.float32), X.astype(np.float32), noise
+
+
+def _land_root(sv, land, M_in, tgt_in, root_pos, X):
+    """Streams ``land (B,)`` whose root is a pose estimator's stand-in (approximate in their layout): the whole
+    body moves by the mean miss of its other observed joints (their targets ``tgt_in (B, Ji, 3)`` less their FK
+    positions in ``X (B, J, 3)``), so that a root a few centimetres off the joint does not carry every observed
+    joint with it. (A root that is merely missing already moves with its observed children in :func:`pre`.)
+    -> ``(root_pos, X)``."""
+    w = M_in & land[:, None]
+    w[:, sv.root_in] = False
+    n = w.sum(1)
+    miss = ((tgt_in - X[:, sv.in_idx]) * w[..., None]).sum(1) / np.maximum(n, 1)[:, None]
+    return root_pos + miss, X + miss[:, None, :] * sv.tables.below_root[None]
 
 
 #: an observed joint is a spike where its bones' lengths are off by ``SolverOptions.spike`` plus this many times

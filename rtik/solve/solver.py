@@ -344,6 +344,7 @@ class Solver:
         return (
             self._noise, self._dbias, self._gap_off, self._gap_w, self._gap_anc, self._last_ts, self._last_root,
             self._last_tgt, self._cs, self._fresh, self._cmem, self._ckind, self._cval, self._cn, self._cspec,
+            self._root_approx,
         )  # fmt: skip
 
     @classmethod
@@ -371,7 +372,7 @@ class Solver:
             "sm_dq": ((J, 4), np.float64, 0.0), "sm_r": ((MAX_STAGES, 3), np.float64, 0.0),
             "sm_dr": ((3,), np.float64, 0.0), "approx": ((Ji,), bool, False), "dbias": ((Ji, 3), np.float64, 0.0),
             "gap_off": ((Ji, 3), np.float64, 0.0), "gap_w": ((Ji,), np.float64, 0.0),
-            "gap_anc": ((Ji,), np.int64, -1),
+            "gap_anc": ((Ji,), np.int64, -1), "root_approx": ((), bool, False),
         }  # fmt: skip
         for name, (shape, dtype, fill) in spec.items():
             a = np.full((cap, *shape), fill, dtype=dtype)
@@ -425,6 +426,8 @@ class Solver:
             # joints the layout only approximates (an estimator's ear midpoint for the head): the network sees them,
             # the targets, the noise estimate and the calibration do not (the root stays: it anchors the frame)
             self._approx[slot] = [j in lay.notes and j != self.pack.norm.root for j in self.pack.input_joints]
+            # an approximate root still anchors the frame, but the body then moves by the observed joints' mean miss
+            self._root_approx[slot] = self.pack.norm.root in lay.notes
             self._any_approx = self._any_approx or bool(self._approx[slot].any())
             # a missing joint holds its offset from the nearest ancestor the layout has exactly
             self._gap_anc[slot] = self._gap_ancestors(provided & ~self._approx[slot])
