@@ -7,6 +7,7 @@ import pytest
 
 from rtik.cli import main
 from rtik.formats import bvh
+from rtik.geometry import rotations as rot
 
 
 def _roundtrip_mm(src_positions, out_path, unit_to_mm):
@@ -220,3 +221,18 @@ def test_a_z_up_bvh_is_solved_upright_and_written_back_in_its_own_axes(mocap, tm
     want = forward_kinematics(*clip_arrays(bvh.read(src)))[0]
     got = forward_kinematics(*clip_arrays(bvh.read(own)))[0]
     assert np.abs(got - want).max() * 25.4 < 1.0  # mm: back in the file's Z-up axes
+
+
+def test_twist_prior_flag_turns_twists_not_positions(sample_clips, tmp_path):
+    clip = sample_clips[0]
+    out = {}
+    for w in ("0", "1"):
+        dst = tmp_path / f"w{w}.bvh"
+        assert main(["solve", str(clip), "-o", str(dst), "--model", "default", "--twist-prior", w]) == 0
+        out[w] = bvh.read(dst)
+    np.testing.assert_allclose(out["0"].positions(), out["1"].positions(), atol=0.1)  # centimetres: within 1 mm
+    j = out["1"].skeleton.index("UpperArm_R")
+    turn = rot.quat_geodesic(out["0"].local_quats()[:, j], out["1"].local_quats()[:, j])
+    assert np.degrees(turn).max() > 1.0  # another twist
+    with pytest.raises(SystemExit):
+        main(["solve", str(clip), "-o", str(tmp_path / "x.bvh"), "--twist-prior", "2"])

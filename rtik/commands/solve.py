@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtik.commands.options import add_ray_options
+from rtik.commands.options import add_ray_options, fraction
 from rtik.errors import InputError, RtikError
 from rtik.formats import bvh
 from rtik.formats.layouts import NAMES as LAYOUTS
@@ -122,6 +122,15 @@ def register(sub) -> None:
         default=None,
         help="write the output in a BVH rig: 'input' (the input file's own) or a .bvh file (default: the model's)",
     )
+    p.add_argument(
+        "--twist-prior",
+        type=fraction,
+        default=1.0,
+        metavar="W",
+        help="how far the pack's twist_prior joints (clavicles, neck, limbs, feet) take the mean pose's twist "
+        "instead of the network's, 0..1 (default 1: better on performers the model has not seen; 0 for those "
+        "it was trained on; docs/solver.md)",
+    )
     add_ray_options(p, "files")
     p.set_defaults(func=run)
 
@@ -148,7 +157,7 @@ def _progress(items, desc: str):
 
 
 def run(args) -> int:
-    from rtik.solve.solver import Solver
+    from rtik.solve.solver import Solver, SolverOptions
 
     src: Path = args.input
     if not src.exists():
@@ -156,7 +165,7 @@ def run(args) -> int:
     opts = {"layout": args.layout, "units": args.units, "fps": args.fps, "rig": args.rig}
     if getattr(args, "ray", None) is not None:
         return run_ray(args, src, opts)
-    solver = Solver.from_path(args.model, backend=args.backend)
+    solver = Solver.from_path(args.model, backend=args.backend, options=SolverOptions(twist_prior=args.twist_prior))
     if src.is_file():
         out = solve_file(solver, src, args.output, **opts)
         print(f"{src} -> {out}")
@@ -177,11 +186,11 @@ def run(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ Ray
-def _ray_setup(model, backend):
+def _ray_setup(model, backend, twist_prior: float = 1.0):
     """A worker's solver (built once per worker)."""
-    from rtik.solve.solver import Solver
+    from rtik.solve.solver import Solver, SolverOptions
 
-    return Solver.from_path(model, backend=backend)
+    return Solver.from_path(model, backend=backend, options=SolverOptions(twist_prior=twist_prior))
 
 
 def _ray_solve(solver, job) -> tuple[bytes | None, str | None]:
@@ -242,7 +251,9 @@ def run_ray(args, src: Path, opts: dict) -> int:
         bar.update(1)
 
     try:
-        ray_cluster.map_items(partial(_ray_setup, args.model, args.backend), _ray_solve, jobs, workers, done)
+        ray_cluster.map_items(
+            partial(_ray_setup, args.model, args.backend, args.twist_prior), _ray_solve, jobs, workers, done
+        )
     finally:
         bar.close()
     if src.is_file():
