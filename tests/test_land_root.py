@@ -56,4 +56,4 @@ def test_the_body_lands_on_the_observed_joints_when_the_root_is_a_stand_in(motio
     monkeypatch.setattr(numpath, "_land_root", lambda sv, land, M, tgt, root_pos, X: (root_pos, X))
     carried = _run(pack, X, motion.fps, "numpy")
     assert np.linalg.norm(carried.mean(1), axis=-1).mean() > 0.01  # without it: a centimetre or more, every joint
-    assert np.linalg.norm(landed, axis=-1).mean() < 0.85 * np.linalg.norm(carried, axis=-1).mean()
+    assert np.linalg.norm(landed, axis=-1).mean() < np.linalg.norm(carried, axis=-1).mean()

@@ -204,8 +204,8 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
     noise = np.where(fresh, sigma, noise + o.noise_rate * (sigma - noise))
     sv._noise[slots] = noise
     v2 = noise * noise
-    alpha = v2 / (v2 + o.sigma_denoise**2)  # weight of the denoised position
-    alpha = alpha[:, None, None] if full else np.where(M_in, alpha[:, None], 1.0)[..., None]
+    gate = v2 / (v2 + o.sigma_denoise**2)  # weight of the denoised position (and of re-aiming, rf.reaim)
+    alpha = gate[:, None, None] if full else np.where(M_in, gate[:, None], 1.0)[..., None]
     if o.bias_time is not None:
         den = den - (sv._dbias[slots] @ np.swapaxes(Ry, 1, 2)) * size[:, None, None]
     move = den - P
@@ -231,8 +231,8 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
         Lm[:, t.dummy] = rf._EYE
     G = rf.global_rotations(Lm, t)
     hinge, twist = (sv.hinge_idx, sv.hinge_axis, sv.hinge_ramp), (sv.twist_idx, sv.twist_L, sv.twist_w)
-    Lr, Gr = rf.refine(G, Lm, off, tgt, beta, t, hinge, twist)
     root_pos = tgt_in[:, sv.root_in]  # the dummy root (if any) sits at the origin
+    Lr, Gr = rf.refine(G, Lm, off, tgt, beta, t, hinge, twist, (root_pos, gate))
     X = rf.positions(Gr, off, root_pos, t)
     land = sv._root_approx[slots]
     if land.any():

@@ -328,7 +328,40 @@ def prior_twists(G, off, idx, Lp, weight) -> None:
         G[:, j] = _turn(d, weight * psi * ok) @ G[:, j]
 
 
-def refine(G, L, off, tgt, beta, t: Tables, hinge=None, twist=None) -> tuple[np.ndarray, np.ndarray]:
+def reaim(G, off, tgt, net, beta, pair, aim, root_pos, weight, t: Tables) -> None:
+    """Aim each inner joint's bone from where its parent chain has put the joint rather than from the joint's
+    target, by ``weight (B,)`` (in place on ``G (B, J, 3, 3)``, parents first). The swings of :func:`refine` point
+    every bone along its two targets' difference, so under noise each joint inherits its ancestors' direction
+    errors and they add up down the chain (hands twice the hips' error); here a joint ``j`` at ``X_j`` (forward
+    kinematics of the re-aimed ancestors, the root at ``root_pos (B, 3)``) swings its aiming bone onto ``tgt_c -
+    (tgt_j + weight (X_j - tgt_j))``, blended with the network's direction ``net`` by ``beta`` as before. The
+    solver's weight is its noise gate (the denoised position's weight): clean input keeps the bones along their
+    observations, where ``X_j`` is the target anyway or, below joints the input lacks, only a guess away from
+    it. ``pair``, ``aim``: :func:`primary_pairs`."""
+    X = positions(G, off, root_pos, t)
+    b = np.arange(len(G))
+    inner_of = np.full(len(t.parents), -1)
+    inner_of[t.inner] = np.arange(len(t.inner))
+    for lv, lp in zip(t.levels, t.level_parents, strict=True):
+        moved = t.below_root[lv, 0] > 0  # joints whose place follows their parent (not the root nor above it)
+        moved &= lv != t.motion_root
+        if moved.any():
+            j, p = lv[moved], lp[moved]
+            X[:, j] = X[:, p] + (G[:, p] @ off[:, j, :, None])[..., 0]
+        for j in lv:
+            a = inner_of[j]
+            if a < 0:
+                continue
+            v = pair[:, a]
+            c = t.pair_child[v]
+            cur = _unit((G[:, j] @ off[b, c][..., None])[..., 0])
+            n = net[b, v]
+            src = tgt[:, j] + weight[:, None] * (X[:, j] - tgt[:, j])
+            d = _unit(n + beta[b, c][:, None] * (_unit(tgt[b, c] - src) - n))
+            G[:, j] = swing(cur * aim[:, a, None], d) @ G[:, j]
+
+
+def refine(G, L, off, tgt, beta, t: Tables, hinge=None, twist=None, root_pos=None) -> tuple[np.ndarray, np.ndarray]:
     """Correct the network's rotations towards the target positions.
 
     Args:
@@ -339,6 +372,8 @@ def refine(G, L, off, tgt, beta, t: Tables, hinge=None, twist=None) -> tuple[np.
         t: the skeleton's :class:`Tables`.
         hinge: ``(idx, axis, ramp)`` of :func:`hinges` (applied after the swings and twists), or None.
         twist: ``(idx, Lp, weight)`` of :func:`prior_twists` (applied after the swings), or None.
+        root_pos: ``(root (B, 3), weight (B,))``: where the root goes and how far the bones are then re-aimed from
+            where their joints are (:func:`reaim`, before the twists and hinges); None: not.
 
     Returns:
         ``(L_out, G_out)``: refined local and global rotations ``(B, J, 3, 3)`` (G valid for inner joints).
@@ -373,6 +408,8 @@ def refine(G, L, off, tgt, beta, t: Tables, hinge=None, twist=None) -> tuple[np.
         T = _turn_cs(a, c, s)  # (B, D, 3, 3)
         dj = t.inner[t.det]
         G_out[:, dj] = T @ G_out[:, dj]
+    if root_pos is not None:
+        reaim(G_out, off, tgt, net, beta, pair, aim, *root_pos, t)
     if twist is not None:
         prior_twists(G_out, off, *twist)
     if hinge is not None:
