@@ -68,7 +68,7 @@ def _compile(sv):
         i64(sv.hinge_idx), f64(sv.hinge_axis), i64(sv.twist_idx), f64(sv.twist_L), f64(rf._QA), f64(rf._QB),
         f64([o.noise_rate, o.sigma_denoise, o.sigma_network, rf.MIN_BONE, rf.REAL_FRACTION, rf.COLLINEAR,
              o.denoise_reach or 0.0, o.bias_time or 0.0, o.gap_hold or 0.0, o.spike or 0.0, *sv.hinge_ramp,
-             sv.twist_w]),
+             sv.twist_w, rf.REAIM_MIN]),
     )  # fmt: skip
     # compile (or load from the cache) now, not on a live stream's first frame: an empty batch
     none = np.zeros(0, np.int64)

@@ -553,8 +553,8 @@ def post(
     gap_kids, b_ci, b_pi, hg_idx, hg_axis, tw_idx, tw_L, QA, QB, o_f,
 ):  # fmt: skip
     """Denoised targets, noise estimate, 6-D -> rotations, refinement, FK and quaternions; updates the
-    per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network, MIN_BONE, REAL_FRACTION,
-    COLLINEAR, denoise_reach, bias_time, gap_hold, spike, hinge_from, hinge_full, twist_prior]`` (the middle three
+    per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network, MIN_BONE, REAL_FRACTION, COLLINEAR,
+    denoise_reach, bias_time, gap_hold, spike, hinge_from, hinge_full, twist_prior, REAIM_MIN]`` (the middle three
     :mod:`rtik.solve.refine`'s; ``denoise_reach``, ``bias_time``, ``gap_hold`` and ``spike`` 0 for none; the hinge's
     ramp in radians, with ``hg_idx (H, 3)`` and ``hg_axis (H, 3)`` of :func:`rtik.solve.refine.hinge_tables`, no
     rows when off; the mean-pose twists' weight, with ``tw_idx (T, 3)`` and ``tw_L (T, 3, 3)`` of
@@ -597,10 +597,10 @@ def post(
     real = np.empty(K1, np.bool_)
     real_d = np.empty((D, K1), np.bool_)
     min_bone, real_frac, collinear, reach_f, bias_t, gap_t = o_f[3], o_f[4], o_f[5], o_f[6], o_f[7], o_f[8]
-    spike_t, hg_lo, hg_hi, tw_w = o_f[9], o_f[10], o_f[11], o_f[12]
+    spike_t, hg_lo, hg_hi, tw_w, reaim_min = o_f[9], o_f[10], o_f[11], o_f[12], o_f[13]
     tw_u, tw_v = np.empty(3), np.empty(3)
     ra_u, ra_v = np.empty(3), np.empty(3)
-    Xs = np.empty((B, J, 3))
+    Xs = np.zeros((B, J, 3))
     inner_of = np.full(J, -1, np.int64)
     for a in range(A):
         inner_of[inner[a]] = a
@@ -797,33 +797,44 @@ def post(
             _matmul3(T, Go[dj], tmp)
             Go[dj] = tmp
         # each bone re-aimed from where its parent chain put the joint, by the noise gate (rtik.solve.refine.reaim)
-        _positions(Go, off, b, tgt_in[ri], bone_parent, bones, bone_paths, below_root, bv, Xs)
-        for n in range(order.shape[0]):
-            j, p = order[n], order_par[n]
-            if below_root[j, 0] > 0 and j != mr:
-                gx, gy, gz = _mv3(Go[p], off[b, j, 0], off[b, j, 1], off[b, j, 2])
-                Xs[b, j, 0], Xs[b, j, 1], Xs[b, j, 2] = Xs[b, p, 0] + gx, Xs[b, p, 1] + gy, Xs[b, p, 2] + gz
-            a = inner_of[j]
-            if a < 0:
-                continue
-            v = pair[a]
-            c = pair_child[v]
-            if aim[a]:
-                gx, gy, gz = _mv3(Go[j], off[b, c, 0], off[b, c, 1], off[b, c, 2])
-                ra_u[0], ra_u[1], ra_u[2] = _unit3(gx, gy, gz)
-            else:
-                ra_u[0], ra_u[1], ra_u[2] = 0.0, 0.0, 0.0
-            sx = tgt[j, 0] + alpha * (Xs[b, j, 0] - tgt[j, 0])  # the noise gate's share of the joint's FK place
-            sy = tgt[j, 1] + alpha * (Xs[b, j, 1] - tgt[j, 1])
-            sz = tgt[j, 2] + alpha * (Xs[b, j, 2] - tgt[j, 2])
-            tx, ty, tz = _unit3(tgt[c, 0] - sx, tgt[c, 1] - sy, tgt[c, 2] - sz)
-            bt = beta[c]
-            ra_v[0], ra_v[1], ra_v[2] = _unit3(
-                net[v, 0] + bt * (tx - net[v, 0]), net[v, 1] + bt * (ty - net[v, 1]), net[v, 2] + bt * (tz - net[v, 2])
-            )
-            _swing(ra_u, ra_v, T)
-            _matmul3(T, Go[j], tmp)
-            Go[j] = tmp
+        if alpha >= reaim_min:
+            for i in range(3):  # the motion root by the FK sum (as _positions), every joint below it from its parent
+                acc = float(tgt_in[ri, i])
+                for n in range(bones.shape[0]):
+                    if bone_paths[mr, n] != 0.0:
+                        pb, cb = bone_parent[n], bones[n]
+                        acc += bone_paths[mr, n] * (
+                            Go[pb, i, 0] * off[b, cb, 0] + Go[pb, i, 1] * off[b, cb, 1] + Go[pb, i, 2] * off[b, cb, 2]
+                        )
+                Xs[b, mr, i] = acc
+            for n in range(order.shape[0]):
+                j, p = order[n], order_par[n]
+                if below_root[j, 0] > 0 and j != mr:
+                    gx, gy, gz = _mv3(Go[p], off[b, j, 0], off[b, j, 1], off[b, j, 2])
+                    Xs[b, j, 0], Xs[b, j, 1], Xs[b, j, 2] = Xs[b, p, 0] + gx, Xs[b, p, 1] + gy, Xs[b, p, 2] + gz
+                a = inner_of[j]
+                if a < 0:
+                    continue
+                v = pair[a]
+                c = pair_child[v]
+                if aim[a]:
+                    gx, gy, gz = _mv3(Go[j], off[b, c, 0], off[b, c, 1], off[b, c, 2])
+                    ra_u[0], ra_u[1], ra_u[2] = _unit3(gx, gy, gz)
+                else:
+                    ra_u[0], ra_u[1], ra_u[2] = 0.0, 0.0, 0.0
+                sx = tgt[j, 0] + alpha * (Xs[b, j, 0] - tgt[j, 0])  # the noise gate's share of the joint's FK place
+                sy = tgt[j, 1] + alpha * (Xs[b, j, 1] - tgt[j, 1])
+                sz = tgt[j, 2] + alpha * (Xs[b, j, 2] - tgt[j, 2])
+                tx, ty, tz = _unit3(tgt[c, 0] - sx, tgt[c, 1] - sy, tgt[c, 2] - sz)
+                bt = beta[c]
+                ra_v[0], ra_v[1], ra_v[2] = _unit3(
+                    net[v, 0] + bt * (tx - net[v, 0]),
+                    net[v, 1] + bt * (ty - net[v, 1]),
+                    net[v, 2] + bt * (tz - net[v, 2]),
+                )
+                _swing(ra_u, ra_v, T)
+                _matmul3(T, Go[j], tmp)
+                Go[j] = tmp
         for n in range(tw_idx.shape[0]):  # the mean pose's twists (as rtik.solve.refine.prior_twists); none when off
             _prior_twist(Go, off, b, tw_idx[n, 0], tw_idx[n, 1], tw_idx[n, 2], tw_L[n], tw_w, min_bone, T2, T, tmp,
                          tw_u, tw_v)  # fmt: skip

@@ -328,6 +328,10 @@ def prior_twists(G, off, idx, Lp, weight) -> None:
         G[:, j] = _turn(d, weight * psi * ok) @ G[:, j]
 
 
+#: a noise gate below this re-aims nothing (clean input: the joints are on their targets anyway)
+REAIM_MIN = 0.01
+
+
 def reaim(G, off, tgt, net, beta, pair, aim, root_pos, weight, t: Tables) -> None:
     """Aim each inner joint's bone from where its parent chain has put the joint rather than from the joint's
     target, by ``weight (B,)`` (in place on ``G (B, J, 3, 3)``, parents first). The swings of :func:`refine` point
@@ -337,7 +341,16 @@ def reaim(G, off, tgt, net, beta, pair, aim, root_pos, weight, t: Tables) -> Non
     (tgt_j + weight (X_j - tgt_j))``, blended with the network's direction ``net`` by ``beta`` as before. The
     solver's weight is its noise gate (the denoised position's weight): clean input keeps the bones along their
     observations, where ``X_j`` is the target anyway or, below joints the input lacks, only a guess away from
-    it. ``pair``, ``aim``: :func:`primary_pairs`."""
+    it; below :data:`REAIM_MIN` a stream is left as it is. ``pair``, ``aim``: :func:`primary_pairs`."""
+    rows = np.flatnonzero(weight >= REAIM_MIN)
+    if len(rows) < len(G):
+        if len(rows):
+            Gr = G[rows]
+            reaim(
+                Gr, off[rows], tgt[rows], net[rows], beta[rows], pair[rows], aim[rows], root_pos[rows], weight[rows], t
+            )
+            G[rows] = Gr
+        return
     X = positions(G, off, root_pos, t)
     b = np.arange(len(G))
     inner_of = np.full(len(t.parents), -1)
