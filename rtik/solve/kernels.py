@@ -604,6 +604,9 @@ def post(
     inner_of = np.full(J, -1, np.int64)
     for a in range(A):
         inner_of[inner[a]] = a
+    row_of = np.full(J, -1, np.int64)
+    for i in range(Ji):
+        row_of[in_idx[i]] = i
     T2 = np.empty((3, 3))
     cnt_n = np.empty(Ji, np.int64)
     cnt_k = np.empty(Ji, np.int64)
@@ -797,7 +800,10 @@ def post(
             _matmul3(T, Go[dj], tmp)
             Go[dj] = tmp
         # each bone re-aimed from where its parent chain put the joint, by the noise gate (rtik.solve.refine.reaim)
-        if alpha >= reaim_min:
+        any_miss = False
+        for i in range(Ji):
+            any_miss = any_miss or not M_in[b, i]
+        if alpha >= reaim_min or any_miss:
             for i in range(3):  # the motion root by the FK sum (as _positions), every joint below it from its parent
                 acc = float(tgt_in[ri, i])
                 for n in range(bones.shape[0]):
@@ -822,9 +828,12 @@ def post(
                     ra_u[0], ra_u[1], ra_u[2] = _unit3(gx, gy, gz)
                 else:
                     ra_u[0], ra_u[1], ra_u[2] = 0.0, 0.0, 0.0
-                sx = tgt[j, 0] + alpha * (Xs[b, j, 0] - tgt[j, 0])  # the noise gate's share of the joint's FK place
-                sy = tgt[j, 1] + alpha * (Xs[b, j, 1] - tgt[j, 1])
-                sz = tgt[j, 2] + alpha * (Xs[b, j, 2] - tgt[j, 2])
+                wj = alpha  # the noise gate's share of the joint's FK place; all of it where the joint is unseen
+                if row_of[j] >= 0 and not M_in[b, row_of[j]]:
+                    wj = 1.0
+                sx = tgt[j, 0] + wj * (Xs[b, j, 0] - tgt[j, 0])
+                sy = tgt[j, 1] + wj * (Xs[b, j, 1] - tgt[j, 1])
+                sz = tgt[j, 2] + wj * (Xs[b, j, 2] - tgt[j, 2])
                 tx, ty, tz = _unit3(tgt[c, 0] - sx, tgt[c, 1] - sy, tgt[c, 2] - sz)
                 bt = beta[c]
                 ra_v[0], ra_v[1], ra_v[2] = _unit3(

@@ -334,15 +334,17 @@ REAIM_MIN = 0.01
 
 def reaim(G, off, tgt, net, beta, pair, aim, root_pos, weight, t: Tables) -> None:
     """Aim each inner joint's bone from where its parent chain has put the joint rather than from the joint's
-    target, by ``weight (B,)`` (in place on ``G (B, J, 3, 3)``, parents first). The swings of :func:`refine` point
-    every bone along its two targets' difference, so under noise each joint inherits its ancestors' direction
+    target, by ``weight (B, J)`` (in place on ``G (B, J, 3, 3)``, parents first). The swings of :func:`refine`
+    point every bone along its two targets' difference, so under noise each joint inherits its ancestors' direction
     errors and they add up down the chain (hands twice the hips' error); here a joint ``j`` at ``X_j`` (forward
     kinematics of the re-aimed ancestors, the root at ``root_pos (B, 3)``) swings its aiming bone onto ``tgt_c -
-    (tgt_j + weight (X_j - tgt_j))``, blended with the network's direction ``net`` by ``beta`` as before. The
-    solver's weight is its noise gate (the denoised position's weight): clean input keeps the bones along their
-    observations, where ``X_j`` is the target anyway or, below joints the input lacks, only a guess away from
-    it; below :data:`REAIM_MIN` a stream is left as it is. ``pair``, ``aim``: :func:`primary_pairs`."""
-    rows = np.flatnonzero(weight >= REAIM_MIN)
+    (tgt_j + weight_j (X_j - tgt_j))``, blended with the network's direction ``net`` by ``beta`` as before. The
+    solver's weight is its noise gate (the denoised position's weight) for observed joints, so clean input keeps
+    their bones along the observations, and 1 for joints the input does not observe this frame, whose target is
+    only a guess (an estimator's missing clavicle then aims from where the torso put it at the observed shoulder).
+    Streams whose weights are all below :data:`REAIM_MIN` are left as they are. ``pair``, ``aim``:
+    :func:`primary_pairs`."""
+    rows = np.flatnonzero((weight >= REAIM_MIN).any(1))
     if len(rows) < len(G):
         if len(rows):
             Gr = G[rows]
@@ -369,7 +371,7 @@ def reaim(G, off, tgt, net, beta, pair, aim, root_pos, weight, t: Tables) -> Non
             c = t.pair_child[v]
             cur = _unit((G[:, j] @ off[b, c][..., None])[..., 0])
             n = net[b, v]
-            src = tgt[:, j] + weight[:, None] * (X[:, j] - tgt[:, j])
+            src = tgt[:, j] + weight[:, j, None] * (X[:, j] - tgt[:, j])
             d = _unit(n + beta[b, c][:, None] * (_unit(tgt[b, c] - src) - n))
             G[:, j] = swing(cur * aim[:, a, None], d) @ G[:, j]
 
@@ -385,8 +387,8 @@ def refine(G, L, off, tgt, beta, t: Tables, hinge=None, twist=None, root_pos=Non
         t: the skeleton's :class:`Tables`.
         hinge: ``(idx, axis, ramp)`` of :func:`hinges` (applied after the swings and twists), or None.
         twist: ``(idx, Lp, weight)`` of :func:`prior_twists` (applied after the swings), or None.
-        root_pos: ``(root (B, 3), weight (B,))``: where the root goes and how far the bones are then re-aimed from
-            where their joints are (:func:`reaim`, before the twists and hinges); None: not.
+        root_pos: ``(root (B, 3), weight (B, J))``: where the root goes and how far the bones are then re-aimed
+            from where their joints are (:func:`reaim`, before the twists and hinges); None: not.
 
     Returns:
         ``(L_out, G_out)``: refined local and global rotations ``(B, J, 3, 3)`` (G valid for inner joints).
