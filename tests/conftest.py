@@ -38,6 +38,19 @@ def sample_clips(mocap) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def pack_motion():
+    """The mocap sample the test model pack's skeleton is built from (:func:`steppack.mocap_sample`), read once."""
+    import steppack
+
+    from rtik.formats import bvh
+
+    path = steppack.mocap_sample()
+    if path is None:
+        pytest.skip("mocap sample not found")
+    return bvh.read(path)
+
+
+@pytest.fixture(scope="session")
 def sample_motions(sample_clips):
     """Every sample clip read once per test session: ``[(path, Motion)]``."""
     from rtik.formats import bvh

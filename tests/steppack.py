@@ -169,3 +169,13 @@ def twisted(pack: modelpack.ModelPack) -> modelpack.ModelPack:
     from train.hinges import twist_joints
 
     return dataclasses.replace(hinged(pack), twist_prior=tuple(twist_joints(pack.skeleton)))
+
+
+def chain():
+    """A straight three-joint limb hanging down (bones along -Y): root -> upper -> lower -> end."""
+    from rtik.geometry.skeleton import Skeleton
+
+    return Skeleton(
+        ("root", "upper", "lower", "end"), np.array([-1, 0, 1, 2]),
+        np.array([[0, 0, 0], [0, -0.4, 0], [0, -0.4, 0], [0, -0.1, 0]], dtype=np.float64),
+    )  # fmt: skip

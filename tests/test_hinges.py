@@ -8,37 +8,19 @@ import pytest
 import steppack
 
 from rtik.errors import InputError
-from rtik.formats import bvh
 from rtik.geometry import rotations as rot
-from rtik.geometry.skeleton import Skeleton
 from rtik.solve import refine as rf
 from rtik.solve.solver import Solver, SolverOptions, solve_sequence
 from train.hinges import hinge_axes
 
 
 @pytest.fixture(scope="module")
-def motion():
-    path = steppack.mocap_sample()
-    if path is None:
-        pytest.skip("mocap sample not found")
-    return bvh.read(path)
-
-
-@pytest.fixture(scope="module")
-def hinged(pack, motion):
+def hinged(pack, pack_motion):
     return steppack.hinged(pack)
 
 
-def _chain():
-    """A straight three-joint limb hanging down: root -> upper -> lower -> end."""
-    return Skeleton(
-        ("root", "upper", "lower", "end"), np.array([-1, 0, 1, 2]),
-        np.array([[0, 0, 0], [0, -0.4, 0], [0, -0.4, 0], [0, -0.1, 0]], dtype=np.float64),
-    )  # fmt: skip
-
-
 def test_hinge_axes_are_the_mean_axis_of_bent_frames_normal_to_the_bone():
-    skel = _chain()
+    skel = steppack.chain()
     rng = np.random.default_rng(0)
     axis = np.array([1.0, 0.3, 0.0])  # not normal to the bone (-Y): made so
     angles = rng.uniform(0.0, 2.0, 400)  # radians, some below MIN_BEND
@@ -54,7 +36,7 @@ def test_hinge_axes_are_the_mean_axis_of_bent_frames_normal_to_the_bone():
 
 
 def test_hinge_tables_keep_straight_limbs_with_a_child_bone():
-    skel = _chain()
+    skel = steppack.chain()
     idx, ax = rf.hinge_tables(skel, {"lower": np.array([1.0, 0.5, 0.0]), "end": np.array([1.0, 0, 0])})
     assert idx.tolist() == [[1, 2, 3]]  # "end" has no child bone
     np.testing.assert_allclose(ax, [[1, 0, 0]])  # normal to the bone, unit
@@ -64,7 +46,7 @@ def test_hinge_tables_keep_straight_limbs_with_a_child_bone():
 
 
 def test_a_bent_limb_becomes_a_pure_hinge_and_nothing_moves():
-    skel = _chain()
+    skel = steppack.chain()
     t = rf.Tables.build(skel)
     idx, ax = rf.hinge_tables(skel, {"lower": np.array([1.0, 0, 0])})
     rng = np.random.default_rng(1)
@@ -96,13 +78,13 @@ def test_a_bent_limb_becomes_a_pure_hinge_and_nothing_moves():
     np.testing.assert_array_equal(out[straight], G[straight])  # a nearly straight limb is left as it was
 
 
-def test_the_solver_keeps_positions_and_turns_bent_limbs(hinged, motion):
-    X = motion.positions()[:60, 1:] / 100.0  # metres, the pack's input joints
+def test_the_solver_keeps_positions_and_turns_bent_limbs(hinged, pack_motion):
+    X = pack_motion.positions()[:60, 1:] / 100.0  # metres, the pack's input joints
     plain = Solver(hinged, options=SolverOptions(hinge=None, kernels="numpy"))
     assert len(plain.hinge_idx) == 0
     res = {}
     for name, sv in (("plain", plain), ("hinge", Solver(hinged, options=SolverOptions(kernels="numpy")))):
-        res[name] = solve_sequence(sv, X, motion.fps)
+        res[name] = solve_sequence(sv, X, pack_motion.fps)
     assert len(Solver(hinged).hinge_idx) == 4
     np.testing.assert_allclose(res["hinge"]["positions"], res["plain"]["positions"], atol=1e-5)
     s = hinged.skeleton

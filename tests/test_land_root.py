@@ -7,24 +7,14 @@ from __future__ import annotations
 import importlib.util
 
 import numpy as np
-import pytest
-import steppack
 
-from rtik.formats import bvh, layouts
+from rtik.formats import layouts
 from rtik.models import modelpack
 from rtik.solve import numpath
 from rtik.solve.solver import Solver, SolverOptions
 
 #: what a pose estimator does not give: the torso between the hips and the shoulders
 TORSO = ("Spine", "Chest", "Neck", "Shoulder_L", "Shoulder_R")
-
-
-@pytest.fixture(scope="module")
-def motion():
-    path = steppack.mocap_sample()
-    if path is None:
-        pytest.skip("mocap sample not found")
-    return bvh.read(path)
 
 
 def _run(pack, X, fps, kernels):
@@ -46,14 +36,14 @@ def _run(pack, X, fps, kernels):
     return np.delete(np.array(out), root, axis=1)
 
 
-def test_the_body_lands_on_the_observed_joints_when_the_root_is_a_stand_in(motion, monkeypatch):
+def test_the_body_lands_on_the_observed_joints_when_the_root_is_a_stand_in(pack_motion, monkeypatch):
     pack = modelpack.load("default")  # a trained denoiser: the torso it guesses is close, but not where the joints are
-    X = motion.positions()[:, 1:] / 100.0  # metres, the pack's input joints
-    landed = _run(pack, X, motion.fps, "numpy")
+    X = pack_motion.positions()[:, 1:] / 100.0  # metres, the pack's input joints
+    landed = _run(pack, X, pack_motion.fps, "numpy")
     assert np.abs(landed.mean(1)).max() < 1e-3  # no mean miss left, in any frame
     if importlib.util.find_spec("numba") is not None:
-        np.testing.assert_allclose(_run(pack, X, motion.fps, "numba"), landed, atol=2e-6)
+        np.testing.assert_allclose(_run(pack, X, pack_motion.fps, "numba"), landed, atol=2e-6)
     monkeypatch.setattr(numpath, "_land_root", lambda sv, land, M, tgt, root_pos, X: (root_pos, X))
-    carried = _run(pack, X, motion.fps, "numpy")
+    carried = _run(pack, X, pack_motion.fps, "numpy")
     assert np.linalg.norm(carried.mean(1), axis=-1).mean() > 0.01  # without it: a centimetre or more, every joint
     assert np.linalg.norm(landed, axis=-1).mean() < np.linalg.norm(carried, axis=-1).mean()

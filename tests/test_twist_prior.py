@@ -10,28 +10,10 @@ import pytest
 import steppack
 
 from rtik.errors import InputError, ModelError
-from rtik.formats import bvh
 from rtik.geometry import rotations as rot
-from rtik.geometry.skeleton import Skeleton
 from rtik.models import modelpack
 from rtik.solve import refine as rf
 from rtik.solve.solver import Solver, SolverOptions, solve_sequence
-
-
-@pytest.fixture(scope="module")
-def motion():
-    path = steppack.mocap_sample()
-    if path is None:
-        pytest.skip("mocap sample not found")
-    return bvh.read(path)
-
-
-def _chain():
-    """root -> upper -> lower -> end, bones along -Y."""
-    return Skeleton(
-        ("root", "upper", "lower", "end"), np.array([-1, 0, 1, 2]),
-        np.array([[0, 0, 0], [0, -0.4, 0], [0, -0.4, 0], [0, -0.1, 0]], dtype=np.float64),
-    )  # fmt: skip
 
 
 def _random_rotations(rng, shape):
@@ -39,7 +21,7 @@ def _random_rotations(rng, shape):
 
 
 def test_twist_tables_put_parents_first_and_skip_joints_without_a_bone():
-    skel = _chain()
+    skel = steppack.chain()
     prior = rot.quat_normalize(np.random.default_rng(0).normal(size=(4, 4)))
     idx, Lp = rf.twist_tables(skel, ("lower", "end", "root", "upper", "nope"), prior)
     assert idx.tolist() == [[1, 0, 2], [2, 1, 3]]  # end: no child bone; root: no parent; nope: not in the rig
@@ -49,7 +31,7 @@ def test_twist_tables_put_parents_first_and_skip_joints_without_a_bone():
 
 
 def test_the_mean_pose_twist_moves_no_joint_and_is_the_prior_swung_onto_the_bone():
-    skel = _chain()
+    skel = steppack.chain()
     t = rf.Tables.build(skel)
     rng = np.random.default_rng(2)
     B = 32
@@ -79,14 +61,14 @@ def test_the_mean_pose_twist_moves_no_joint_and_is_the_prior_swung_onto_the_bone
     np.testing.assert_allclose(a_half, 0.5 * a_full, atol=1e-9)
 
 
-def test_the_solver_keeps_positions_and_takes_the_mean_pose_twist(pack, motion):
+def test_the_solver_keeps_positions_and_takes_the_mean_pose_twist(pack, pack_motion):
     twisted = steppack.twisted(pack)
-    X = motion.positions()[:60, 1:] / 100.0  # metres, the pack's input joints
+    X = pack_motion.positions()[:60, 1:] / 100.0  # metres, the pack's input joints
     res = {}
     for name, w in (("network", 0.0), ("prior", 1.0)):
         sv = Solver(twisted, options=SolverOptions(kernels="numpy", hinge=None, smooth=None, twist_prior=w))
         assert len(sv.twist_idx) == (13 if w else 0)
-        res[name] = solve_sequence(sv, X, motion.fps)
+        res[name] = solve_sequence(sv, X, pack_motion.fps)
     np.testing.assert_allclose(res["prior"]["positions"], res["network"]["positions"], atol=1e-5)
     s = twisted.skeleton
     q = res["prior"]["local_quats"].astype(np.float64)
@@ -134,7 +116,7 @@ def test_the_compiled_twist_equals_the_reference_also_where_the_mean_pose_points
     pytest.importorskip("numba")
     from rtik.solve import kernels
 
-    skel = _chain()
+    skel = steppack.chain()
     rng = np.random.default_rng(5)
     B = 64
     G = _random_rotations(rng, (B, 4))

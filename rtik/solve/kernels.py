@@ -545,12 +545,60 @@ def _prior_twist(Go, off, b, j, p, c, Lp, weight, min_bone, M, T, tmp, u, v):
 
 
 @jit
+def _reaim(Go, off, b, M_in, tgt, root, net, beta, pair, aim, gate, mr, order, order_par, pair_child, inner_of,
+           row_of, bone_parent, bones, bone_paths, below_root, X, u, v, T, tmp):  # fmt: skip
+    """Each inner joint's bone swung, parents first, from where the forward kinematics of its re-aimed ancestors
+    put the joint (``X (J, 3)``, scratch) towards its child's target, by ``gate`` for observed joints and fully for
+    the joints ``M_in`` lacks (as rtik.solve.refine.reaim)."""
+    for i in range(3):  # the motion root by the FK sum (as _positions); every joint below it from its parent
+        acc = float(root[i])
+        for n in range(bones.shape[0]):
+            if bone_paths[mr, n] != 0.0:
+                pb, cb = bone_parent[n], bones[n]
+                acc += bone_paths[mr, n] * (
+                    Go[pb, i, 0] * off[b, cb, 0] + Go[pb, i, 1] * off[b, cb, 1] + Go[pb, i, 2] * off[b, cb, 2]
+                )
+        X[mr, i] = acc
+    for n in range(order.shape[0]):
+        j, p = order[n], order_par[n]
+        if below_root[j, 0] > 0 and j != mr:
+            gx, gy, gz = _mv3(Go[p], off[b, j, 0], off[b, j, 1], off[b, j, 2])
+            X[j, 0], X[j, 1], X[j, 2] = X[p, 0] + gx, X[p, 1] + gy, X[p, 2] + gz
+        a = inner_of[j]
+        if a < 0:
+            continue
+        vi = pair[a]
+        c = pair_child[vi]
+        if aim[a]:
+            gx, gy, gz = _mv3(Go[j], off[b, c, 0], off[b, c, 1], off[b, c, 2])
+            u[0], u[1], u[2] = _unit3(gx, gy, gz)
+        else:
+            u[0], u[1], u[2] = 0.0, 0.0, 0.0
+        w = 1.0 if row_of[j] >= 0 and not M_in[b, row_of[j]] else gate  # the share of the joint's FK place
+        sx, sy, sz = (
+            tgt[j, 0] + w * (X[j, 0] - tgt[j, 0]),
+            tgt[j, 1] + w * (X[j, 1] - tgt[j, 1]),
+            tgt[j, 2] + w * (X[j, 2] - tgt[j, 2]),
+        )
+        tx, ty, tz = _unit3(tgt[c, 0] - sx, tgt[c, 1] - sy, tgt[c, 2] - sz)
+        bt = beta[c]
+        v[0], v[1], v[2] = _unit3(
+            net[vi, 0] + bt * (tx - net[vi, 0]),
+            net[vi, 1] + bt * (ty - net[vi, 1]),
+            net[vi, 2] + bt * (tz - net[vi, 2]),
+        )
+        _swing(u, v, T)
+        _matmul3(T, Go[j], tmp)
+        Go[j] = tmp
+
+
+@jit
 def post(
     r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots, noise_a, dbias_a, gap_off_a, gap_w_a,
     gap_anc_a, last_ts, last_root, last_tgt, cs_a, fresh_a, cmem, ckind, cval, cn, cspec, root_ap, ts, in_idx, bone_in,
     ri, mr, dummy, order, order_par, pair_joint, pair_child, inner, det, det_pairs, det_w, local_joint, local_parent,
     root_inner, bone_parent, bones, bone_paths, below_root, cl_p, cl_cj, cl_ci, bias_fixed, gap_rows, gap_prow,
-    gap_kids, b_ci, b_pi, hg_idx, hg_axis, tw_idx, tw_L, QA, QB, o_f,
+    gap_kids, b_ci, b_pi, hg_idx, hg_axis, tw_idx, tw_L, inner_of, row_of, QA, QB, o_f,
 ):  # fmt: skip
     """Denoised targets, noise estimate, 6-D -> rotations, refinement, FK and quaternions; updates the
     per-slot bookkeeping. ``o_f``: ``[noise_rate, sigma_denoise, sigma_network, MIN_BONE, REAL_FRACTION, COLLINEAR,
@@ -558,7 +606,9 @@ def post(
     :mod:`rtik.solve.refine`'s; ``denoise_reach``, ``bias_time``, ``gap_hold`` and ``spike`` 0 for none; the hinge's
     ramp in radians, with ``hg_idx (H, 3)`` and ``hg_axis (H, 3)`` of :func:`rtik.solve.refine.hinge_tables`, no
     rows when off; the mean-pose twists' weight, with ``tw_idx (T, 3)`` and ``tw_L (T, 3, 3)`` of
-    :func:`rtik.solve.refine.twist_tables`, no rows when off). Spikes are cleared from ``M_in`` in place. Returns
+    :func:`rtik.solve.refine.twist_tables`, no rows when off; the least noise gate that re-aims). ``inner_of
+    (J,)``, ``row_of (J,)``: each joint's place among the inner joints and the input rows (-1: none). Spikes
+    are cleared from ``M_in`` in place. Returns
     ``(quats (B, J, 4) float32, root_pos (B, 3) float32, positions (B, J, 3) float32, noise (B,))``."""
     B, Ji, J = P.shape[0], P.shape[1], off.shape[1]
     Nb = dev.shape[1]
@@ -600,13 +650,7 @@ def post(
     spike_t, hg_lo, hg_hi, tw_w, reaim_min = o_f[9], o_f[10], o_f[11], o_f[12], o_f[13]
     tw_u, tw_v = np.empty(3), np.empty(3)
     ra_u, ra_v = np.empty(3), np.empty(3)
-    Xs = np.zeros((B, J, 3))
-    inner_of = np.full(J, -1, np.int64)
-    for a in range(A):
-        inner_of[inner[a]] = a
-    row_of = np.full(J, -1, np.int64)
-    for i in range(Ji):
-        row_of[in_idx[i]] = i
+    Xs = np.zeros((J, 3))
     T2 = np.empty((3, 3))
     cnt_n = np.empty(Ji, np.int64)
     cnt_k = np.empty(Ji, np.int64)
@@ -799,51 +843,12 @@ def post(
             dj = inner[a_i]
             _matmul3(T, Go[dj], tmp)
             Go[dj] = tmp
-        # each bone re-aimed from where its parent chain put the joint, by the noise gate (rtik.solve.refine.reaim)
         any_miss = False
         for i in range(Ji):
             any_miss = any_miss or not M_in[b, i]
-        if alpha >= reaim_min or any_miss:
-            for i in range(3):  # the motion root by the FK sum (as _positions), every joint below it from its parent
-                acc = float(tgt_in[ri, i])
-                for n in range(bones.shape[0]):
-                    if bone_paths[mr, n] != 0.0:
-                        pb, cb = bone_parent[n], bones[n]
-                        acc += bone_paths[mr, n] * (
-                            Go[pb, i, 0] * off[b, cb, 0] + Go[pb, i, 1] * off[b, cb, 1] + Go[pb, i, 2] * off[b, cb, 2]
-                        )
-                Xs[b, mr, i] = acc
-            for n in range(order.shape[0]):
-                j, p = order[n], order_par[n]
-                if below_root[j, 0] > 0 and j != mr:
-                    gx, gy, gz = _mv3(Go[p], off[b, j, 0], off[b, j, 1], off[b, j, 2])
-                    Xs[b, j, 0], Xs[b, j, 1], Xs[b, j, 2] = Xs[b, p, 0] + gx, Xs[b, p, 1] + gy, Xs[b, p, 2] + gz
-                a = inner_of[j]
-                if a < 0:
-                    continue
-                v = pair[a]
-                c = pair_child[v]
-                if aim[a]:
-                    gx, gy, gz = _mv3(Go[j], off[b, c, 0], off[b, c, 1], off[b, c, 2])
-                    ra_u[0], ra_u[1], ra_u[2] = _unit3(gx, gy, gz)
-                else:
-                    ra_u[0], ra_u[1], ra_u[2] = 0.0, 0.0, 0.0
-                wj = alpha  # the noise gate's share of the joint's FK place; all of it where the joint is unseen
-                if row_of[j] >= 0 and not M_in[b, row_of[j]]:
-                    wj = 1.0
-                sx = tgt[j, 0] + wj * (Xs[b, j, 0] - tgt[j, 0])
-                sy = tgt[j, 1] + wj * (Xs[b, j, 1] - tgt[j, 1])
-                sz = tgt[j, 2] + wj * (Xs[b, j, 2] - tgt[j, 2])
-                tx, ty, tz = _unit3(tgt[c, 0] - sx, tgt[c, 1] - sy, tgt[c, 2] - sz)
-                bt = beta[c]
-                ra_v[0], ra_v[1], ra_v[2] = _unit3(
-                    net[v, 0] + bt * (tx - net[v, 0]),
-                    net[v, 1] + bt * (ty - net[v, 1]),
-                    net[v, 2] + bt * (tz - net[v, 2]),
-                )
-                _swing(ra_u, ra_v, T)
-                _matmul3(T, Go[j], tmp)
-                Go[j] = tmp
+        if alpha >= reaim_min or any_miss:  # each bone from where its parent chain put its joint (refine.reaim)
+            _reaim(Go, off, b, M_in, tgt, tgt_in[ri], net, beta, pair, aim, alpha, mr, order, order_par, pair_child,
+                   inner_of, row_of, bone_parent, bones, bone_paths, below_root, Xs, ra_u, ra_v, T, tmp)  # fmt: skip
         for n in range(tw_idx.shape[0]):  # the mean pose's twists (as rtik.solve.refine.prior_twists); none when off
             _prior_twist(Go, off, b, tw_idx[n, 0], tw_idx[n, 1], tw_idx[n, 2], tw_L[n], tw_w, min_bone, T2, T, tmp,
                          tw_u, tw_v)  # fmt: skip

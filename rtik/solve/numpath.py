@@ -232,8 +232,8 @@ def post(sv, r6, clean, M_in, fresh, P, root, cs, size, off, dev, seen, W, slots
     G = rf.global_rotations(Lm, t)
     hinge, twist = (sv.hinge_idx, sv.hinge_axis, sv.hinge_ramp), (sv.twist_idx, sv.twist_L, sv.twist_w)
     root_pos = tgt_in[:, sv.root_in]  # the dummy root (if any) sits at the origin
-    unseen = np.zeros((B, sv.J))  # joints the input does not observe this frame aim from where their chain is
-    unseen[:, sv.in_idx] = ~M_in
+    # observed joints re-aim by the noise gate, those the input does not observe this frame in full
+    unseen = np.where(sv.row_of >= 0, ~M_in[:, np.maximum(sv.row_of, 0)], False)  # (B, J)
     Lr, Gr = rf.refine(G, Lm, off, tgt, beta, t, hinge, twist, (root_pos, np.maximum(gate[:, None], unseen)))
     X = rf.positions(Gr, off, root_pos, t)
     land = sv._root_approx[slots]

@@ -52,6 +52,7 @@ class Tables:
             determined joint's other bones (``D * K``, row-major).
         local_joint, local_parent: inner joints below the root and their parents (locals recomputed for them).
         bone_parent, bone_paths: parents of ``bones`` and ``ancestors[:, bones]``.
+        depth: ``(J,)`` each joint's depth (0 at the root); inner_of: ``(J,)`` its position in ``inner`` (-1: none).
     """
 
     parents: np.ndarray
@@ -75,6 +76,8 @@ class Tables:
     local_parent: np.ndarray
     bone_parent: np.ndarray
     bone_paths: np.ndarray
+    depth: np.ndarray
+    inner_of: np.ndarray
 
     @classmethod
     def build(cls, skel: Skeleton) -> Tables:
@@ -119,10 +122,12 @@ class Tables:
         A, D = len(inner_a), len(det_a)
         det_pairs = np.concatenate([det_a[:, None], A + np.arange(D * K).reshape(D, K)], axis=1).astype(np.int64)
         det_w = np.concatenate([np.ones((D, 1)), second_w.reshape(D, K)], axis=1)
+        inner_of = np.full(J, -1, np.int64)
+        inner_of[inner_a] = np.arange(A)
         return cls(
             par, tuple(levels), tuple(lpar), inner_a, prim, det_a, second, second_w.reshape(D, K), det_pairs, det_w,
             bones_a, anc, mr, -1 if dummy is None else dummy, below, pair_joint, pair_child, local, par[local],
-            par[bones_a], anc[:, bones_a],
+            par[bones_a], anc[:, bones_a], depth, inner_of,
         )  # fmt: skip
 
 
@@ -253,6 +258,12 @@ def _turn_cs(k: np.ndarray, c: np.ndarray, s: np.ndarray) -> np.ndarray:
     return c * _EYE + s * (k @ _SKEW).reshape(*k.shape[:-1], 3, 3) + (1.0 - c) * (k[..., :, None] * k[..., None, :])
 
 
+def _angle_about(D: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The signed angle ``(...)`` of rotations ``D (..., 3, 3)`` that turn about the unit axes ``k (..., 3)``."""
+    s = 0.5 * np.stack([D[..., 2, 1] - D[..., 1, 2], D[..., 0, 2] - D[..., 2, 0], D[..., 1, 0] - D[..., 0, 1]], -1)
+    return np.arctan2(_dot(s, k), 0.5 * (D[..., 0, 0] + D[..., 1, 1] + D[..., 2, 2] - 1.0))
+
+
 def hinges(G, off, idx, axis, ramp) -> None:
     """Hinge limbs of global rotations ``G (B, J, 3, 3)`` (in place; see ``SolverOptions.hinge``): for each
     (upper, lower, end) of ``idx (H, 3)`` with hinge ``axis (H, 3)`` in the upper joint's frame, bent by ``theta``
@@ -281,9 +292,7 @@ def hinges(G, off, idx, axis, ramp) -> None:
     hp = _unit(hw - _dot(hw, a)[..., None] * a)
     phi = np.arctan2(_dot(cross(hp, n), a), _dot(hp, n))
     Gu = _turn(a, w * phi) @ G[:, up]
-    D = _turn(n, theta) @ Gu @ np.swapaxes(G[:, lo], -1, -2)  # the pure hinge's turn from G_lower: about b
-    s = 0.5 * np.stack([D[..., 2, 1] - D[..., 1, 2], D[..., 0, 2] - D[..., 2, 0], D[..., 1, 0] - D[..., 0, 1]], -1)
-    psi = np.arctan2(_dot(s, b), 0.5 * (D[..., 0, 0] + D[..., 1, 1] + D[..., 2, 2] - 1.0))
+    psi = _angle_about(_turn(n, theta) @ Gu @ np.swapaxes(G[:, lo], -1, -2), b)  # pure hinge from G_lower
     G[:, lo] = _turn(b, w * psi) @ G[:, lo]
     G[:, up] = Gu
 
@@ -302,8 +311,8 @@ def twist_tables(skel: Skeleton, names, prior_local) -> tuple[np.ndarray, np.nda
         kids = skel.bone_children(j)
         if skel.parents[j] >= 0 and kids:
             rows.append((j, int(skel.parents[j]), kids[0]))
-    depth = lambda j: 0 if skel.parents[j] < 0 else 1 + depth(skel.parents[j])  # noqa: E731
-    rows.sort(key=lambda r: (depth(r[0]), r[0]))
+    depth = Tables.build(skel).depth
+    rows.sort(key=lambda r: (depth[r[0]], r[0]))
     idx = np.array(rows, dtype=np.int64).reshape(-1, 3)
     Lp = quat_to_matrix(np.asarray(prior_local, np.float64)[idx[:, 0]]).reshape(-1, 3, 3)
     return idx, Lp
@@ -322,9 +331,7 @@ def prior_twists(G, off, idx, Lp, weight) -> None:
         d = _unit(d)
         M = G[:, p] @ Lp[k]
         M = swing(_unit((M @ off[:, c, :, None])[..., 0]), d) @ M
-        D = M @ np.swapaxes(G[:, j], -1, -2)  # a turn about d
-        s = 0.5 * np.stack([D[..., 2, 1] - D[..., 1, 2], D[..., 0, 2] - D[..., 2, 0], D[..., 1, 0] - D[..., 0, 1]], -1)
-        psi = np.arctan2(_dot(s, d), 0.5 * (D[..., 0, 0] + D[..., 1, 1] + D[..., 2, 2] - 1.0))
+        psi = _angle_about(M @ np.swapaxes(G[:, j], -1, -2), d)
         G[:, j] = _turn(d, weight * psi * ok) @ G[:, j]
 
 
@@ -355,8 +362,6 @@ def reaim(G, off, tgt, net, beta, pair, aim, root_pos, weight, t: Tables) -> Non
         return
     X = positions(G, off, root_pos, t)
     b = np.arange(len(G))
-    inner_of = np.full(len(t.parents), -1)
-    inner_of[t.inner] = np.arange(len(t.inner))
     for lv, lp in zip(t.levels, t.level_parents, strict=True):
         moved = t.below_root[lv, 0] > 0  # joints whose place follows their parent (not the root nor above it)
         moved &= lv != t.motion_root
@@ -364,7 +369,7 @@ def reaim(G, off, tgt, net, beta, pair, aim, root_pos, weight, t: Tables) -> Non
             j, p = lv[moved], lp[moved]
             X[:, j] = X[:, p] + (G[:, p] @ off[:, j, :, None])[..., 0]
         for j in lv:
-            a = inner_of[j]
+            a = t.inner_of[j]
             if a < 0:
                 continue
             v = pair[:, a]
@@ -376,7 +381,7 @@ def reaim(G, off, tgt, net, beta, pair, aim, root_pos, weight, t: Tables) -> Non
             G[:, j] = swing(cur * aim[:, a, None], d) @ G[:, j]
 
 
-def refine(G, L, off, tgt, beta, t: Tables, hinge=None, twist=None, root_pos=None) -> tuple[np.ndarray, np.ndarray]:
+def refine(G, L, off, tgt, beta, t: Tables, hinge=None, twist=None, chain=None) -> tuple[np.ndarray, np.ndarray]:
     """Correct the network's rotations towards the target positions.
 
     Args:
@@ -387,8 +392,8 @@ def refine(G, L, off, tgt, beta, t: Tables, hinge=None, twist=None, root_pos=Non
         t: the skeleton's :class:`Tables`.
         hinge: ``(idx, axis, ramp)`` of :func:`hinges` (applied after the swings and twists), or None.
         twist: ``(idx, Lp, weight)`` of :func:`prior_twists` (applied after the swings), or None.
-        root_pos: ``(root (B, 3), weight (B, J))``: where the root goes and how far the bones are then re-aimed
-            from where their joints are (:func:`reaim`, before the twists and hinges); None: not.
+        chain: ``(root_pos (B, 3), weight (B, J))``: where the root goes and how far the bones are then re-aimed
+            from where their parent chains put their joints (:func:`reaim`, before the twists and hinges); None: not.
 
     Returns:
         ``(L_out, G_out)``: refined local and global rotations ``(B, J, 3, 3)`` (G valid for inner joints).
@@ -423,8 +428,8 @@ def refine(G, L, off, tgt, beta, t: Tables, hinge=None, twist=None, root_pos=Non
         T = _turn_cs(a, c, s)  # (B, D, 3, 3)
         dj = t.inner[t.det]
         G_out[:, dj] = T @ G_out[:, dj]
-    if root_pos is not None:
-        reaim(G_out, off, tgt, net, beta, pair, aim, *root_pos, t)
+    if chain is not None:
+        reaim(G_out, off, tgt, net, beta, pair, aim, *chain, t)
     if twist is not None:
         prior_twists(G_out, off, *twist)
     if hinge is not None:

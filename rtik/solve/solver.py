@@ -192,6 +192,8 @@ class Solver:
             raise InputError("the model's body-size joints must end bones between input joints")
         is_in = np.zeros(self.J, bool)
         is_in[self.in_idx] = True
+        self.row_of = np.full(self.J, -1, np.int64)  # each skeleton joint's input row (-1: not an input)
+        self.row_of[self.in_idx] = np.arange(self.Ji)
         self.bone_in = (is_in & is_in[np.maximum(skel.parents, 0)]).astype(np.float64)  # bones with observed ends
         self._clusters(skel, pos_of)
         self._prior6 = matrix_to_6d(quat_to_matrix(pack.prior_local)).astype(np.float32)  # (J, 6) fallback
